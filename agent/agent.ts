@@ -1,0 +1,319 @@
+import path from 'node:path';
+import { readFileSync, rmSync, existsSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import { AcquirerChannel, tlsConnector } from '../protocol/channel.ts';
+import type { EnvelopeBody, Envelope } from '../protocol/messages.ts';
+import type { Config } from './config.ts';
+import { dataPath } from './config.ts';
+import type { Clock } from './clock.ts';
+import { systemClock } from './clock.ts';
+import type { Logger } from './log.ts';
+import { silentLogger } from './log.ts';
+import { openCore, type Core } from './core.ts';
+import { AgentError, isAgentError } from './errors.ts';
+import { SerialRunner } from './serial-runner.ts';
+import { Settlement, type SettleReport, type SettlementStep } from './settlement.ts';
+import { CommandProcessor, type FollowUp } from './commands.ts';
+import { TerminalKeyFile } from './keys.ts';
+import { UnlockCodes } from './unlock-code.ts';
+import { RiskMonitor, type RiskHit } from './risk-monitor.ts';
+import { SelfTest, type SelfTestReport } from './selftest.ts';
+import { activate, requestDeactivation, sendPendingDeactivationRequest, type FlowDeps } from './acquirer-flows.ts';
+import { Scheduler } from './scheduler.ts';
+import { statusView, type StatusView } from './views.ts';
+
+/**
+ * The whole agent around the offline core: the acquirer channel, settlement, signed
+ * commands, risk rules, self-test and schedules. Every job that changes settlement or
+ * lifecycle state runs on one SerialRunner; the channel only delivers and the cron only
+ * asks, so a dropped link or a doubled tick changes nothing the journal has not decided.
+ */
+
+export interface AgentOptions {
+  config: Config;
+  clock?: Clock;
+  log?: Logger;
+  /** Replaces the TLS connect (tests put a fault-injecting proxy here). */
+  connect?: () => Duplex;
+  /** Start node-cron schedules (default true). */
+  schedules?: boolean;
+  /** Fault injection for crash tests. */
+  afterSettlementStep?: (step: SettlementStep, batchId: string) => void;
+}
+
+const META_RISK_REPORTS = 'risk_reports_pending';
+
+export class Agent {
+  readonly core: Core;
+  readonly channel: AcquirerChannel;
+  readonly settlement: Settlement;
+  readonly commands: CommandProcessor;
+  readonly unlockCodes: UnlockCodes;
+  readonly selfTest: SelfTest;
+  readonly runner: SerialRunner;
+  readonly risk: RiskMonitor;
+  private readonly terminalKeyFile: TerminalKeyFile;
+  private scheduler: Scheduler | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    const config = opts.config;
+    const clock = opts.clock ?? systemClock;
+    const log = opts.log ?? silentLogger();
+    // The risk monitor needs the core and the core reports to it: wire through a late-bound hook.
+    let observe: (row: Parameters<RiskMonitor['observe']>[0]) => void = () => {};
+    this.core = openCore(config, { clock, log, onRecorded: (row) => observe(row) });
+    this.runner = new SerialRunner(log);
+    this.terminalKeyFile = new TerminalKeyFile(path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'));
+    this.channel = new AcquirerChannel({
+      terminalId: config.terminalId,
+      connect: opts.connect ?? (() => this.tlsConnect()),
+      helloFactory: () => ({
+        terminalId: config.terminalId,
+        firmwareVersion: config.firmwareVersion,
+        journalHeadHash: this.core.store.journal.headOf().hash,
+        lifecycleState: this.core.terminal.status().state,
+        lastCommandCounter: this.commands.lastCounter(),
+      }),
+      heartbeatFactory: () => ({
+        lifecycleState: this.core.terminal.status().state,
+        queuedBatches: this.core.store.batches.unsettled().length,
+      }),
+      heartbeatIntervalMs: config.acquirer.heartbeatIntervalMs,
+      requestTimeoutMs: config.acquirer.requestTimeoutMs,
+      backoff: { initialMs: config.acquirer.backoffInitialMs, maxMs: config.acquirer.backoffMaxMs },
+      maxFrameBytes: config.acquirer.maxFrameBytes,
+      clock,
+      logger: log.child({ part: 'channel' }),
+    });
+    this.settlement = new Settlement({ store: this.core.store, clock, log, config, link: this.channel, afterStep: opts.afterSettlementStep });
+    this.commands = new CommandProcessor({
+      store: this.core.store,
+      clock,
+      log,
+      config,
+      terminal: this.core.terminal,
+      clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
+      terminalKey: () => this.terminalKeyFile.load(),
+    });
+    this.unlockCodes = new UnlockCodes({ store: this.core.store, clock, log, terminalId: config.terminalId, terminal: this.core.terminal, commands: this.commands });
+    this.selfTest = new SelfTest({ store: this.core.store, clock, log, config, terminal: this.core.terminal, clockOffsetMs: () => this.channel.clockOffsetMs ?? null });
+    this.risk = new RiskMonitor({ clock, log, config, terminal: this.core.terminal, report: (hit) => this.queueRiskReport(hit) });
+    observe = (row) => this.risk.observe(row);
+    this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
+    this.channel.on('up', () => void this.runner.run('contact', () => this.contact()).catch(() => {}));
+  }
+
+  get log(): Logger {
+    return this.core.log;
+  }
+
+  /** Self-test, link, schedules. A deactivated terminal starts with neither link nor schedules. */
+  async start(): Promise<void> {
+    this.finishDestroyingCredentials();
+    this.selfTest.run({ full: false });
+    if (this.core.terminal.status().state === 'deactivated') {
+      this.log.warn('the terminal is deactivated: it answers status only');
+      return;
+    }
+    this.channel.start();
+    if (this.opts.schedules !== false) {
+      this.scheduler = new Scheduler({
+        log: this.log,
+        timeZone: this.opts.config.timeZone,
+        cutoverCron: this.opts.config.settlement.cutoverCron,
+        heartbeatCron: this.opts.config.settlement.heartbeatCron,
+        onCutover: () => this.nightlyCutover(),
+        onHeartbeat: () => this.heartbeatTick(),
+      });
+      this.scheduler.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.scheduler?.stop();
+    await this.channel.close();
+    await this.runner.idle().catch(() => {});
+    this.core.close();
+  }
+
+  status(): StatusView {
+    const c = this.core;
+    const identity = c.identity();
+    return statusView(c.store, c.terminal.status(), {
+      terminalId: this.opts.config.terminalId,
+      identity,
+      currency: identity?.currency ?? this.opts.config.currency,
+      now: c.clock.now(),
+      firmwareVersion: this.opts.config.firmwareVersion,
+      link: { up: this.channel.isUp, clockOffsetMs: this.channel.clockOffsetMs ?? null },
+    });
+  }
+
+  /** Cut over now (whatever the date) and settle every queued batch. */
+  settleNow(reason = 'settle now'): Promise<SettleReport & { closed: string | null }> {
+    return this.runner.run('settle-now', async () => {
+      const closed = this.settlement.cutover({ force: true, reason });
+      const report = await this.settleIfUp();
+      return { ...report, closed: closed?.batchId ?? null };
+    });
+  }
+
+  /** The cron's nightly ask: one cutover per business date, then settle. */
+  nightlyCutover(): Promise<SettleReport> {
+    return this.runner.run('nightly-cutover', async () => {
+      this.settlement.cutover({ force: false, reason: 'nightly cutover' });
+      return this.settleIfUp();
+    });
+  }
+
+  /** The cron's heartbeat: contact the acquirer if the link is up. */
+  heartbeatTick(): Promise<void> {
+    return this.runner.run('heartbeat', async () => {
+      if (this.channel.isUp) await this.contact();
+    });
+  }
+
+  activate(code: string, by: string): Promise<void> {
+    return this.runner.run('activate', async () => {
+      this.terminalKeyFile.loadOrCreate();
+      await activate(this.flowDeps(), code, by);
+    });
+  }
+
+  requestDeactivation(reason: string, by: string): Promise<void> {
+    return this.runner.run('request-deactivation', async () => {
+      requestDeactivation(this.flowDeps(), reason, by);
+      if (this.channel.isUp) await sendPendingDeactivationRequest(this.flowDeps()).catch((e) => this.logFailure('deactivation request', e));
+    });
+  }
+
+  runSelfTest(full: boolean): Promise<SelfTestReport> {
+    return this.runner.run('selftest', () => this.selfTest.run({ full }));
+  }
+
+  /**
+   * Sets the maintenance lock (software upgrade) without cutting an authorisation short:
+   * new transactions are refused at once, the ones in flight get a bounded time to
+   * finish normally, then the lock is set.
+   */
+  async enterMaintenance(by: string): Promise<{ drained: boolean }> {
+    const { payments, terminal, clock } = this.core;
+    const deadline = clock.now() + this.opts.config.maintenance.drainTimeoutMs;
+    payments.beginDrain();
+    try {
+      while (payments.authorisationsInFlight > 0 && clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const drained = payments.authorisationsInFlight === 0;
+      terminal.applyOrRecord({ type: 'lock', source: 'maintenance', by: 'technician' }, drained ? 'maintenance' : 'maintenance; an authorisation in flight did not finish in time', by);
+      return { drained };
+    } finally {
+      payments.endDrain();
+    }
+  }
+
+  private flowDeps(): FlowDeps {
+    return { core: this.core, link: this.channel, commands: this.commands, terminalKey: () => this.terminalKeyFile.loadOrCreate() };
+  }
+
+  private async settleIfUp(): Promise<SettleReport> {
+    if (!this.channel.isUp) {
+      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
+      return { settled: [], pending, error: new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer is unreachable; batches stay queued') };
+    }
+    return this.settlement.settleAll();
+  }
+
+  /** Everything owed to the acquirer on contact: reports, requests, commands, batches, final settlement. */
+  private async contact(): Promise<void> {
+    const deps = this.flowDeps();
+    await this.sendRiskReports().catch((e) => this.logFailure('risk reports', e));
+    await sendPendingDeactivationRequest(deps).catch((e) => this.logFailure('deactivation request', e));
+    if (this.commands.pinnedKey()) {
+      await this.channel.request({ commandPoll: { afterCounter: this.commands.lastCounter() } }).catch((e) => this.logFailure('command poll', e));
+    }
+    await this.settlement.settleAll();
+    if (this.core.terminal.status().state === 'deactivating') {
+      void this.runner.run('finalize-deactivation', () => this.finalizeDeactivation());
+    }
+  }
+
+  private onUnsolicited(env: Envelope, reply: (body: EnvelopeBody) => void): void {
+    if (!env.command) {
+      this.log.warn({ kind: env.body }, 'unexpected message from the acquirer ignored');
+      return;
+    }
+    const signed = env.command;
+    void this.runner.run('command', () => {
+      const outcome = this.commands.handle(signed);
+      reply({ commandResult: outcome.result });
+      this.followUp(outcome.followUp);
+    });
+  }
+
+  private followUp(f: FollowUp): void {
+    if (f === 'settle-now') void this.settleNow('settle-now command').catch(() => {});
+    if (f === 'finalize-deactivation') void this.runner.run('finalize-deactivation', () => this.finalizeDeactivation()).catch(() => {});
+  }
+
+  /**
+   * The last cutover and settlement; only when nothing is left unsettled does the terminal
+   * become deactivated, and only then are its keys destroyed. Called again on every
+   * contact until it finishes, so an acquirer outage only delays it.
+   */
+  async finalizeDeactivation(): Promise<boolean> {
+    const { terminal } = this.core;
+    if (terminal.status().state !== 'deactivating') return terminal.status().state === 'deactivated';
+    this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' });
+    const report = await this.settleIfUp();
+    const unsettled = this.settlement.unsettledTransactions();
+    if (unsettled > 0) {
+      this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
+      return false;
+    }
+    terminal.apply({ type: 'final-settlement-done', unsettled }, 'every transaction settled and acknowledged', 'final-settlement');
+    this.finishDestroyingCredentials();
+    await this.scheduler?.stop();
+    void this.channel.close();
+    return true;
+  }
+
+  /** After deactivation: no token key, no signing key, no TLS key. Idempotent across crashes. */
+  private finishDestroyingCredentials(): void {
+    if (this.core.terminal.status().state !== 'deactivated') return;
+    const keyFile = dataPath(this.opts.config, this.opts.config.acquirer.keyFile);
+    const had = this.terminalKeyFile.exists() || existsSync(this.core.tokenKeys.file) || existsSync(keyFile);
+    this.core.tokenKeys.destroy();
+    this.terminalKeyFile.destroy();
+    rmSync(keyFile, { force: true });
+    if (had) this.core.store.atomically(() => this.core.store.journal.appendEvent('credentials-destroyed', { keys: ['token', 'terminal-signing', 'tls-client'] }, this.core.clock.now()));
+  }
+
+  private tlsConnect(): Duplex {
+    const c = this.opts.config;
+    const read = (p: string) => readFileSync(dataPath(c, p));
+    return tlsConnector({ host: c.acquirer.host, port: c.acquirer.port, servername: c.acquirer.servername, ca: read(c.acquirer.caFile), cert: read(c.acquirer.certFile), key: read(c.acquirer.keyFile) })();
+  }
+
+  private queueRiskReport(hit: RiskHit): void {
+    const { store } = this.core;
+    store.atomically(() => store.state.setJson(META_RISK_REPORTS, [...(store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []), hit]));
+    if (this.channel.isUp) void this.runner.run('risk-report', () => this.sendRiskReports()).catch(() => {});
+  }
+
+  private async sendRiskReports(): Promise<void> {
+    const { store } = this.core;
+    for (;;) {
+      const queue = store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? [];
+      const hit = queue[0];
+      if (!hit) return;
+      await this.channel.request({ riskReport: { rule: hit.rule, detail: hit.detail, atMs: hit.at } });
+      store.atomically(() => store.state.setJson(META_RISK_REPORTS, (store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []).slice(1)));
+    }
+  }
+
+  private logFailure(what: string, e: unknown): void {
+    this.log.warn({ what, code: isAgentError(e) ? e.code : undefined, err: (e as Error).message }, `${what} failed; will retry on next contact`);
+  }
+}

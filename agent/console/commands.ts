@@ -1,0 +1,196 @@
+/**
+ * The console's command table: what a command is, how it is registered, how its
+ * result is shown, and the generic built-ins (help, whoami, logout, clear).
+ *
+ * Registering a command is one call; argument counts, declared flags and `--json` are
+ * checked before `run` is called, so `run` only ever sees input it asked for.
+ */
+
+import { AgentError } from '../errors.ts';
+import type { FlagSpec, Flags } from './command-line.ts';
+import { formatKeyValue, formatTable, isTableSpec, table, toJson, type TableSpec } from './table.ts';
+
+/** What a command returns: text, a table, a record (key/value block or JSON), or nothing. */
+export type CommandOutput = string | TableSpec | Readonly<Record<string, unknown>> | readonly unknown[] | undefined | void;
+
+/** What `run` receives. */
+export interface CommandContext {
+  /** The command name as registered (not the alias typed). */
+  readonly name: string;
+  /** Positional arguments, quotes removed. */
+  readonly args: readonly string[];
+  /** Declared flags that were given (`--json` and `--help` are not in here). */
+  readonly flags: Flags;
+  /** `--json` was given; only possible on read-only commands. */
+  readonly json: boolean;
+  /** Id of the logged-in technician. */
+  readonly technician: string;
+  /** When the session began (epoch ms, from the console's clock). */
+  readonly loggedInAt: number;
+  /** Writes one line now (progress of a long command); it is sanitised. */
+  print(line: string): void;
+  /** Aborted when the technician presses Ctrl-C while the command runs. */
+  readonly signal: AbortSignal;
+  /** Ends the session after this command. */
+  logout(): void;
+  /** Clears the technician's screen. */
+  clearScreen(): void;
+}
+
+/** A console command. */
+export interface CommandDefinition {
+  /** Lower case, e.g. `status`, `batch-close`. */
+  readonly name: string;
+  readonly aliases?: readonly string[];
+  /** One line for `help`. */
+  readonly summary: string;
+  /** e.g. `journal [--limit N] [--json]`. */
+  readonly usage: string;
+  /** Longer text for `help NAME`; may span lines. */
+  readonly help?: string;
+  /** Changes nothing, and so may print `--json`. Default false. */
+  readonly readOnly?: boolean;
+  /** Flags it accepts besides `--json` and `--help`. Undeclared flags are refused. */
+  readonly flags?: FlagSpec;
+  /** Fewest positional arguments. Default 0. */
+  readonly minArgs?: number;
+  /** Most positional arguments. Default unlimited. */
+  readonly maxArgs?: number;
+  run(ctx: CommandContext): Promise<CommandOutput> | CommandOutput;
+}
+
+const commandName = /^(?:[a-z][a-z0-9-]{0,31}|\?)$/;
+const reservedFlags = new Set(['json', 'help']);
+
+function invalid(message: string): AgentError {
+  return new AgentError('CONSOLE_COMMAND_INVALID', message);
+}
+
+/** The set of commands a console offers. */
+export class CommandRegistry {
+  private readonly byName = new Map<string, CommandDefinition>();
+  private readonly primary: CommandDefinition[] = [];
+
+  /** @param options.builtins register help, whoami, logout and clear (default true). */
+  constructor(options: { builtins?: boolean } = {}) {
+    if (options.builtins ?? true) for (const def of builtinCommands(this)) this.register(def);
+  }
+
+  /**
+   * Adds a command.
+   * @throws AgentError CONSOLE_COMMAND_INVALID on a bad or duplicate name or flag.
+   */
+  register(def: CommandDefinition): this {
+    const names = [def.name, ...(def.aliases ?? [])];
+    for (const n of names) {
+      if (!commandName.test(n)) throw invalid(`command name '${n}' must be lower case letters, digits and dashes`);
+      if (this.byName.has(n)) throw invalid(`command '${n}' is registered twice`);
+    }
+    for (const f of Object.keys(def.flags ?? {})) {
+      if (reservedFlags.has(f)) throw invalid(`command '${def.name}' may not declare --${f}; the console handles it`);
+      if (!/^[a-z][a-z0-9-]*$/.test(f)) throw invalid(`command '${def.name}' has a bad flag name '${f}'`);
+    }
+    const min = def.minArgs ?? 0;
+    const max = def.maxArgs ?? Infinity;
+    if (!(Number.isInteger(min) && min >= 0 && (max === Infinity || (Number.isInteger(max) && max >= min)))) {
+      throw invalid(`command '${def.name}' has bad argument counts`);
+    }
+    for (const n of names) this.byName.set(n, def);
+    this.primary.push(def);
+    return this;
+  }
+
+  /** The command called `name` or one of its aliases (case-insensitive). */
+  get(name: string): CommandDefinition | undefined {
+    return this.byName.get(name.toLowerCase());
+  }
+
+  /** All commands, sorted by name. */
+  list(): CommandDefinition[] {
+    return [...this.primary].sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
+
+/** Usage and help text of one command, as lines. */
+export function describeCommand(def: CommandDefinition): string[] {
+  const lines = [`usage: ${def.usage}`, def.summary];
+  if (def.aliases?.length) lines.push(`aliases: ${def.aliases.join(', ')}`);
+  if (def.help) lines.push('', ...def.help.split(/\r?\n/));
+  lines.push('', def.readOnly ? 'read-only; --json prints JSON' : '--json is not available');
+  return lines;
+}
+
+/**
+ * Renders a command's result as lines. With `json`, everything becomes one JSON line
+ * so scripts driving the console can read it line by line.
+ */
+export function renderOutput(output: CommandOutput, json: boolean): string[] {
+  if (output === undefined || output === null) return [];
+  if (json) return [toJson(output)];
+  if (typeof output === 'string') return output === '' ? [] : output.split(/\r?\n/);
+  if (isTableSpec(output)) return formatTable(output);
+  if (Array.isArray(output)) return output.map((item) => (typeof item === 'string' ? item : toJson(item)));
+  return formatKeyValue(output as Readonly<Record<string, unknown>>);
+}
+
+function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
+  return [
+    {
+      name: 'help',
+      aliases: ['?'],
+      summary: 'list the commands, or explain one',
+      usage: 'help [COMMAND] [--json]',
+      readOnly: true,
+      maxArgs: 1,
+      run(ctx) {
+        const target = ctx.args[0];
+        if (target === undefined) {
+          const all = registry.list();
+          if (ctx.json) return all.map((d) => ({ name: d.name, summary: d.summary, usage: d.usage, readOnly: !!d.readOnly }));
+          return [
+            ...formatTable(
+              table(
+                ['command', 'summary'],
+                all.map((d) => [d.name, d.summary]),
+              ),
+              { header: false },
+            ),
+            '',
+            "type 'help COMMAND' for details",
+          ].join('\n');
+        }
+        const def = registry.get(target);
+        if (!def) throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${target.slice(0, 32)}'; type help`);
+        if (ctx.json) return { name: def.name, summary: def.summary, usage: def.usage, help: def.help ?? '', readOnly: !!def.readOnly };
+        return describeCommand(def).join('\n');
+      },
+    },
+    {
+      name: 'whoami',
+      summary: 'show who is logged in',
+      usage: 'whoami [--json]',
+      readOnly: true,
+      maxArgs: 0,
+      run: (ctx) => ({ technician: ctx.technician, loggedInAt: new Date(ctx.loggedInAt).toISOString() }),
+    },
+    {
+      name: 'logout',
+      aliases: ['exit', 'quit'],
+      summary: 'end this session',
+      usage: 'logout',
+      maxArgs: 0,
+      run(ctx) {
+        ctx.logout();
+      },
+    },
+    {
+      name: 'clear',
+      summary: 'clear the screen',
+      usage: 'clear',
+      maxArgs: 0,
+      run(ctx) {
+        ctx.clearScreen();
+      },
+    },
+  ];
+}

@@ -1,0 +1,461 @@
+/**
+ * The technician console: one implementation over any Duplex stream (serial port, pty,
+ * stdin/stdout, socket).
+ *
+ * What it promises:
+ * - Before login nothing runs: input only ever leads to "login:", "PIN:" or a login
+ *   refusal. The PIN is echoed as '*', and is never logged, audited or printed.
+ * - Lines are handled one at a time, in the order typed. Bytes that arrive while a
+ *   command runs wait (the stream is paused if they pile up), so output never
+ *   interleaves and what a byte stream does never depends on how it was chunked.
+ * - No byte sequence and no command failure stops the console: refusals print
+ *   `refused (CODE): message`, anything else `error (INTERNAL): ...` and is logged.
+ * - Logins, refusals, commands and logouts are reported to `audit`.
+ */
+
+import type { Duplex } from 'node:stream';
+import { systemClock, type Clock } from '../clock.ts';
+import { AgentError, isAgentError } from '../errors.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import {
+  defaultScryptParams,
+  parsePinHash,
+  technicianIdPattern,
+  validateTechnicians,
+  verifyPin,
+  type LoginThrottle,
+  type Technician,
+  type ThrottleDecision,
+} from './auth.ts';
+import { parseArgs, splitCommandLine } from './command-line.ts';
+import { describeCommand, renderOutput, type CommandContext, type CommandRegistry } from './commands.ts';
+import { LineEditor, type LineEvent } from './line-editor.ts';
+import { sanitizeForTerminal, truncateToWidth } from './text.ts';
+
+/** Receives evidence events: login, login-failed, login-locked-out, login-refused, logout, command. */
+export type AuditFn = (event: string, detail: Record<string, unknown>) => void;
+
+export interface ConsoleOptions {
+  /** The technician's terminal. The console never closes it; whoever opened it does. */
+  readonly stream: Duplex;
+  readonly commands: CommandRegistry;
+  readonly auth: { readonly technicians: readonly Technician[]; readonly throttle: LoginThrottle };
+  readonly audit: AuditFn;
+  /** Dates sessions and audit events. Default: system clock. */
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Shown on start and after each logout; may span lines. */
+  readonly banner?: string;
+  /** Shell prompt, asked afresh after every command, e.g. `T0001 active> `. */
+  readonly prompt?: () => string;
+  /** Log out after this long without a keystroke. Default 5 minutes; 0 disables. */
+  readonly idleTimeoutMs?: number;
+  /** Longest line in bytes. Default 512. */
+  readonly maxLineBytes?: number;
+}
+
+type Session =
+  | { readonly state: 'login' }
+  | { readonly state: 'pin'; readonly id: string }
+  | { readonly state: 'shell'; readonly technician: string; readonly since: number };
+
+/** Pause the stream when this much unread input is queued; resume below the low mark. */
+const highWater = 64 * 1024;
+const lowWater = 16 * 1024;
+/** How long to wait for a slow terminal to take a command's output before moving on. */
+const drainTimeoutMs = 5000;
+
+function waitText(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  return s >= 120 ? `${Math.ceil(s / 60)} min` : `${s} s`;
+}
+
+/** A console session on one stream. */
+export class Console {
+  private readonly stream: Duplex;
+  private readonly commands: CommandRegistry;
+  private readonly technicians: ReadonlyMap<string, Technician>;
+  private readonly throttle: LoginThrottle;
+  private readonly auditFn: AuditFn;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly banner: string;
+  private readonly promptFn: () => string;
+  private readonly idleMs: number;
+  private readonly editor: LineEditor;
+  /** Verified against for unknown ids, so a wrong id costs as long as a wrong PIN. */
+  private readonly dummyHash: string;
+
+  private session: Session = { state: 'login' };
+  private pending: Buffer[] = [];
+  private offset = 0;
+  private pendingBytes = 0;
+  private paused = false;
+  private pumping = false;
+  private pumpDone: Promise<void> = Promise.resolve();
+  private running: AbortController | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private started = false;
+  private stopped = false;
+
+  private readonly onData = (chunk: Buffer | string): void => this.receive(chunk);
+  private readonly onEnd = (): void => this.shutdown('disconnected');
+  private readonly onError = (err: Error): void => {
+    this.log.warn({ err }, 'console stream failed');
+    this.shutdown('disconnected');
+  };
+
+  constructor(options: ConsoleOptions) {
+    this.stream = options.stream;
+    this.commands = options.commands;
+    const technicians = validateTechnicians(options.auth.technicians);
+    this.technicians = new Map(technicians.map((t) => [t.id.toLowerCase(), t]));
+    this.throttle = options.auth.throttle;
+    this.auditFn = options.audit;
+    this.clock = options.clock ?? systemClock;
+    this.log = (options.logger ?? silentLogger()).child({ component: 'console' });
+    this.banner = options.banner ?? 'pos-agent technician console';
+    this.promptFn = options.prompt ?? (() => '> ');
+    this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
+    this.editor = new LineEditor({ maxLineBytes: options.maxLineBytes ?? 512 });
+    const first = technicians[0];
+    const { N, r, p } = first ? parsePinHash(first.pinHash).params : defaultScryptParams;
+    this.dummyHash = `scrypt$${N}$${r}$${p}$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`;
+    if (technicians.length === 0) this.log.warn('no technicians are configured; nobody can log in');
+  }
+
+  /** The logged-in technician, if any. */
+  get technician(): string | undefined {
+    return this.session.state === 'shell' ? this.session.technician : undefined;
+  }
+
+  /** Shows the banner and the login prompt, and starts reading. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.stream.on('data', this.onData);
+    this.stream.on('end', this.onEnd);
+    this.stream.on('close', this.onEnd);
+    this.stream.on('error', this.onError);
+    this.showBanner();
+    this.write('login: ');
+    this.armIdle();
+  }
+
+  /**
+   * Stops reading, logs out and aborts a running command's signal; resolves once that
+   * command finished (or after a few seconds if it ignores the signal).
+   */
+  async stop(): Promise<void> {
+    this.shutdown('stopped');
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainTimeoutMs)));
+    await Promise.race([this.pumpDone, giveUp]);
+    clearTimeout(timer);
+  }
+
+  private shutdown(reason: string): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.idleTimer);
+    this.stream.off('data', this.onData);
+    this.stream.off('end', this.onEnd);
+    this.stream.off('close', this.onEnd);
+    // Keep a no-op error listener: a late write error must not become an uncaught exception.
+    this.stream.off('error', this.onError);
+    this.stream.on('error', () => {});
+    this.running?.abort();
+    if (this.session.state === 'shell') this.audit('logout', { technician: this.session.technician, reason });
+    this.session = { state: 'login' };
+    this.editor.reset();
+  }
+
+  private receive(chunk: Buffer | string): void {
+    if (this.stopped) return;
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    this.armIdle();
+    // Ctrl-C while a command runs also asks it to stop; the byte itself is still
+    // processed in order, where it cancels whatever was typed ahead.
+    if (this.running && bytes.includes(0x03)) this.running.abort();
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (!this.paused && this.pendingBytes > highWater) {
+      this.paused = true;
+      this.stream.pause();
+    }
+    if (!this.pumping) {
+      this.pumping = true;
+      this.pumpDone = this.pump().finally(() => (this.pumping = false));
+    }
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.stopped && this.pending.length > 0) {
+      const chunk = this.pending[0] as Buffer;
+      const step = this.editor.feedUntilEvent(chunk, this.offset);
+      if (step.next >= chunk.length) {
+        this.pending.shift();
+        this.pendingBytes -= chunk.length;
+        this.offset = 0;
+      } else {
+        this.offset = step.next;
+      }
+      this.write(step.echo);
+      if (this.paused && this.pendingBytes < lowWater) {
+        this.paused = false;
+        this.stream.resume();
+      }
+      if (step.event) await this.handle(step.event);
+    }
+  }
+
+  private async handle(event: LineEvent): Promise<void> {
+    try {
+      if (this.session.state === 'login') this.onLoginLine(event);
+      else if (this.session.state === 'pin') await this.onPinLine(this.session.id, event);
+      else await this.onShellLine(this.session, event);
+    } catch (e) {
+      // Only a bug gets here; fail closed to the login prompt unless already logged in.
+      this.log.error({ err: e }, 'console failed to handle a line');
+      this.writeLines([internalDisplay(e)]);
+      if (this.session.state !== 'shell') this.toLogin();
+    }
+  }
+
+  private onLoginLine(event: LineEvent): void {
+    const id = event.kind === 'line' ? event.text.trim() : '';
+    // Anything that is not a plausible id (a command, garbage) gets the prompt again.
+    if (!technicianIdPattern.test(id)) return this.toLogin();
+    const decision = this.throttle.check();
+    if (!decision.allowed) return this.refuseThrottled(id, decision);
+    this.session = { state: 'pin', id };
+    this.editor.masked = true;
+    this.write('PIN: ');
+  }
+
+  private async onPinLine(id: string, event: LineEvent): Promise<void> {
+    this.editor.masked = false;
+    this.session = { state: 'login' };
+    if (event.kind !== 'line') return this.toLogin();
+    // Checked again here: another console sharing the throttle store may have locked it.
+    const decision = this.throttle.check();
+    if (!decision.allowed) return this.refuseThrottled(id, decision);
+    const tech = this.technicians.get(id.toLowerCase());
+    const ok = (await verifyPin(event.text, tech?.pinHash ?? this.dummyHash)) && tech !== undefined;
+    if (this.stopped) return;
+    if (ok) {
+      this.throttle.recordSuccess();
+      this.session = { state: 'shell', technician: tech.id, since: this.clock.now() };
+      this.audit('login', { technician: tech.id });
+      this.log.info({ technician: tech.id }, 'technician logged in');
+      this.writeLines([`logged in as ${tech.id}; type help for the commands`]);
+      this.promptShell();
+      return;
+    }
+    const who = auditId(tech);
+    const after = this.throttle.recordFailure();
+    this.audit('login-failed', { technician: who, failures: after.failures });
+    this.log.warn({ technician: who, failures: after.failures }, 'technician login failed');
+    this.writeLines([new AgentError('CONSOLE_LOGIN_FAILED').toDisplay()]);
+    if (!after.allowed) {
+      if (after.code === 'CONSOLE_LOCKED_OUT') {
+        this.audit('login-locked-out', { technician: who, failures: after.failures, lockoutMs: after.waitMs });
+      }
+      this.writeLines([throttleError(after).toDisplay()]);
+    }
+    this.write('login: ');
+  }
+
+  private refuseThrottled(id: string, decision: Extract<ThrottleDecision, { allowed: false }>): void {
+    const who = auditId(this.technicians.get(id.toLowerCase()));
+    this.audit('login-refused', { technician: who, code: decision.code, waitMs: decision.waitMs });
+    this.writeLines([throttleError(decision).toDisplay()]);
+    this.write('login: ');
+  }
+
+  private async onShellLine(session: Extract<Session, { state: 'shell' }>, event: LineEvent): Promise<void> {
+    if (event.kind === 'too-long') {
+      const e = new AgentError('CONSOLE_LINE_TOO_LONG', `the line is longer than ${event.maxBytes} bytes; nothing was run`);
+      this.audit('command', { technician: session.technician, command: '(too long)', outcome: 'refused', code: e.code });
+      this.writeLines([e.toDisplay()]);
+    } else if (event.kind === 'line' && event.text.trim() !== '') {
+      await this.runCommand(session, event.text);
+    }
+    if (this.session.state === 'shell') this.promptShell();
+  }
+
+  private async runCommand(session: Extract<Session, { state: 'shell' }>, text: string): Promise<void> {
+    const started = this.clock.now();
+    let name = '';
+    let outcome: 'ok' | 'refused' | 'error' = 'ok';
+    let code: string | undefined;
+    let logoutRequested = false;
+    try {
+      const words = splitCommandLine(text);
+      name = truncateToWidth(sanitizeForTerminal(words[0] ?? ''), 32);
+      const def = this.commands.get(words[0] ?? '');
+      if (!def) throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${name}'; type help`);
+      name = def.name;
+      const { args, flags } = parseArgs(words.slice(1), { ...def.flags, json: 'boolean', help: 'boolean' });
+      if (flags.help === true) {
+        this.writeLines(describeCommand(def));
+        return;
+      }
+      const json = flags.json === true;
+      if (json && !def.readOnly) {
+        throw new AgentError('CONSOLE_BAD_ARGUMENTS', `--json is only for read-only commands, and ${def.name} is not one`);
+      }
+      if (args.length < (def.minArgs ?? 0) || args.length > (def.maxArgs ?? Infinity)) {
+        throw new AgentError('CONSOLE_BAD_ARGUMENTS', `usage: ${def.usage}`);
+      }
+      const { json: _json, help: _help, ...own } = flags;
+      const controller = new AbortController();
+      this.running = controller;
+      const ctx: CommandContext = {
+        name: def.name,
+        args,
+        flags: own,
+        json,
+        technician: session.technician,
+        loggedInAt: session.since,
+        signal: controller.signal,
+        print: (line) => this.writeLines(String(line).split(/\r?\n/)),
+        logout: () => (logoutRequested = true),
+        clearScreen: () => this.write('\x1b[2J\x1b[H'),
+      };
+      this.writeLines(renderOutput(await def.run(ctx), json));
+    } catch (e) {
+      if (isAgentError(e)) {
+        outcome = 'refused';
+        code = e.code;
+        this.writeLines([e.toDisplay()]);
+      } else {
+        outcome = 'error';
+        this.log.error({ err: e, command: name }, 'console command failed');
+        this.writeLines([internalDisplay(e)]);
+      }
+    } finally {
+      this.running = undefined;
+    }
+    const detail = { technician: session.technician, command: name, outcome, ...(code ? { code } : {}) };
+    this.audit('command', detail);
+    this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
+    await this.drained();
+    if (logoutRequested) this.logout('command');
+  }
+
+  private logout(reason: 'command' | 'idle'): void {
+    if (this.session.state !== 'shell') return;
+    const technician = this.session.technician;
+    this.session = { state: 'login' };
+    this.editor.reset();
+    this.audit('logout', { technician, reason });
+    this.log.info({ technician, reason }, 'technician logged out');
+    if (reason === 'idle') this.write('\r\n');
+    this.writeLines([reason === 'idle' ? `no input for ${waitText(this.idleMs)}; logged out` : 'logged out']);
+    this.showBanner();
+    this.write('login: ');
+  }
+
+  private armIdle(): void {
+    clearTimeout(this.idleTimer);
+    if (this.stopped || !(this.idleMs > 0 && this.idleMs < 2 ** 31)) return;
+    this.idleTimer = setTimeout(() => this.onIdle(), this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private onIdle(): void {
+    if (this.stopped) return;
+    // A long command (a settlement) is not idleness; wait for it to finish.
+    if (this.pumping) return this.armIdle();
+    if (this.session.state === 'shell') return this.logout('idle');
+    if (this.session.state === 'pin' || this.editor.text !== '') {
+      // A half-typed login is abandoned so the next person starts clean.
+      this.write('\r\n');
+      this.toLogin();
+    }
+  }
+
+  private toLogin(): void {
+    this.session = { state: 'login' };
+    this.editor.reset();
+    this.editor.masked = false;
+    this.write('login: ');
+  }
+
+  private promptShell(): void {
+    let prompt: string;
+    try {
+      prompt = this.promptFn();
+    } catch (e) {
+      this.log.warn({ err: e }, 'console prompt failed');
+      prompt = '> ';
+    }
+    this.write(sanitizeForTerminal(prompt));
+  }
+
+  private showBanner(): void {
+    this.writeLines(this.banner.split(/\r?\n/));
+  }
+
+  private audit(event: string, detail: Record<string, unknown>): void {
+    try {
+      this.auditFn(event, detail);
+    } catch (e) {
+      this.log.error({ err: e, event }, 'console audit failed');
+    }
+  }
+
+  /** Writes lines of untrusted text, sanitised, each ended with CRLF for serial terminals. */
+  private writeLines(lines: readonly string[]): void {
+    if (lines.length > 0) this.write(lines.map((l) => sanitizeForTerminal(l) + '\r\n').join(''));
+  }
+
+  private write(text: string): void {
+    const s = this.stream;
+    if (text === '' || this.stopped || s.destroyed || !s.writable) return;
+    try {
+      s.write(text);
+    } catch (e) {
+      this.log.warn({ err: e }, 'console write failed');
+    }
+  }
+
+  /** Waits for a slow terminal (9600 baud) to take the output, but never forever. */
+  private drained(): Promise<void> {
+    const s = this.stream;
+    if (this.stopped || s.destroyed || !s.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        s.off('drain', done);
+        s.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, drainTimeoutMs);
+      s.once('drain', done);
+      s.once('close', done);
+    });
+  }
+}
+
+/**
+ * Unknown ids are audited as '(unknown)': a technician who types the PIN at the
+ * "login:" prompt must not find it in the audit trail.
+ */
+function auditId(tech: Technician | undefined): string {
+  return tech?.id ?? '(unknown)';
+}
+
+function throttleError(d: Extract<ThrottleDecision, { allowed: false }>): AgentError {
+  const message =
+    d.code === 'CONSOLE_LOCKED_OUT'
+      ? `too many failed logins; try again in ${waitText(d.waitMs)}`
+      : `a login failed just now; try again in ${waitText(d.waitMs)}`;
+  return new AgentError(d.code, message, { waitMs: d.waitMs });
+}
+
+function internalDisplay(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  return `error (INTERNAL): ${truncateToWidth((message.split(/\r?\n/)[0] ?? '').trim() || 'unexpected failure', 160)}; see the log`;
+}

@@ -1,0 +1,312 @@
+/**
+ * The console's line discipline, as a pure state machine: bytes in, echo and events out.
+ *
+ * Serial terminals (screen, picocom, minicom) send raw keystrokes and show only what we
+ * echo, so this does what a Unix tty in canonical mode would: collect printable
+ * characters, erase on backspace, end a line on CR, LF or CRLF, cancel on Ctrl-C. It
+ * never performs I/O and never throws; every byte sequence leaves it in a valid state,
+ * and its memory is bounded by `maxLineBytes` (escape sequences are skipped, not stored).
+ *
+ * The processing of a byte stream does not depend on how it is chunked: a CRLF split
+ * across two chunks is still one line end, a UTF-8 character split across chunks is
+ * still one character.
+ */
+
+import { charWidth, isPrintableChar, utf8Length } from './text.ts';
+
+/** What a completed line produced. */
+export type LineEvent =
+  /** Enter was pressed; `text` holds only printable characters. */
+  | { readonly kind: 'line'; readonly text: string }
+  /** Ctrl-C: the line was discarded. */
+  | { readonly kind: 'cancel' }
+  /** Enter was pressed on a line that grew past the limit; it must not be executed. */
+  | { readonly kind: 'too-long'; readonly maxBytes: number };
+
+/** Result of feeding a chunk: bytes to echo back to the terminal, and completed lines. */
+export interface FeedResult {
+  readonly echo: string;
+  readonly events: LineEvent[];
+}
+
+/** Result of feeding up to the first event; `next` is the offset of the first unread byte. */
+export interface StepResult {
+  readonly echo: string;
+  readonly event: LineEvent | undefined;
+  readonly next: number;
+}
+
+export interface LineEditorOptions {
+  /** Longest line in UTF-8 bytes; longer lines are reported as 'too-long'. Default 512. */
+  readonly maxLineBytes?: number;
+  /** Echo '*' instead of the characters typed (PIN entry). Default false. */
+  readonly masked?: boolean;
+}
+
+const BS = 0x08;
+const BEL = 0x07;
+const LF = 0x0a;
+const CR = 0x0d;
+const ETX = 0x03; // Ctrl-C
+const NAK = 0x15; // Ctrl-U
+const ETB = 0x17; // Ctrl-W
+const CAN = 0x18;
+const SUB = 0x1a;
+const ESC = 0x1b;
+const DEL = 0x7f;
+
+/**
+ * Where we are inside an escape sequence. 'esc' follows ESC, 'csi' follows ESC [
+ * (arrow keys, function keys), 'ss3' follows ESC O (application-mode arrows), 'string'
+ * is inside an OSC/DCS/APC/PM/SOS string that ends with BEL or ESC \.
+ */
+type EscapeState = 'none' | 'esc' | 'csi' | 'ss3' | 'string' | 'string-esc';
+
+/** A line editor for one terminal session. */
+export class LineEditor {
+  /** Longest accepted line in UTF-8 bytes. */
+  readonly maxLineBytes: number;
+  /** When true, characters are echoed as '*'; switch it only between lines. */
+  masked: boolean;
+
+  private chars: string[] = [];
+  /** Columns each character took when echoed, so backspace erases exactly that many. */
+  private widths: number[] = [];
+  private bytes = 0;
+  private overflow = false;
+  private afterCR = false;
+  private escape: EscapeState = 'none';
+  private utf8: number[] = [];
+  private utf8Need = 0;
+  private out = '';
+
+  constructor(options: LineEditorOptions = {}) {
+    const max = options.maxLineBytes ?? 512;
+    // A limit under 1 would refuse every line; fall back rather than throw in a console.
+    this.maxLineBytes = Number.isSafeInteger(max) && max >= 1 ? max : 512;
+    this.masked = options.masked ?? false;
+  }
+
+  /** The characters typed so far on the current line. */
+  get text(): string {
+    return this.chars.join('');
+  }
+
+  /** Feeds a whole chunk; strings are taken as UTF-8. */
+  feed(chunk: Uint8Array | string): FeedResult {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    let echo = '';
+    const events: LineEvent[] = [];
+    let i = 0;
+    while (i < bytes.length) {
+      const step = this.feedUntilEvent(bytes, i);
+      echo += step.echo;
+      if (step.event) events.push(step.event);
+      i = step.next;
+    }
+    return { echo, events };
+  }
+
+  /**
+   * Feeds bytes from `start` and stops right after the first completed event. The
+   * console uses this so that what follows a line is processed only after that line
+   * was handled, in the mode it left behind (for example masked for the PIN).
+   */
+  feedUntilEvent(bytes: Uint8Array, start = 0): StepResult {
+    this.out = '';
+    for (let i = start; i < bytes.length; i++) {
+      const event = this.byte(bytes[i] as number);
+      if (event) return { echo: this.out, event, next: i + 1 };
+    }
+    return { echo: this.out, event: undefined, next: bytes.length };
+  }
+
+  /** Forgets the current line and any half-read sequence (idle timeout, logout). */
+  reset(): void {
+    this.clearLine();
+    this.afterCR = false;
+    this.escape = 'none';
+    this.utf8 = [];
+    this.utf8Need = 0;
+  }
+
+  private byte(b: number): LineEvent | undefined {
+    const wasCR = this.afterCR;
+    this.afterCR = false;
+    // The LF of a CRLF ends nothing: the CR already ended the line.
+    if (b === LF && wasCR) return undefined;
+
+    if (this.escape !== 'none' && !this.escapeByte(b)) return undefined;
+
+    if (this.utf8Need > 0) {
+      if (this.continues(b)) {
+        this.utf8.push(b);
+        if (--this.utf8Need === 0) {
+          const ch = Buffer.from(this.utf8).toString('utf8');
+          this.utf8 = [];
+          this.insert(ch);
+        }
+        return undefined;
+      }
+      // Invalid UTF-8: drop the partial character, then read this byte afresh.
+      this.utf8 = [];
+      this.utf8Need = 0;
+    }
+
+    switch (b) {
+      case CR:
+        this.afterCR = true;
+        return this.endLine();
+      case LF:
+        return this.endLine();
+      case BS:
+      case DEL:
+        this.eraseChars(1);
+        return undefined;
+      case ETX:
+        this.out += '^C\r\n';
+        this.clearLine();
+        return { kind: 'cancel' };
+      case NAK:
+        this.eraseChars(this.chars.length);
+        this.overflow = false;
+        return undefined;
+      case ETB:
+        this.eraseWord();
+        return undefined;
+      case ESC:
+        this.escape = 'esc';
+        return undefined;
+    }
+    if (b < 0x20) return undefined;
+    if (b < 0x80) {
+      this.insert(String.fromCharCode(b));
+      return undefined;
+    }
+    const need = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : 0;
+    if (need > 0) {
+      this.utf8 = [b];
+      this.utf8Need = need;
+    }
+    // need === 0: a stray continuation byte or an impossible lead byte; dropped.
+    return undefined;
+  }
+
+  /** Whether `b` validly continues the partial UTF-8 character (no overlongs, surrogates or > U+10FFFF). */
+  private continues(b: number): boolean {
+    if (b < 0x80 || b > 0xbf) return false;
+    if (this.utf8.length !== 1) return true;
+    switch (this.utf8[0]) {
+      case 0xe0:
+        return b >= 0xa0;
+      case 0xed:
+        return b <= 0x9f;
+      case 0xf0:
+        return b >= 0x90;
+      case 0xf4:
+        return b <= 0x8f;
+      default:
+        return true;
+    }
+  }
+
+  /**
+   * Consumes one byte of an escape sequence. Returns true when the byte ended the
+   * sequence without belonging to it and must be processed as ordinary input: C0
+   * controls do that, so a CR always ends the line even after a stray ESC.
+   */
+  private escapeByte(b: number): boolean {
+    const inString = this.escape === 'string' || this.escape === 'string-esc';
+    if (b === ESC) {
+      this.escape = inString ? 'string-esc' : 'esc';
+      return false;
+    }
+    if (this.escape === 'string-esc') {
+      if (b === 0x5c) {
+        this.escape = 'none';
+        return false;
+      }
+      // ESC followed by anything else inside a string starts a new sequence.
+      this.escape = 'esc';
+    }
+    if (b < 0x20) {
+      this.escape = 'none';
+      return !(b === CAN || b === SUB || (b === BEL && inString));
+    }
+    if (b === DEL) return false;
+    switch (this.escape) {
+      case 'string':
+        return false;
+      case 'esc':
+        if (b === 0x5b) this.escape = 'csi';
+        else if (b === 0x4f) this.escape = 'ss3';
+        else if (b === 0x5d || b === 0x50 || b === 0x58 || b === 0x5e || b === 0x5f) this.escape = 'string';
+        else if (b >= 0x30 && b <= 0x7e) this.escape = 'none';
+        else if (b >= 0x80) return this.abortEscape();
+        return false;
+      case 'csi':
+      case 'ss3':
+        if (b >= 0x40 && b <= 0x7e) this.escape = 'none';
+        else if (b >= 0x80) return this.abortEscape();
+        return false;
+      default:
+        return false;
+    }
+  }
+
+  private abortEscape(): boolean {
+    this.escape = 'none';
+    return true;
+  }
+
+  private insert(ch: string): void {
+    if (!isPrintableChar(ch)) return;
+    const n = utf8Length(ch);
+    if (this.overflow || this.bytes + n > this.maxLineBytes) {
+      // Ring once so the technician notices that typing stopped landing.
+      if (!this.overflow) this.out += String.fromCharCode(BEL);
+      this.overflow = true;
+      return;
+    }
+    const w = this.masked ? 1 : charWidth(ch);
+    this.chars.push(ch);
+    this.widths.push(w);
+    this.bytes += n;
+    this.out += this.masked ? '*' : ch;
+  }
+
+  private eraseChars(count: number): void {
+    let cols = 0;
+    for (let i = 0; i < count && this.chars.length > 0; i++) {
+      const ch = this.chars.pop() as string;
+      cols += this.widths.pop() ?? 1;
+      this.bytes -= utf8Length(ch);
+    }
+    // "\b \b" per column works on every terminal, including ones without ANSI support.
+    if (cols > 0) this.out += '\b'.repeat(cols) + ' '.repeat(cols) + '\b'.repeat(cols);
+  }
+
+  private eraseWord(): void {
+    let i = this.chars.length - 1;
+    while (i >= 0 && this.chars[i] === ' ') i--;
+    while (i >= 0 && this.chars[i] !== ' ') i--;
+    this.eraseChars(this.chars.length - 1 - i);
+  }
+
+  private endLine(): LineEvent {
+    // An over-long line is refused whole: what was kept is not what the technician typed.
+    const event: LineEvent = this.overflow
+      ? { kind: 'too-long', maxBytes: this.maxLineBytes }
+      : { kind: 'line', text: this.chars.join('') };
+    this.out += '\r\n';
+    this.clearLine();
+    return event;
+  }
+
+  private clearLine(): void {
+    this.chars = [];
+    this.widths = [];
+    this.bytes = 0;
+    this.overflow = false;
+  }
+}

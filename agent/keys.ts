@@ -1,0 +1,68 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { AgentError } from './errors.ts';
+
+/**
+ * Ed25519 helpers. The acquirer's command key is pinned as raw 32 bytes; the terminal's
+ * own key (made at activation) signs command results and lives in a 0600 file that is
+ * destroyed at deactivation.
+ */
+
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** A public key object from the raw 32 bytes carried on the wire. */
+export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new AgentError('COMMAND_NO_KEY', 'an Ed25519 public key is 32 bytes');
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, Buffer.from(raw)]), format: 'der', type: 'spki' });
+}
+
+/** The raw 32 bytes of an Ed25519 public key. */
+export function rawPublicKey(key: KeyObject): Buffer {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return Buffer.from(der.subarray(der.length - 32));
+}
+
+/** Verifies without ever throwing: malformed keys or signatures simply do not verify. */
+export function verifyEd25519(publicKey: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
+  if (signature.length !== 64) return false;
+  try {
+    return verify(null, data, publicKey, signature);
+  } catch {
+    return false;
+  }
+}
+
+export function signEd25519(privateKey: KeyObject, data: Uint8Array): Buffer {
+  return sign(null, data, privateKey);
+}
+
+export function generateEd25519(): { publicKey: KeyObject; privateKey: KeyObject } {
+  return generateKeyPairSync('ed25519');
+}
+
+/** The terminal's own signing key file. */
+export class TerminalKeyFile {
+  constructor(readonly file: string) {}
+
+  exists(): boolean {
+    return existsSync(this.file);
+  }
+
+  /** Loads the key, making one the first time (at activation). */
+  loadOrCreate(): KeyObject {
+    if (existsSync(this.file)) return createPrivateKey(readFileSync(this.file));
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    const { privateKey } = generateEd25519();
+    writeFileSync(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    return privateKey;
+  }
+
+  load(): KeyObject | undefined {
+    return existsSync(this.file) ? createPrivateKey(readFileSync(this.file)) : undefined;
+  }
+
+  destroy(): void {
+    if (existsSync(this.file)) rmSync(this.file);
+  }
+}

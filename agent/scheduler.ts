@@ -1,0 +1,50 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Logger } from './log.ts';
+import { AgentError } from './errors.ts';
+
+/**
+ * node-cron drives the nightly cutover and the heartbeat in the terminal's time zone.
+ * A tick only asks the agent; the journal decides whether anything is due, so a missed,
+ * late or doubled tick neither loses nor doubles a settlement. noOverlap keeps a slow
+ * tick from stacking another behind it.
+ */
+export class Scheduler {
+  private tasks: ScheduledTask[] = [];
+
+  constructor(
+    private readonly o: {
+      log: Logger;
+      timeZone: string;
+      cutoverCron: string;
+      heartbeatCron: string;
+      onCutover: () => Promise<unknown>;
+      onHeartbeat: () => Promise<unknown>;
+    },
+  ) {
+    for (const [name, expr] of [
+      ['cutoverCron', o.cutoverCron],
+      ['heartbeatCron', o.heartbeatCron],
+    ] as const) {
+      if (!cron.validate(expr)) throw new AgentError('CONFIG_INVALID', `settlement.${name} "${expr}" is not a cron expression`);
+    }
+  }
+
+  start(): void {
+    const tick = (name: string, fn: () => Promise<unknown>) => async () => {
+      try {
+        await fn();
+      } catch (e) {
+        this.o.log.warn({ tick: name, err: (e as Error).message }, 'scheduled tick failed');
+      }
+    };
+    this.tasks = [
+      cron.schedule(this.o.cutoverCron, tick('cutover', this.o.onCutover), { timezone: this.o.timeZone, noOverlap: true, name: 'cutover' }),
+      cron.schedule(this.o.heartbeatCron, tick('heartbeat', this.o.onHeartbeat), { timezone: this.o.timeZone, noOverlap: true, name: 'heartbeat' }),
+    ];
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.tasks) await t.destroy();
+    this.tasks = [];
+  }
+}

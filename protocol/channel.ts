@@ -1,0 +1,418 @@
+/**
+ * The agent's long-lived link to the acquirer: mutual TLS, Hello on every connect, heartbeats
+ * that measure the clock offset, request/reply correlation, unsolicited messages (commands) to a
+ * handler, and reconnection forever with capped exponential backoff and full jitter.
+ *
+ * Every failure is an AgentError: PROTOCOL_TIMEOUT, PROTOCOL_DISCONNECTED (pending requests are
+ * rejected the moment the link drops), PROTOCOL_PEER_ERROR (the acquirer answered with an
+ * ErrorReply; its code is in context.peerCode), PROTOCOL_TLS. Bad input from the acquirer is
+ * logged with its code, the connection is dropped, and the channel reconnects.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { AgentError, isAgentError, toAgentError } from '../agent/errors.ts';
+import type { Logger } from '../agent/log.ts';
+import { silentLogger } from '../agent/log.ts';
+import { systemClock, type Clock } from '../agent/clock.ts';
+import { classifySocketError, envelopeConnection, type FrameConnection } from './connection.ts';
+import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from './messages.ts';
+import { PendingRequests } from './pending-requests.ts';
+import { tlsConnector, type TlsTarget } from './tls-connector.ts';
+
+export { tlsConnector, type TlsTarget };
+
+type Conn = FrameConnection<pos.v1.Envelope, pos.v1.IEnvelope>;
+
+/** Handles an envelope the acquirer sent on its own (a command, ...); `reply` answers it once. */
+export type UnsolicitedHandler = (
+  env: pos.v1.Envelope,
+  reply: (body: EnvelopeBody) => void,
+) => void | Promise<void>;
+
+/** Options of AcquirerChannel. Durations are milliseconds. */
+export interface AcquirerChannelOptions {
+  terminalId: string;
+  /** Opens the byte stream; give this or `tls`. */
+  connect?: () => Duplex;
+  tls?: TlsTarget;
+  /** Called on each connect, since the journal head and lifecycle state change. */
+  helloFactory: () => pos.v1.IHello;
+  /** Extra heartbeat fields (lifecycle state, queued batches); client time is filled in. */
+  heartbeatFactory?: () => Omit<pos.v1.IHeartbeat, 'clientTimeMs'>;
+  /** Default 30 000. */
+  heartbeatIntervalMs?: number;
+  /** Default 15 000; also the Hello timeout (connect + handshake + HelloAck) unless set. */
+  requestTimeoutMs?: number;
+  helloTimeoutMs?: number;
+  /** Reconnect delay is uniform in [0, min(maxMs, initialMs * 2^attempt)]. Default 500 / 60 000. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** Default 1 MiB. */
+  maxFrameBytes?: number;
+  clock?: Clock;
+  logger?: Logger;
+  onUnsolicited?: UnsolicitedHandler;
+  /** Source of jitter in [0, 1); tests may fix it. */
+  random?: () => number;
+}
+
+/** What the channel learnt when the link came up. */
+export interface UpInfo {
+  serverTimeMs: number;
+  acquirerId: string;
+  clockOffsetMs: number;
+  rttMs: number;
+}
+
+/** Events of AcquirerChannel. */
+export interface AcquirerChannelEvents {
+  up: [info: UpInfo];
+  down: [reason: AgentError];
+  'protocol-error': [err: AgentError];
+  heartbeat: [sample: { clockOffsetMs: number; rttMs: number }];
+}
+
+interface UpWaiter {
+  resolve: () => void;
+  reject: (err: AgentError) => void;
+  timer: NodeJS.Timeout;
+}
+
+function unexpected(message: string, kind: string | null | undefined): AgentError {
+  return new AgentError('PROTOCOL_UNEXPECTED', message, { kind: kind ?? null });
+}
+
+function checkOneBody(body: EnvelopeBody): string {
+  const set = Object.keys(body).filter((k) => body[k as keyof EnvelopeBody] != null);
+  if (set.length !== 1 || set[0] === undefined) {
+    throw new AgentError('PROTOCOL_MALFORMED', 'an envelope body must set exactly one field', {
+      fields: set,
+    });
+  }
+  return set[0];
+}
+
+/** The agent's client link to the acquirer. */
+export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
+  /** Handler for envelopes that answer no request of ours. */
+  onUnsolicited: UnsolicitedHandler | undefined;
+  private readonly opts: AcquirerChannelOptions;
+  private readonly connectFn: () => Duplex;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly requestTimeoutMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private conn: Conn | undefined;
+  private up = false;
+  private started = false;
+  private closed = false;
+  private attempt = 0;
+  private upSince = 0;
+  private offset: number | undefined;
+  private rtt: number | undefined;
+  private heartbeatInFlight = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly pending = new PendingRequests();
+  private readonly upWaiters = new Set<UpWaiter>();
+
+  constructor(options: AcquirerChannelOptions) {
+    super();
+    this.opts = options;
+    if (options.connect) this.connectFn = options.connect;
+    else if (options.tls) this.connectFn = tlsConnector(options.tls);
+    else throw new AgentError('CONFIG_INVALID', 'the acquirer channel needs `connect` or `tls`');
+    this.clock = options.clock ?? systemClock;
+    this.logger = (options.logger ?? silentLogger()).child({ component: 'acquirer-channel' });
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 30_000;
+    this.onUnsolicited = options.onUnsolicited;
+  }
+
+  /** True between a HelloAck and the link dropping. */
+  get isUp(): boolean {
+    return this.up;
+  }
+
+  /** Acquirer time minus local clock time, from the latest Hello or heartbeat round trip. */
+  get clockOffsetMs(): number | undefined {
+    return this.offset;
+  }
+
+  /** Round-trip time of the latest Hello or heartbeat. */
+  get rttMs(): number | undefined {
+    return this.rtt;
+  }
+
+  /** Starts connecting; the channel then keeps itself connected until close(). */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.connectNow();
+  }
+
+  /** Resolves once the link is up. @throws PROTOCOL_TIMEOUT, or PROTOCOL_DISCONNECTED on close(). */
+  waitUntilUp(timeoutMs: number): Promise<void> {
+    if (this.up) return Promise.resolve();
+    if (this.closed) return Promise.reject(new AgentError('PROTOCOL_DISCONNECTED'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.upWaiters.delete(waiter);
+        reject(new AgentError('PROTOCOL_TIMEOUT', 'the acquirer link is not up', { timeoutMs }));
+      }, timeoutMs);
+      const waiter: UpWaiter = { resolve, reject, timer };
+      this.upWaiters.add(waiter);
+    });
+  }
+
+  /**
+   * Sends `body` (one envelope body field, e.g. `{ batchSubmit }`) and resolves with the reply
+   * whose correlation id is this request's message id.
+   */
+  request(body: EnvelopeBody, options: { timeoutMs?: number } = {}): Promise<pos.v1.Envelope> {
+    const conn = this.conn;
+    if (!this.up || !conn) {
+      const kind = Object.keys(body)[0];
+      return Promise.reject(new AgentError('PROTOCOL_DISCONNECTED', undefined, { kind }));
+    }
+    return this.sendRequest(conn, body, options.timeoutMs ?? this.requestTimeoutMs);
+  }
+
+  /** Stops for good: no reconnect, pending requests rejected, socket closed, no timers left. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.stopHeartbeat();
+    const err = new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer channel was closed');
+    this.settleUpWaiters(err);
+    this.pending.rejectAll(err);
+    const conn = this.conn;
+    if (conn) {
+      conn.end(err);
+      await conn.waitClosed();
+    }
+  }
+
+  private connectNow(): void {
+    if (this.closed) return;
+    let conn: Conn;
+    try {
+      conn = envelopeConnection(this.connectFn(), {
+        maxFrameBytes: this.opts.maxFrameBytes,
+        logger: this.logger,
+        terminalId: this.opts.terminalId,
+        clock: this.clock,
+      });
+    } catch (e) {
+      const err = classifySocketError(e);
+      this.logger.warn({ code: err.code, reason: err.message }, 'could not open the acquirer link');
+      this.scheduleReconnect();
+      return;
+    }
+    this.conn = conn;
+    conn.on('message', (env) => this.onMessage(conn, env));
+    conn.on('protocol-error', (err) => this.reportBadInput(err));
+    conn.on('close', (reason) => this.onConnClose(conn, reason));
+    void this.hello(conn);
+  }
+
+  private async hello(conn: Conn): Promise<void> {
+    const sentAt = this.clock.now();
+    try {
+      const hello = { ...this.opts.helloFactory(), terminalId: this.opts.terminalId };
+      const timeoutMs = this.opts.helloTimeoutMs ?? this.requestTimeoutMs;
+      const env = await this.sendRequest(conn, { hello }, timeoutMs);
+      if (env.body !== 'helloAck' || !env.helloAck) {
+        throw unexpected('the acquirer did not answer Hello with HelloAck', env.body);
+      }
+      if (conn !== this.conn || this.closed) return;
+      const serverTimeMs = env.helloAck.serverTimeMs ?? 0;
+      this.sample(sentAt, this.clock.now(), serverTimeMs);
+      this.up = true;
+      this.upSince = performance.now();
+      this.heartbeatTimer = setInterval(() => void this.beat(conn), this.heartbeatIntervalMs);
+      const info: UpInfo = {
+        serverTimeMs,
+        acquirerId: env.helloAck.acquirerId ?? '',
+        clockOffsetMs: this.offset ?? 0,
+        rttMs: this.rtt ?? 0,
+      };
+      this.logger.info(info, 'acquirer link up');
+      this.settleUpWaiters();
+      this.emit('up', info);
+    } catch (e) {
+      if (conn !== this.conn) return;
+      const err = toAgentError(e, 'PROTOCOL_UNEXPECTED');
+      this.logger.warn({ code: err.code, context: err.context }, 'acquirer handshake failed');
+      conn.destroy(err);
+    }
+  }
+
+  private sendRequest(conn: Conn, body: EnvelopeBody, timeoutMs: number): Promise<pos.v1.Envelope> {
+    const messageId = newMessageId();
+    let kind: string;
+    try {
+      kind = checkOneBody(body);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const reply = this.pending.track(messageId, kind, timeoutMs);
+    try {
+      const { terminalId } = this.opts;
+      conn.send({ ...body, messageId, terminalId, sentAtMs: this.clock.now() });
+    } catch (e) {
+      this.pending.reject(messageId, toAgentError(e, 'PROTOCOL_DISCONNECTED'));
+    }
+    return reply;
+  }
+
+  private onMessage(conn: Conn, env: pos.v1.Envelope): void {
+    if (conn !== this.conn) return;
+    if (env.terminalId && env.terminalId !== this.opts.terminalId) {
+      this.refuse(conn, unexpected('a message for another terminal arrived', env.body));
+    } else if (env.correlationId) {
+      // A reply nobody waits for arrived after its request timed out; it is dropped.
+      if (!this.pending.settle(env)) this.logger.debug({ kind: env.body }, 'late reply dropped');
+    } else if (env.body === 'error') {
+      // Never answered: replying to an error invites an error loop.
+      const { code, message } = env.error ?? {};
+      this.logger.warn({ peerCode: code, peerMessage: message }, 'the acquirer reported an error');
+    } else if (!this.up || !env.messageId) {
+      this.refuse(conn, unexpected('unsolicited message before HelloAck or without id', env.body));
+    } else {
+      this.dispatch(conn, env);
+    }
+  }
+
+  private dispatch(conn: Conn, env: pos.v1.Envelope): void {
+    let replied = false;
+    const reply = (body: EnvelopeBody): void => {
+      if (replied) throw unexpected('an unsolicited message was answered twice', env.body);
+      checkOneBody(body);
+      replied = true;
+      conn.send({
+        ...body,
+        messageId: newMessageId(),
+        terminalId: this.opts.terminalId,
+        correlationId: env.messageId,
+        sentAtMs: this.clock.now(),
+      });
+    };
+    const fail = (e: unknown): void => {
+      const err = toAgentError(e, 'PROTOCOL_UNEXPECTED');
+      this.logger.error({ code: err.code, kind: env.body }, 'unsolicited message not handled');
+      if (replied || conn.closed) return;
+      try {
+        reply({ error: errorReplyFor(err) });
+      } catch (sendErr) {
+        this.logger.debug({ err: sendErr }, 'could not send the error reply');
+      }
+    };
+    const handler = this.onUnsolicited;
+    if (!handler) return fail(unexpected('the terminal has no handler for this message', env.body));
+    try {
+      const result = handler(env, reply);
+      if (result instanceof Promise) result.catch(fail);
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  private reportBadInput(err: AgentError): void {
+    this.logger.warn({ code: err.code, context: err.context }, 'bad input from the acquirer');
+    this.emit('protocol-error', err);
+  }
+
+  /** Input we will not act on: reported like a bad frame, answered, then the link is dropped. */
+  private refuse(conn: Conn, err: AgentError): void {
+    this.reportBadInput(err);
+    try {
+      const { terminalId } = this.opts;
+      const error = errorReplyFor(err);
+      conn.send({ messageId: newMessageId(), terminalId, sentAtMs: this.clock.now(), error });
+    } catch {
+      // The link is already going; the error reply was a courtesy.
+    }
+    conn.end(err);
+  }
+
+  private sample(sentAt: number, receivedAt: number, serverTimeMs: number): void {
+    // The server read its clock about halfway through the round trip.
+    this.offset = Math.round(serverTimeMs - (sentAt + receivedAt) / 2);
+    this.rtt = receivedAt - sentAt;
+  }
+
+  private async beat(conn: Conn): Promise<void> {
+    if (this.heartbeatInFlight || conn !== this.conn || !this.up) return;
+    this.heartbeatInFlight = true;
+    const sentAt = this.clock.now();
+    try {
+      const heartbeat = { ...this.opts.heartbeatFactory?.(), clientTimeMs: sentAt };
+      const env = await this.sendRequest(conn, { heartbeat }, this.requestTimeoutMs);
+      if (conn !== this.conn) return;
+      if (env.body !== 'heartbeatAck' || !env.heartbeatAck) {
+        this.refuse(conn, unexpected('Heartbeat not answered with HeartbeatAck', env.body));
+        return;
+      }
+      this.sample(sentAt, this.clock.now(), env.heartbeatAck.serverTimeMs ?? 0);
+      this.emit('heartbeat', { clockOffsetMs: this.offset ?? 0, rttMs: this.rtt ?? 0 });
+    } catch (e) {
+      if (conn !== this.conn) return;
+      const err = toAgentError(e, 'PROTOCOL_UNEXPECTED');
+      this.logger.warn({ code: err.code }, 'heartbeat failed');
+      // A link that cannot carry a heartbeat carries nothing: drop it and reconnect.
+      if (isAgentError(err, 'PROTOCOL_TIMEOUT')) conn.destroy(err);
+    } finally {
+      this.heartbeatInFlight = false;
+    }
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  private settleUpWaiters(err?: AgentError): void {
+    for (const w of this.upWaiters) {
+      clearTimeout(w.timer);
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+    this.upWaiters.clear();
+  }
+
+  private onConnClose(conn: Conn, reason: AgentError): void {
+    if (conn !== this.conn) return;
+    this.conn = undefined;
+    const wasUp = this.up;
+    this.up = false;
+    this.stopHeartbeat();
+    this.pending.rejectAll(
+      new AgentError('PROTOCOL_DISCONNECTED', undefined, { reason: reason.code }),
+    );
+    this.logger.warn(
+      { code: reason.code, reason: reason.message },
+      wasUp ? 'link down' : 'link failed',
+    );
+    if (wasUp) {
+      // Only a link that stayed up a while earns a fast retry; a flapping one keeps backing off.
+      if (performance.now() - this.upSince >= this.heartbeatIntervalMs) this.attempt = 0;
+      this.emit('down', reason);
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const { initialMs, maxMs } = this.opts.backoff ?? { initialMs: 500, maxMs: 60_000 };
+    const cap = Math.min(maxMs, initialMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    // Full jitter: terminals that lost the acquirer together do not return together.
+    const delayMs = Math.floor((this.opts.random ?? Math.random)() * cap);
+    this.logger.debug({ delayMs, attempt: this.attempt }, 'reconnecting after backoff');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connectNow();
+    }, delayMs);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * A small mutual-TLS frame server: the acquirer simulator's listening side, and the test
+ * acquirers. Client certificates are always requested and always verified against the given CA
+ * (there is no option to turn that off), so a handler only ever sees an authenticated peer,
+ * named by its certificate's CN (the terminal id).
+ */
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../agent/log.ts';
+import { silentLogger } from '../agent/log.ts';
+import type { Clock } from '../agent/clock.ts';
+import { AgentError } from '../agent/errors.ts';
+import { classifySocketError, envelopeConnection, type FrameConnection } from './connection.ts';
+import type { pos } from './messages.ts';
+
+/** An Envelope connection as the server sees it. */
+export type ServerConnection = FrameConnection<pos.v1.Envelope, pos.v1.IEnvelope>;
+
+/** Options of startFrameServer. */
+export interface FrameServerOptions {
+  /** Default 127.0.0.1: the simulator is never reachable from outside the machine. */
+  host?: string;
+  /** 0 (default) picks a free port; read it from the result. */
+  port?: number;
+  /** PEM of the CA that client certificates must chain to; the only CA trusted. */
+  ca: string | Buffer;
+  /** PEM of the server certificate and its key. */
+  cert: string | Buffer;
+  key: string | Buffer;
+  maxFrameBytes?: number;
+  /** Called for each authenticated connection; `peerCertCN` is the client certificate's CN. */
+  onConnection: (conn: ServerConnection, peerCertCN: string) => void;
+  /** Called when a client fails the handshake (no cert, wrong CA, expired...). */
+  onTlsClientError?: (err: AgentError) => void;
+  /** A handshake taking longer than this is dropped. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** A running frame server. */
+export interface FrameServer {
+  readonly port: number;
+  /** Live authenticated connections. */
+  readonly connections: ReadonlySet<ServerConnection>;
+  /** Stops listening and destroys every live socket, authenticated or mid-handshake. */
+  close(): Promise<void>;
+}
+
+function commonName(socket: tls.TLSSocket): string | undefined {
+  const cn: unknown = socket.getPeerCertificate().subject?.CN;
+  if (typeof cn === 'string' && cn.length > 0) return cn;
+  // A certificate with several CNs names no one terminal; refuse rather than pick one.
+  return undefined;
+}
+
+/** Starts a mutual-TLS frame server; resolves once it listens. */
+export async function startFrameServer(options: FrameServerOptions): Promise<FrameServer> {
+  const logger = options.logger ?? silentLogger();
+  const connections = new Set<ServerConnection>();
+  const rawSockets = new Set<Socket>();
+
+  const server = tls.createServer({
+    ca: options.ca,
+    cert: options.cert,
+    key: options.key,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+  });
+
+  // Tracked from the TCP accept on, so close() also ends sockets stuck in the handshake.
+  server.on('connection', (raw: Socket) => {
+    rawSockets.add(raw);
+    raw.once('close', () => rawSockets.delete(raw));
+  });
+
+  server.on('tlsClientError', (err) => {
+    const agentErr = classifySocketError(err);
+    const refused = new AgentError('PROTOCOL_TLS', `TLS client refused: ${agentErr.message}`, {
+      ...agentErr.context,
+    });
+    logger.info({ code: refused.code, context: refused.context }, 'TLS client refused');
+    options.onTlsClientError?.(refused);
+  });
+
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const cn = socket.authorized ? commonName(socket) : undefined;
+    if (cn === undefined) {
+      // Unreachable with rejectUnauthorized, kept as a second lock on the door.
+      logger.warn({ authorized: socket.authorized }, 'client without a usable certificate dropped');
+      options.onTlsClientError?.(
+        new AgentError('PROTOCOL_TLS', 'client certificate has no usable CN', {
+          authorized: socket.authorized,
+        }),
+      );
+      socket.destroy();
+      return;
+    }
+    const conn = envelopeConnection(socket, {
+      maxFrameBytes: options.maxFrameBytes,
+      logger,
+      clock: options.clock,
+    });
+    connections.add(conn);
+    conn.once('close', () => connections.delete(conn));
+    try {
+      options.onConnection(conn, cn);
+    } catch (err) {
+      logger.error({ err }, 'frame server onConnection threw; dropping the connection');
+      conn.destroy();
+    }
+  });
+
+  server.on('error', (err) => logger.error({ err }, 'frame server error'));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') {
+    server.close();
+    throw new AgentError('PROTOCOL_TLS', 'frame server has no TCP address');
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: address.port,
+    connections,
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const conn of connections) conn.destroy();
+        for (const raw of rawSockets) raw.destroy();
+      });
+      return closing;
+    },
+  };
+}

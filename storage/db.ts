@@ -1,0 +1,158 @@
+import { createRequire } from 'node:module';
+import { mkdirSync, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type BetterSqlite3 from 'better-sqlite3';
+import { AgentError, type ErrorCode } from '../agent/errors.ts';
+import { migrations } from './migrations.ts';
+
+export type Database = BetterSqlite3.Database;
+
+const require = createRequire(import.meta.url);
+let driver: typeof BetterSqlite3 | undefined;
+
+/**
+ * Loads better-sqlite3 with a clear refusal instead of a crash: 13.x segfaults on
+ * Node 20 (so we refuse it before loading), and a binary built for another Node ABI
+ * throws an opaque dlopen error that we translate into plain words.
+ */
+export function loadDriver(): typeof BetterSqlite3 {
+  if (driver) return driver;
+  const version = (require('better-sqlite3/package.json') as { version: string }).version;
+  const major = Number(version.split('.')[0]);
+  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  if (major >= 13 && nodeMajor < 22) {
+    throw new AgentError(
+      'STORAGE_NATIVE_MODULE',
+      `better-sqlite3 ${version} needs Node.js 22 or later; this is Node.js ${process.versions.node}. Install better-sqlite3 12.x.`,
+    );
+  }
+  try {
+    driver = require('better-sqlite3') as typeof BetterSqlite3;
+    return driver;
+  } catch (e) {
+    throw new AgentError(
+      'STORAGE_NATIVE_MODULE',
+      `the SQLite driver (better-sqlite3 ${version}) cannot load on Node.js ${process.versions.node} (ABI ${process.versions.modules}); run "npm rebuild better-sqlite3": ${(e as Error).message}`,
+      {},
+      { cause: e },
+    );
+  }
+}
+
+const sqliteCodes: Record<string, ErrorCode> = {
+  SQLITE_FULL: 'STORAGE_FULL',
+  SQLITE_READONLY: 'STORAGE_READONLY',
+  SQLITE_READONLY_DBMOVED: 'STORAGE_READONLY',
+  SQLITE_READONLY_DIRECTORY: 'STORAGE_READONLY',
+  SQLITE_CORRUPT: 'STORAGE_CORRUPT',
+  SQLITE_NOTADB: 'STORAGE_CORRUPT',
+  SQLITE_IOERR: 'STORAGE_IO',
+  SQLITE_CANTOPEN: 'STORAGE_IO',
+  SQLITE_PERM: 'STORAGE_READONLY',
+};
+
+/** Turns a SQLite failure into the agent's typed error; AgentErrors pass through. */
+export function mapSqliteError(e: unknown): AgentError {
+  if (e instanceof AgentError) return e;
+  const code = (e as { code?: string }).code ?? '';
+  const base = code.split('_').slice(0, 2).join('_');
+  const mapped = sqliteCodes[code] ?? sqliteCodes[base] ?? (code.startsWith('SQLITE_IOERR') ? 'STORAGE_IO' : undefined);
+  if (!mapped) {
+    return new AgentError('STORAGE_IO', `journal error: ${(e as Error).message}`, { sqlite: code }, { cause: e });
+  }
+  return new AgentError(mapped, undefined, { sqlite: code, detail: (e as Error).message }, { cause: e });
+}
+
+/** Runs fn and rethrows any SQLite error as an AgentError. */
+export function guarded<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw mapSqliteError(e);
+  }
+}
+
+export interface OpenOptions {
+  /** Refuse to create a new file (commands that only read an existing journal). */
+  mustExist?: boolean;
+  readonly?: boolean;
+}
+
+/**
+ * Opens the journal database: WAL, synchronous=FULL, foreign keys, numbered migrations
+ * run once, then a cheap probe that the file really is our database. A damaged file is
+ * refused with STORAGE_CORRUPT and left exactly where it is, for forensics.
+ */
+export function openDatabase(file: string, options: OpenOptions = {}): Database {
+  const Driver = loadDriver();
+  if (options.mustExist && !existsSync(file)) {
+    throw new AgentError('STORAGE_NOT_FOUND', `no journal at ${file}`);
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  if (existsSync(file) && statSync(file).isDirectory()) {
+    throw new AgentError('STORAGE_IO', `${file} is a directory, not a journal file`);
+  }
+  let db: Database | undefined;
+  try {
+    db = new Driver(file, { readonly: options.readonly ?? false, fileMustExist: options.mustExist ?? false });
+    if (!options.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+    }
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    // The header read below fails on a file that is not SQLite at all.
+    db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
+    if (!options.readonly) runMigrations(db);
+    probe(db);
+    return db;
+  } catch (e) {
+    db?.close();
+    const err = mapSqliteError(e);
+    if (err.code === 'STORAGE_CORRUPT') {
+      throw new AgentError(
+        'STORAGE_CORRUPT',
+        `the journal file ${file} is damaged (${err.context.detail ?? err.message}); it was left untouched for forensics`,
+        err.context,
+        { cause: e },
+      );
+    }
+    throw err;
+  }
+}
+
+function runMigrations(db: Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const done = new Set(
+    (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+  );
+  const newest = migrations.at(-1)?.version ?? 0;
+  const unknown = [...done].filter((v) => v > newest);
+  if (unknown.length) {
+    throw new AgentError(
+      'STORAGE_CORRUPT',
+      `the journal was written by a newer pos-agent (schema ${Math.max(...unknown)}, this one knows ${newest})`,
+    );
+  }
+  for (const m of migrations) {
+    if (done.has(m.version)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, Date.now());
+    })();
+  }
+}
+
+/**
+ * A cheap probe, not a full integrity_check (that walks every page and takes seconds on
+ * a million rows; selftest runs it). It touches the tables we need and the newest rows.
+ */
+function probe(db: Database): void {
+  const tables = new Set(
+    (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name),
+  );
+  for (const t of ['journal', 'batches', 'lifecycle', 'meta']) {
+    if (!tables.has(t)) throw new AgentError('STORAGE_CORRUPT', `the journal file has no ${t} table`);
+  }
+  db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 8').all();
+}

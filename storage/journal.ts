@@ -1,0 +1,314 @@
+import { createHash } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
+import { AgentError } from '../agent/errors.ts';
+import { guarded, type Database } from './db.ts';
+
+/**
+ * The hash-chained journal. Each row's hash is SHA-256 over the previous row's hash and
+ * the row's canonical content (every column but the hashes, in a fixed order), so a
+ * change to any byte of any row, or a removed or reordered row, breaks the chain at
+ * that row.
+ */
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export type TxnType = 'sale' | 'refund' | 'void' | 'reversal';
+export type TxnStatus = 'approved' | 'declined' | 'pending-offline';
+
+/** A transaction as it goes into the journal: card data already masked and tokenised. */
+export interface TxnRecord {
+  localId: string;
+  type: TxnType;
+  originalSeq: number | null;
+  amount: number;
+  currency: string;
+  category: string;
+  fee: number;
+  feeVersion: string | null;
+  maskedPan: string | null;
+  panToken: string | null;
+  authCode: string | null;
+  status: TxnStatus;
+  batchId: string;
+}
+
+export interface TxnRow extends TxnRecord {
+  seq: number;
+  createdAt: number;
+  hash: string;
+}
+
+export interface EventRow {
+  seq: number;
+  createdAt: number;
+  event: string;
+  detail: Record<string, unknown>;
+  hash: string;
+}
+
+export type JournalEntry = ({ kind: 'txn' } & TxnRow) | ({ kind: 'event' } & EventRow);
+
+interface RawRow {
+  seq: number;
+  kind: 'txn' | 'event';
+  created_at: number;
+  local_id: string | null;
+  type: TxnType | null;
+  original_seq: number | null;
+  amount: number | null;
+  currency: string | null;
+  category: string | null;
+  fee: number | null;
+  fee_version: string | null;
+  masked_pan: string | null;
+  pan_token: string | null;
+  auth_code: string | null;
+  status: TxnStatus | null;
+  batch_id: string | null;
+  event: string | null;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+const columns = [
+  'seq',
+  'kind',
+  'created_at',
+  'local_id',
+  'type',
+  'original_seq',
+  'amount',
+  'currency',
+  'category',
+  'fee',
+  'fee_version',
+  'masked_pan',
+  'pan_token',
+  'auth_code',
+  'status',
+  'batch_id',
+  'event',
+  'detail',
+] as const;
+
+type Content = Pick<RawRow, (typeof columns)[number]>;
+
+/** The hash of one row: covers the previous hash and every content column in order. */
+export function rowHash(prevHash: string, row: Content): string {
+  const canonical = JSON.stringify(columns.map((c) => row[c] ?? null));
+  return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  headSeq: number;
+  headHash: string;
+  /** The first row whose hash or link does not match. */
+  firstBad?: { seq: number; reason: string };
+}
+
+export class Journal {
+  private readonly insert: Statement;
+  private readonly head: Statement;
+  private readonly bySeq: Statement;
+  private readonly byLocalId: Statement;
+  private readonly settledAgainst: Statement;
+
+  constructor(private readonly db: Database) {
+    this.insert = db.prepare(
+      `INSERT INTO journal (${columns.join(', ')}, prev_hash, hash)
+       VALUES (${columns.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+    );
+    this.head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1');
+    this.bySeq = db.prepare('SELECT * FROM journal WHERE seq = ?');
+    this.byLocalId = db.prepare('SELECT * FROM journal WHERE local_id = ?');
+    this.settledAgainst = db.prepare(
+      `SELECT COALESCE(SUM(amount), 0) AS amount, COALESCE(SUM(fee), 0) AS fee, COUNT(*) AS n,
+              COALESCE(SUM(type IN ('void', 'reversal')), 0) AS cancels
+         FROM journal WHERE kind = 'txn' AND original_seq = ? AND status != 'declined'`,
+    );
+  }
+
+  /** The newest row's sequence number and hash (GENESIS when empty). */
+  headOf(): { seq: number; hash: string } {
+    const row = guarded(() => this.head.get()) as { seq: number; hash: string } | undefined;
+    return row ?? { seq: 0, hash: GENESIS_HASH };
+  }
+
+  /** Appends a transaction row; the caller owns the surrounding SQLite transaction. */
+  appendTxn(rec: TxnRecord, createdAt: number): TxnRow {
+    const row = this.write({
+      kind: 'txn',
+      created_at: createdAt,
+      local_id: rec.localId,
+      type: rec.type,
+      original_seq: rec.originalSeq,
+      amount: rec.amount,
+      currency: rec.currency,
+      category: rec.category,
+      fee: rec.fee,
+      fee_version: rec.feeVersion,
+      masked_pan: rec.maskedPan,
+      pan_token: rec.panToken,
+      auth_code: rec.authCode,
+      status: rec.status,
+      batch_id: rec.batchId,
+      event: null,
+      detail: null,
+    });
+    return { ...rec, seq: row.seq, createdAt, hash: row.hash };
+  }
+
+  /** Appends an event row (transition, refusal, command, batch step, login...). */
+  appendEvent(event: string, detail: Record<string, unknown>, createdAt: number): EventRow {
+    const row = this.write({
+      kind: 'event',
+      created_at: createdAt,
+      local_id: null,
+      type: null,
+      original_seq: null,
+      amount: null,
+      currency: null,
+      category: null,
+      fee: null,
+      fee_version: null,
+      masked_pan: null,
+      pan_token: null,
+      auth_code: null,
+      status: null,
+      batch_id: null,
+      event,
+      detail: JSON.stringify(detail),
+    });
+    return { seq: row.seq, createdAt, event, detail, hash: row.hash };
+  }
+
+  private write(content: Omit<Content, 'seq'>): { seq: number; hash: string } {
+    const head = this.headOf();
+    const full: Content = { ...content, seq: head.seq + 1 };
+    const hash = rowHash(head.hash, full);
+    guarded(() => this.insert.run({ ...full, prev_hash: head.hash, hash }));
+    return { seq: full.seq, hash };
+  }
+
+  get(seq: number): JournalEntry | undefined {
+    const raw = guarded(() => this.bySeq.get(seq)) as RawRow | undefined;
+    return raw && toEntry(raw);
+  }
+
+  getTxn(seq: number): TxnRow | undefined {
+    const e = this.get(seq);
+    return e?.kind === 'txn' ? e : undefined;
+  }
+
+  findByLocalId(localId: string): TxnRow | undefined {
+    const raw = guarded(() => this.byLocalId.get(localId)) as RawRow | undefined;
+    const e = raw && toEntry(raw);
+    return e?.kind === 'txn' ? e : undefined;
+  }
+
+  /** What later rows (refunds, voids, reversals) already took back from an original. */
+  takenFrom(originalSeq: number): { amount: number; fee: number; count: number; cancelled: boolean } {
+    const r = guarded(() => this.settledAgainst.get(originalSeq)) as {
+      amount: number;
+      fee: number;
+      n: number;
+      cancels: number;
+    };
+    return { amount: r.amount, fee: r.fee, count: r.n, cancelled: r.cancels > 0 };
+  }
+
+  /** The newest entries, newest last. */
+  tail(n: number, kind?: 'txn' | 'event'): JournalEntry[] {
+    const where = kind ? 'WHERE kind = ?' : '';
+    const rows = guarded(() =>
+      this.db
+        .prepare(`SELECT * FROM journal ${where} ORDER BY seq DESC LIMIT ?`)
+        .all(...(kind ? [kind, n] : [n])),
+    ) as RawRow[];
+    return rows.reverse().map(toEntry);
+  }
+
+  /** Transactions of one batch in sequence order. */
+  batchRows(batchId: string): TxnRow[] {
+    const rows = guarded(() =>
+      this.db.prepare("SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq").all(batchId),
+    ) as RawRow[];
+    return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
+  }
+
+  /** Events of one name, newest last, for audits and tests. */
+  events(name: string, limit = 1000): EventRow[] {
+    const rows = guarded(() =>
+      this.db
+        .prepare("SELECT * FROM journal WHERE kind = 'event' AND event = ? ORDER BY seq DESC LIMIT ?")
+        .all(name, limit),
+    ) as RawRow[];
+    return rows.reverse().map((r) => toEntry(r) as { kind: 'event' } & EventRow);
+  }
+
+  /**
+   * Walks the chain from `from` (a trusted checkpoint, or genesis) and names the first
+   * row that does not match. Iterates so a million rows never sit in memory at once.
+   */
+  verify(from: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }): VerifyResult {
+    let prev = from.hash;
+    let expectedSeq = from.seq + 1;
+    let checked = 0;
+    const it = guarded(() => this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq));
+    try {
+      for (const raw of it as Iterable<RawRow>) {
+        const bad = (reason: string): VerifyResult => ({
+          ok: false,
+          checked,
+          headSeq: raw.seq,
+          headHash: raw.hash,
+          firstBad: { seq: raw.seq, reason },
+        });
+        if (raw.seq !== expectedSeq) return bad(`row ${expectedSeq} is missing`);
+        if (raw.prev_hash !== prev) return bad('its link to the previous row does not match');
+        if (rowHash(prev, raw) !== raw.hash) return bad('its content does not match its hash');
+        prev = raw.hash;
+        expectedSeq++;
+        checked++;
+      }
+    } catch (e) {
+      throw new AgentError('STORAGE_CORRUPT', `the journal could not be read while verifying: ${(e as Error).message}`);
+    }
+    return { ok: true, checked, headSeq: expectedSeq - 1, headHash: prev };
+  }
+}
+
+function toEntry(r: RawRow): JournalEntry {
+  if (r.kind === 'event') {
+    return {
+      kind: 'event',
+      seq: r.seq,
+      createdAt: r.created_at,
+      event: r.event ?? '',
+      detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : {},
+      hash: r.hash,
+    };
+  }
+  return {
+    kind: 'txn',
+    seq: r.seq,
+    createdAt: r.created_at,
+    localId: r.local_id ?? '',
+    type: r.type as TxnType,
+    originalSeq: r.original_seq,
+    amount: r.amount ?? 0,
+    currency: r.currency ?? '',
+    category: r.category ?? '',
+    fee: r.fee ?? 0,
+    feeVersion: r.fee_version,
+    maskedPan: r.masked_pan,
+    panToken: r.pan_token,
+    authCode: r.auth_code,
+    status: r.status as TxnStatus,
+    batchId: r.batch_id ?? '',
+    hash: r.hash,
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * Numbered schema migrations, run once each at open inside a transaction. A shipped
+ * migration is never edited: a change to the schema is a new number.
+ */
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+
+      -- One hash chain over everything the terminal did: transactions (kind 'txn') and
+      -- events (kind 'event': transitions, refusals, commands, batch steps, logins).
+      -- Rows never change once written; the triggers stop honest mistakes, the chain
+      -- exposes dishonest ones.
+      CREATE TABLE journal (
+        seq          INTEGER PRIMARY KEY,
+        kind         TEXT    NOT NULL CHECK (kind IN ('txn', 'event')),
+        created_at   INTEGER NOT NULL,
+        local_id     TEXT,
+        type         TEXT    CHECK (type IN ('sale', 'refund', 'void', 'reversal')),
+        original_seq INTEGER REFERENCES journal (seq),
+        amount       INTEGER CHECK (amount IS NULL OR amount > 0),
+        currency     TEXT,
+        category     TEXT,
+        fee          INTEGER CHECK (fee IS NULL OR fee >= 0),
+        fee_version  TEXT,
+        masked_pan   TEXT,
+        pan_token    TEXT,
+        auth_code    TEXT,
+        status       TEXT    CHECK (status IN ('approved', 'declined', 'pending-offline')),
+        batch_id     TEXT,
+        event        TEXT,
+        detail       TEXT,
+        prev_hash    TEXT    NOT NULL,
+        hash         TEXT    NOT NULL,
+        CHECK ((kind = 'txn' AND type IS NOT NULL AND amount IS NOT NULL AND status IS NOT NULL
+                 AND batch_id IS NOT NULL AND local_id IS NOT NULL)
+            OR (kind = 'event' AND event IS NOT NULL))
+      );
+      CREATE UNIQUE INDEX journal_local_id ON journal (local_id) WHERE local_id IS NOT NULL;
+      CREATE INDEX journal_batch ON journal (batch_id, seq) WHERE kind = 'txn';
+      CREATE INDEX journal_original ON journal (original_seq) WHERE original_seq IS NOT NULL;
+      CREATE INDEX journal_event ON journal (event, seq) WHERE kind = 'event';
+      CREATE TRIGGER journal_immutable_update BEFORE UPDATE ON journal
+        BEGIN SELECT RAISE(ABORT, 'journal rows are immutable'); END;
+      CREATE TRIGGER journal_immutable_delete BEFORE DELETE ON journal
+        BEGIN SELECT RAISE(ABORT, 'journal rows are immutable'); END;
+
+      CREATE TABLE batches (
+        batch_id        TEXT    PRIMARY KEY,
+        number          INTEGER NOT NULL UNIQUE,
+        state           TEXT    NOT NULL CHECK (state IN ('open', 'closed', 'sent', 'acked',
+                                  'out-of-balance', 'detail-uploaded', 'resolved')),
+        business_date   TEXT,
+        opened_at       INTEGER NOT NULL,
+        closed_at       INTEGER,
+        first_seq       INTEGER,
+        last_seq        INTEGER,
+        txn_count       INTEGER,
+        totals          TEXT,
+        digest          TEXT,
+        settlement_id   TEXT,
+        acquirer_totals TEXT,
+        updated_at      INTEGER NOT NULL
+      );
+      -- Exactly one open batch at any time.
+      CREATE UNIQUE INDEX batches_one_open ON batches (state) WHERE state = 'open';
+
+      CREATE TABLE lifecycle (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        state      TEXT    NOT NULL CHECK (state IN ('unactivated', 'active', 'deactivation-pending',
+                                  'deactivating', 'deactivated')),
+        locks      TEXT    NOT NULL,
+        reason     TEXT,
+        version    INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE lifecycle_transitions (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        event        TEXT    NOT NULL,
+        from_state   TEXT    NOT NULL,
+        to_state     TEXT    NOT NULL,
+        locks_before TEXT    NOT NULL,
+        locks_after  TEXT    NOT NULL,
+        source       TEXT    NOT NULL,
+        cause        TEXT    NOT NULL,
+        journal_seq  INTEGER NOT NULL REFERENCES journal (seq)
+      );
+
+      CREATE TABLE fee_schedules (
+        version        TEXT    PRIMARY KEY,
+        effective_from INTEGER NOT NULL,
+        spec           TEXT    NOT NULL,
+        installed_at   INTEGER NOT NULL
+      );
+
+      CREATE TABLE unlock_challenges (
+        challenge  TEXT    PRIMARY KEY,
+        source     TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+      );
+    `,
+  },
+];

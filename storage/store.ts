@@ -1,0 +1,54 @@
+import { guarded, openDatabase, mapSqliteError, type Database, type OpenOptions } from './db.ts';
+import { Journal } from './journal.ts';
+import { Batches } from './batches.ts';
+import { StateStore } from './state-store.ts';
+
+/**
+ * The journal database and its parts. Every change the agent makes goes through
+ * `atomically`, so a transaction row, its batch, a lifecycle transition and the chain
+ * events that record them commit together or not at all.
+ */
+export class Store {
+  readonly journal: Journal;
+  readonly batches: Batches;
+  readonly state: StateStore;
+
+  private constructor(readonly db: Database, readonly file: string) {
+    this.journal = new Journal(db);
+    this.batches = new Batches(db);
+    this.state = new StateStore(db);
+  }
+
+  static open(file: string, options?: OpenOptions): Store {
+    return new Store(openDatabase(file, options), file);
+  }
+
+  /**
+   * Runs fn in one IMMEDIATE SQLite transaction (the write lock is taken up front, so
+   * two writers never deadlock on upgrade). Returns only after the commit is durable
+   * (synchronous=FULL). Nested calls join the outer transaction.
+   */
+  atomically<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (e) {
+      throw mapSqliteError(e);
+    }
+  }
+
+  /** Full page-level check; slow on large files, so it runs on demand and in self-test. */
+  integrityCheck(): string[] {
+    const rows = guarded(() => this.db.pragma('integrity_check')) as Array<{ integrity_check: string }>;
+    return rows.map((r) => r.integrity_check);
+  }
+
+  /** Moves WAL content into the main file; safe to call at idle moments. */
+  checkpoint(): void {
+    guarded(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
