@@ -155,7 +155,7 @@ export class Payments {
     const result = store.atomically(() => {
       if (input.localId !== undefined) {
         const prior = store.journal.findByLocalId(input.localId);
-        if (prior) return this.retryOf(prior, input);
+        if (prior) return this.retryOf(prior, input, card);
       }
       const life = this.d.terminal.status();
       if (this.draining && !opts.inFlight) throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
@@ -181,7 +181,7 @@ export class Payments {
         panToken ??= original.panToken;
         if (status !== 'declined') fee = this.feeBack(input, original);
       }
-      const localId = input.localId ?? `L${store.journal.headOf().seq + 1}`;
+      const localId = input.localId ?? this.agentLocalId(store.journal.headOf().seq + 1);
       const row = store.journal.appendTxn(
         {
           localId,
@@ -214,8 +214,17 @@ export class Payments {
     return parseFeeSchedule(spec);
   }
 
-  private retryOf(prior: TxnRow, input: RecordInput): { row: TxnRow; duplicate: boolean } {
-    if (prior.type !== input.type || prior.amount !== input.amount || (prior.originalSeq ?? undefined) !== input.originalSeq) {
+  /** `L<seq>`, unless the payment app already used that id for one of its own rows. */
+  private agentLocalId(seq: number): string {
+    let id = `L${seq}`;
+    for (let n = 2; this.d.store.journal.findByLocalId(id); n++) id = `L${seq}.${n}`;
+    return id;
+  }
+
+  private retryOf(prior: TxnRow, input: RecordInput, card: ProtectedCard | undefined): { row: TxnRow; duplicate: boolean } {
+    // A retry carries the same card; another card under the same id is a different transaction.
+    const otherCard = card !== undefined && prior.panToken !== card.panToken;
+    if (otherCard || prior.type !== input.type || prior.amount !== input.amount || (prior.originalSeq ?? undefined) !== input.originalSeq) {
       throw new AgentError('TXN_INVALID', `local id ${prior.localId} was already used for a different transaction`);
     }
     return { row: prior, duplicate: true };

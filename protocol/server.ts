@@ -76,11 +76,18 @@ export async function startFrameServer(options: FrameServerOptions): Promise<Fra
     raw.once('close', () => rawSockets.delete(raw));
   });
 
-  server.on('tlsClientError', (err) => {
-    const agentErr = classifySocketError(err);
-    const refused = new AgentError('PROTOCOL_TLS', `TLS client refused: ${agentErr.message}`, {
-      ...agentErr.context,
-    });
+  server.on('tlsClientError', (err, socket: tls.TLSSocket) => {
+    // Node verifies the client certificate itself and just drops the socket, so the error is a
+    // bare hang-up; the certificate's fault (CERT_HAS_EXPIRED, ...) is on the socket.
+    const authorizationError = socket.authorizationError
+      ? String(socket.authorizationError)
+      : undefined;
+    const cause = classifySocketError(err);
+    const refused = new AgentError(
+      'PROTOCOL_TLS',
+      `TLS client refused: ${authorizationError ?? cause.message}`,
+      { ...cause.context, authorizationError },
+    );
     logger.info({ code: refused.code, context: refused.context }, 'TLS client refused');
     options.onTlsClientError?.(refused);
   });
@@ -134,11 +141,14 @@ export async function startFrameServer(options: FrameServerOptions): Promise<Fra
     port: address.port,
     connections,
     close(): Promise<void> {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const conn of connections) conn.destroy();
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        const live = [...connections];
+        for (const conn of live) conn.destroy();
         for (const raw of rawSockets) raw.destroy();
-      });
+        // Resolve only once every socket has closed, so callers (and tests) leave nothing behind.
+        await Promise.all([stopped, ...live.map((conn) => conn.waitClosed())]);
+      })();
       return closing;
     },
   };

@@ -130,7 +130,10 @@ export function totalsFromDetail(rows: readonly DetailRowRecord[], currency: str
     if (r.status === 'declined') continue;
     const s = sums.get(r.type);
     if (!s) {
-      throw new AgentError('PROTOCOL_MALFORMED', `detail row ${r.seq} has unknown type "${r.type}"`);
+      throw new AgentError(
+        'PROTOCOL_MALFORMED',
+        `detail row ${r.seq} has unknown type "${r.type}"`,
+      );
     }
     s.count += 1;
     s.amount += BigInt(r.amount);

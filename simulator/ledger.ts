@@ -83,6 +83,8 @@ export interface CommandRecord {
 /** A command result as received; `verified` says the terminal's signature checked out. */
 export interface CommandResultRecord {
   terminalId: string;
+  /** The command it answers, by the reply's correlation id; null when that is unknown. */
+  commandId: number | null;
   counter: number;
   outcome: string;
   errorCode: string;
@@ -144,7 +146,7 @@ CREATE TABLE IF NOT EXISTS commands (
   kind TEXT NOT NULL, signed BLOB NOT NULL, message_id TEXT NOT NULL, issued_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL, delivered_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS command_results (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL, counter INTEGER NOT NULL,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL, command_id INTEGER, counter INTEGER NOT NULL,
   outcome TEXT NOT NULL, error_code TEXT NOT NULL, detail TEXT NOT NULL, verified INTEGER NOT NULL,
   body BLOB NOT NULL, signature BLOB NOT NULL, received_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deactivation_reviews (
@@ -158,14 +160,18 @@ CREATE TABLE IF NOT EXISTS risk_reports (
 
 type Row = Record<string, unknown>;
 const json = <T>(v: unknown): T => JSON.parse(String(v)) as T;
-const orNull = <T>(v: unknown, f: (x: unknown) => T): T | null => (v === null || v === undefined ? null : f(v));
+const orNull = <T>(v: unknown, f: (x: unknown) => T): T | null =>
+  v === null || v === undefined ? null : f(v);
 
 /** The ledger file name inside the simulator's data directory. */
 export const LEDGER_FILE = 'acquirer-ledger.db';
 
 /** The acquirer's ledger. Every method is synchronous and every write is one SQLite transaction. */
 export class AcquirerLedger {
-  private constructor(readonly db: Database, readonly file: string) {}
+  private constructor(
+    readonly db: Database,
+    readonly file: string,
+  ) {}
 
   /** Opens (creating if needed) the ledger in `dataDir`. */
   static open(dataDir: string): AcquirerLedger {
@@ -193,7 +199,12 @@ export class AcquirerLedger {
   // ---------------------------------------------------------------- terminals
 
   /** Registers a terminal; an existing one keeps its state (a restart must not reset a used code). */
-  registerTerminal(t: Pick<TerminalRecord, 'terminalId' | 'activationCode' | 'merchantId' | 'merchantName' | 'merchantCategory'>): void {
+  registerTerminal(
+    t: Pick<
+      TerminalRecord,
+      'terminalId' | 'activationCode' | 'merchantId' | 'merchantName' | 'merchantCategory'
+    >,
+  ): void {
     this.db
       .prepare(
         `INSERT INTO terminals (terminal_id, activation_code, merchant_id, merchant_name, merchant_category)
@@ -203,7 +214,8 @@ export class AcquirerLedger {
   }
 
   terminal(terminalId: string): TerminalRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM terminals WHERE terminal_id = ?').get(terminalId) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM terminals WHERE terminal_id = ?').get(terminalId) as
+      Row | undefined;
     if (!r) return undefined;
     return {
       terminalId: String(r.terminal_id),
@@ -220,28 +232,34 @@ export class AcquirerLedger {
 
   /** Counts a wrong activation code; returns the failures so far. */
   activationFailed(terminalId: string): number {
-    this.db.prepare('UPDATE terminals SET failed_attempts = failed_attempts + 1 WHERE terminal_id = ?').run(terminalId);
+    this.db
+      .prepare('UPDATE terminals SET failed_attempts = failed_attempts + 1 WHERE terminal_id = ?')
+      .run(terminalId);
     return this.terminal(terminalId)?.failedAttempts ?? 0;
   }
 
   /** Marks the code used and pins the terminal's result-signing key. */
   activated(terminalId: string, publicKey: Buffer, now: number): void {
     this.db
-      .prepare(`UPDATE terminals SET code_used = 1, public_key = ?, status = 'active', activated_at = ? WHERE terminal_id = ?`)
+      .prepare(
+        `UPDATE terminals SET code_used = 1, public_key = ?, status = 'active', activated_at = ? WHERE terminal_id = ?`,
+      )
       .run(publicKey, now, terminalId);
   }
 
   setTerminalStatus(terminalId: string, status: TerminalRecord['status']): void {
-    this.db.prepare('UPDATE terminals SET status = ? WHERE terminal_id = ?').run(status, terminalId);
+    this.db
+      .prepare('UPDATE terminals SET status = ? WHERE terminal_id = ?')
+      .run(status, terminalId);
   }
 
   // ---------------------------------------------------------------- settlement
 
   /** The settlement of a batch, whatever its digest. */
   settlement(terminalId: string, batchId: string): SettlementRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM settlements WHERE terminal_id = ? AND batch_id = ?').get(terminalId, batchId) as
-      | Row
-      | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM settlements WHERE terminal_id = ? AND batch_id = ?')
+      .get(terminalId, batchId) as Row | undefined;
     return r && toSettlement(r);
   }
 
@@ -252,7 +270,16 @@ export class AcquirerLedger {
         `INSERT INTO settlements (terminal_id, batch_id, digest, settlement_id, terminal_totals, settled_totals, settled_at, via)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(s.terminalId, s.batchId, s.digest, s.settlementId, JSON.stringify(s.terminalTotals), JSON.stringify(s.settledTotals), s.settledAt, s.via);
+      .run(
+        s.terminalId,
+        s.batchId,
+        s.digest,
+        s.settlementId,
+        JSON.stringify(s.terminalTotals),
+        JSON.stringify(s.settledTotals),
+        s.settledAt,
+        s.via,
+      );
   }
 
   /** Every batch settled for a terminal, in the order it was settled. */
@@ -277,7 +304,16 @@ export class AcquirerLedger {
         `INSERT INTO submissions (terminal_id, batch_id, digest, message_id, received_at, totals, duplicate, outcome)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(s.terminalId, s.batchId, s.digest, s.messageId, s.receivedAt, s.totals ? JSON.stringify(s.totals) : null, s.duplicate ? 1 : 0, s.outcome);
+      .run(
+        s.terminalId,
+        s.batchId,
+        s.digest,
+        s.messageId,
+        s.receivedAt,
+        s.totals ? JSON.stringify(s.totals) : null,
+        s.duplicate ? 1 : 0,
+        s.outcome,
+      );
     return Number(res.lastInsertRowid);
   }
 
@@ -303,7 +339,11 @@ export class AcquirerLedger {
 
   // ---------------------------------------------------------------- out of balance and detail
 
-  outOfBalance(terminalId: string, batchId: string, digest: string): OutOfBalanceRecord | undefined {
+  outOfBalance(
+    terminalId: string,
+    batchId: string,
+    digest: string,
+  ): OutOfBalanceRecord | undefined {
     const r = this.db
       .prepare('SELECT * FROM out_of_balance WHERE terminal_id = ? AND batch_id = ? AND digest = ?')
       .get(terminalId, batchId, digest) as Row | undefined;
@@ -319,7 +359,13 @@ export class AcquirerLedger {
     };
   }
 
-  claimOutOfBalance(terminalId: string, batchId: string, digest: string, claimed: TotalsRecord, now: number): void {
+  claimOutOfBalance(
+    terminalId: string,
+    batchId: string,
+    digest: string,
+    claimed: TotalsRecord,
+    now: number,
+  ): void {
     this.db
       .prepare(
         `INSERT INTO out_of_balance (terminal_id, batch_id, digest, claimed_totals, created_at) VALUES (?, ?, ?, ?, ?)
@@ -343,15 +389,21 @@ export class AcquirerLedger {
     return this.atomically(() => {
       const k = [key.terminalId, key.batchId, key.digest] as const;
       const existing = this.db
-        .prepare('SELECT 1 FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? AND chunk_index = ?')
+        .prepare(
+          'SELECT 1 FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? AND chunk_index = ?',
+        )
         .get(...k, chunkIndex);
       if (existing) {
         this.db
-          .prepare('UPDATE detail_chunks SET receipts = receipts + 1 WHERE terminal_id = ? AND batch_id = ? AND digest = ? AND chunk_index = ?')
+          .prepare(
+            'UPDATE detail_chunks SET receipts = receipts + 1 WHERE terminal_id = ? AND batch_id = ? AND digest = ? AND chunk_index = ?',
+          )
           .run(...k, chunkIndex);
       } else {
         this.db
-          .prepare('INSERT INTO detail_chunks (terminal_id, batch_id, digest, chunk_index, chunk_count, receipts, received_at) VALUES (?, ?, ?, ?, ?, 1, ?)')
+          .prepare(
+            'INSERT INTO detail_chunks (terminal_id, batch_id, digest, chunk_index, chunk_count, receipts, received_at) VALUES (?, ?, ?, ?, ?, 1, ?)',
+          )
           .run(...k, chunkIndex, chunkCount, now);
         const insert = this.db.prepare(
           'INSERT INTO detail_rows (terminal_id, batch_id, digest, seq, row_json) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
@@ -359,7 +411,9 @@ export class AcquirerLedger {
         for (const r of rows) insert.run(...k, r.seq, JSON.stringify(r));
       }
       const n = this.db
-        .prepare('SELECT COUNT(*) AS n FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ?')
+        .prepare(
+          'SELECT COUNT(*) AS n FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ?',
+        )
         .get(...k) as { n: number };
       return { fresh: !existing, received: n.n, chunkCount };
     });
@@ -368,7 +422,9 @@ export class AcquirerLedger {
   /** The chunk count an earlier chunk of this key declared, if any. */
   declaredChunkCount(terminalId: string, batchId: string, digest: string): number | undefined {
     const r = this.db
-      .prepare('SELECT chunk_count AS c FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? LIMIT 1')
+      .prepare(
+        'SELECT chunk_count AS c FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? LIMIT 1',
+      )
       .get(terminalId, batchId, digest) as { c: number } | undefined;
     return r?.c;
   }
@@ -376,13 +432,23 @@ export class AcquirerLedger {
   /** Detail rows received for a key, in sequence order. */
   detailRows(terminalId: string, batchId: string, digest: string): DetailRowRecord[] {
     const rows = this.db
-      .prepare('SELECT row_json FROM detail_rows WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY seq')
+      .prepare(
+        'SELECT row_json FROM detail_rows WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY seq',
+      )
       .all(terminalId, batchId, digest) as Row[];
     return rows.map((r) => json<DetailRowRecord>(r.row_json));
   }
 
   /** Records what the completed detail upload proved. */
-  detailComplete(terminalId: string, batchId: string, digest: string, chunkCount: number, totals: TotalsRecord, digestOk: boolean, now: number): void {
+  detailComplete(
+    terminalId: string,
+    batchId: string,
+    digest: string,
+    chunkCount: number,
+    totals: TotalsRecord,
+    digestOk: boolean,
+    now: number,
+  ): void {
     this.db
       .prepare(
         `INSERT INTO out_of_balance (terminal_id, batch_id, digest, claimed_totals, chunk_count, detail_totals, detail_digest_ok, created_at)
@@ -397,7 +463,9 @@ export class AcquirerLedger {
   /** The next command counter for a terminal (persisted, so it stays monotonic across restarts). */
   nextCounter(terminalId: string): number {
     return this.atomically(() => {
-      const r = this.db.prepare('SELECT last_counter AS c FROM command_counters WHERE terminal_id = ?').get(terminalId) as { c: number } | undefined;
+      const r = this.db
+        .prepare('SELECT last_counter AS c FROM command_counters WHERE terminal_id = ?')
+        .get(terminalId) as { c: number } | undefined;
       const next = (r?.c ?? 0) + 1;
       this.bumpCounter(terminalId, next);
       return next;
@@ -416,48 +484,81 @@ export class AcquirerLedger {
 
   addCommand(c: Omit<CommandRecord, 'id' | 'deliveredAt' | 'deliveries'>): number {
     const res = this.db
-      .prepare('INSERT INTO commands (terminal_id, counter, kind, signed, message_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO commands (terminal_id, counter, kind, signed, message_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(c.terminalId, c.counter, c.kind, c.signed, c.messageId, c.issuedAt, c.expiresAt);
     return Number(res.lastInsertRowid);
   }
 
   markDelivered(id: number, now: number): void {
-    this.db.prepare('UPDATE commands SET delivered_at = COALESCE(delivered_at, ?), deliveries = deliveries + 1 WHERE id = ?').run(now, id);
+    this.db
+      .prepare(
+        'UPDATE commands SET delivered_at = COALESCE(delivered_at, ?), deliveries = deliveries + 1 WHERE id = ?',
+      )
+      .run(now, id);
   }
 
   /**
    * Commands to (re)send on a poll: counter above what the terminal says it applied, not yet
-   * answered by a result, not expired. Oldest first, so counters arrive in order.
+   * answered by a result, not expired. Oldest first, so counters arrive in order. A command
+   * the terminal refused is answered too, so a forged one is not pushed again on every poll.
    */
   pendingCommands(terminalId: string, afterCounter: number, now: number): CommandRecord[] {
     const rows = this.db
       .prepare(
         `SELECT * FROM commands c WHERE terminal_id = ?1 AND counter > ?2 AND expires_at > ?3
-           AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.terminal_id = c.terminal_id AND r.counter = c.counter AND r.verified = 1)
+           AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_id = c.id
+             OR (r.terminal_id = c.terminal_id AND r.counter = c.counter AND r.verified = 1))
          ORDER BY counter, id`,
       )
       .all(terminalId, afterCounter, now) as Row[];
     return rows.map(toCommand);
   }
 
+  /** The command sent under an envelope message id (a result's correlation id). */
+  commandByMessageId(messageId: string): CommandRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM commands WHERE message_id = ?').get(messageId) as
+      Row | undefined;
+    return r && toCommand(r);
+  }
+
   /** Every command issued to a terminal, oldest first. */
   commands(terminalId: string): CommandRecord[] {
-    return (this.db.prepare('SELECT * FROM commands WHERE terminal_id = ? ORDER BY id').all(terminalId) as Row[]).map(toCommand);
+    return (
+      this.db
+        .prepare('SELECT * FROM commands WHERE terminal_id = ? ORDER BY id')
+        .all(terminalId) as Row[]
+    ).map(toCommand);
   }
 
   recordCommandResult(r: CommandResultRecord & { body: Buffer; signature: Buffer }): void {
     this.db
       .prepare(
-        `INSERT INTO command_results (terminal_id, counter, outcome, error_code, detail, verified, body, signature, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO command_results (terminal_id, command_id, counter, outcome, error_code, detail, verified, body, signature, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(r.terminalId, r.counter, r.outcome, r.errorCode, r.detail, r.verified ? 1 : 0, r.body, r.signature, r.receivedAt);
+      .run(
+        r.terminalId,
+        r.commandId,
+        r.counter,
+        r.outcome,
+        r.errorCode,
+        r.detail,
+        r.verified ? 1 : 0,
+        r.body,
+        r.signature,
+        r.receivedAt,
+      );
   }
 
   commandResults(terminalId: string): CommandResultRecord[] {
-    const rows = this.db.prepare('SELECT * FROM command_results WHERE terminal_id = ? ORDER BY id').all(terminalId) as Row[];
+    const rows = this.db
+      .prepare('SELECT * FROM command_results WHERE terminal_id = ? ORDER BY id')
+      .all(terminalId) as Row[];
     return rows.map((r) => ({
       terminalId: String(r.terminal_id),
+      commandId: orNull(r.command_id, Number),
       counter: Number(r.counter),
       outcome: String(r.outcome),
       errorCode: String(r.error_code),
@@ -471,18 +572,27 @@ export class AcquirerLedger {
 
   addReview(r: Omit<ReviewRecord, 'decision' | 'decisionReason'>): void {
     this.db
-      .prepare('INSERT INTO deactivation_reviews (review_id, terminal_id, reason, requested_by, requested_at) VALUES (?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO deactivation_reviews (review_id, terminal_id, reason, requested_by, requested_at) VALUES (?, ?, ?, ?, ?)',
+      )
       .run(r.reviewId, r.terminalId, r.reason, r.requestedBy, r.requestedAt);
   }
 
   /** Decides the terminal's oldest undecided review; returns it, or undefined if none is open. */
-  decideReview(terminalId: string, approve: boolean, reason: string, now: number): ReviewRecord | undefined {
+  decideReview(
+    terminalId: string,
+    approve: boolean,
+    reason: string,
+    now: number,
+  ): ReviewRecord | undefined {
     return this.atomically(() => {
       const open = this.reviews(terminalId).find((r) => r.decision === null);
       if (!open) return undefined;
       const decision = approve ? 'approved' : 'rejected';
       this.db
-        .prepare('UPDATE deactivation_reviews SET decision = ?, decision_reason = ?, decided_at = ? WHERE review_id = ?')
+        .prepare(
+          'UPDATE deactivation_reviews SET decision = ?, decision_reason = ?, decided_at = ? WHERE review_id = ?',
+        )
         .run(decision, reason, now, open.reviewId);
       return { ...open, decision, decisionReason: reason };
     });
@@ -490,7 +600,9 @@ export class AcquirerLedger {
 
   reviews(terminalId: string): ReviewRecord[] {
     const rows = this.db
-      .prepare('SELECT * FROM deactivation_reviews WHERE terminal_id = ? ORDER BY requested_at, rowid')
+      .prepare(
+        'SELECT * FROM deactivation_reviews WHERE terminal_id = ? ORDER BY requested_at, rowid',
+      )
       .all(terminalId) as Row[];
     return rows.map((r) => ({
       reviewId: String(r.review_id),
@@ -505,12 +617,16 @@ export class AcquirerLedger {
 
   addRiskReport(r: RiskReportRecord): void {
     this.db
-      .prepare('INSERT INTO risk_reports (terminal_id, rule, detail, at_ms, received_at) VALUES (?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO risk_reports (terminal_id, rule, detail, at_ms, received_at) VALUES (?, ?, ?, ?, ?)',
+      )
       .run(r.terminalId, r.rule, r.detail, r.atMs, r.receivedAt);
   }
 
   riskReports(terminalId: string): RiskReportRecord[] {
-    const rows = this.db.prepare('SELECT * FROM risk_reports WHERE terminal_id = ? ORDER BY id').all(terminalId) as Row[];
+    const rows = this.db
+      .prepare('SELECT * FROM risk_reports WHERE terminal_id = ? ORDER BY id')
+      .all(terminalId) as Row[];
     return rows.map((r) => ({
       terminalId: String(r.terminal_id),
       rule: String(r.rule),

@@ -297,33 +297,34 @@ export class Console {
       if (!def) throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${name}'; type help`);
       name = def.name;
       const { args, flags } = parseArgs(words.slice(1), { ...def.flags, json: 'boolean', help: 'boolean' });
-      if (flags.help === true) {
-        this.writeLines(describeCommand(def));
-        return;
-      }
       const json = flags.json === true;
-      if (json && !def.readOnly) {
-        throw new AgentError('CONSOLE_BAD_ARGUMENTS', `--json is only for read-only commands, and ${def.name} is not one`);
+      if (flags.help === true) {
+        // `CMD --help` explains and never runs, whatever else was typed.
+        this.writeLines(describeCommand(def));
+      } else {
+        if (json && !def.readOnly) {
+          throw new AgentError('CONSOLE_BAD_ARGUMENTS', `--json is only for read-only commands, and ${def.name} is not one`);
+        }
+        if (args.length < (def.minArgs ?? 0) || args.length > (def.maxArgs ?? Infinity)) {
+          throw new AgentError('CONSOLE_BAD_ARGUMENTS', `usage: ${def.usage}`);
+        }
+        const { json: _json, help: _help, ...own } = flags;
+        const controller = new AbortController();
+        this.running = controller;
+        const ctx: CommandContext = {
+          name: def.name,
+          args,
+          flags: own,
+          json,
+          technician: session.technician,
+          loggedInAt: session.since,
+          signal: controller.signal,
+          print: (line) => this.writeLines(String(line).split(/\r?\n/)),
+          logout: () => (logoutRequested = true),
+          clearScreen: () => this.write('\x1b[2J\x1b[H'),
+        };
+        this.writeLines(renderOutput(await def.run(ctx), json));
       }
-      if (args.length < (def.minArgs ?? 0) || args.length > (def.maxArgs ?? Infinity)) {
-        throw new AgentError('CONSOLE_BAD_ARGUMENTS', `usage: ${def.usage}`);
-      }
-      const { json: _json, help: _help, ...own } = flags;
-      const controller = new AbortController();
-      this.running = controller;
-      const ctx: CommandContext = {
-        name: def.name,
-        args,
-        flags: own,
-        json,
-        technician: session.technician,
-        loggedInAt: session.since,
-        signal: controller.signal,
-        print: (line) => this.writeLines(String(line).split(/\r?\n/)),
-        logout: () => (logoutRequested = true),
-        clearScreen: () => this.write('\x1b[2J\x1b[H'),
-      };
-      this.writeLines(renderOutput(await def.run(ctx), json));
     } catch (e) {
       if (isAgentError(e)) {
         outcome = 'refused';

@@ -121,10 +121,12 @@ export class LineEditor {
     return { echo: this.out, event: undefined, next: bytes.length };
   }
 
-  /** Forgets the current line and any half-read sequence (idle timeout, logout). */
+  /**
+   * Forgets the current line and any half-read sequence (idle timeout, logout). A CR
+   * just seen is remembered: the LF of that same Enter key must not become a line.
+   */
   reset(): void {
     this.clearLine();
-    this.afterCR = false;
     this.escape = 'none';
     this.utf8 = [];
     this.utf8Need = 0;

@@ -1,0 +1,208 @@
+import net from 'node:net';
+import { existsSync, rmSync, chmodSync, lstatSync } from 'node:fs';
+import { localClientConnection, localServerConnection } from '../protocol/connection.ts';
+import { errorReplyFor, newMessageId, type pos } from '../protocol/messages.ts';
+import type { Logger } from './log.ts';
+import { AgentError, isAgentError, toAgentError } from './errors.ts';
+import type { Payments, RecordInput, RecordResult } from './payments.ts';
+import type { TerminalState } from './terminal-state.ts';
+import type { Store } from '../storage/store.ts';
+import type { TxnStatus, TxnType } from '../storage/journal.ts';
+
+/**
+ * The payment app's local interface: a Unix domain socket speaking length-prefixed
+ * LocalRequest/LocalReply frames from the same schema. A record is answered only after
+ * its journal row is durable. A bad frame gets a typed error and that client is
+ * dropped; other clients and the agent carry on.
+ */
+
+export interface PaymentSocketDeps {
+  payments: Payments;
+  terminal: TerminalState;
+  store: Store;
+  log: Logger;
+  maxFrameBytes?: number;
+}
+
+export class PaymentSocketServer {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly d: PaymentSocketDeps) {}
+
+  /** Listens on `path` (a stale socket file from a crash is replaced; anything else is refused). */
+  async listen(path: string): Promise<void> {
+    if (existsSync(path)) {
+      if (!lstatSync(path).isSocket()) throw new AgentError('CONFIG_INVALID', `${path} exists and is not a socket`);
+      rmSync(path);
+    }
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // Only the agent's user (and its group: the payment app) may connect.
+    chmodSync(path, 0o660);
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    const conn = localServerConnection(socket, { maxFrameBytes: this.d.maxFrameBytes, logger: this.d.log });
+    conn.on('protocol-error', (err) => this.d.log.warn({ code: err.code }, 'payment app sent a bad frame'));
+    conn.on('message', (req) => {
+      const reply = this.handle(req);
+      if (!conn.closed) conn.send(reply);
+    });
+  }
+
+  /** One request to one reply; never throws. */
+  handle(req: pos.v1.LocalRequest): pos.v1.ILocalReply {
+    const requestId = req.requestId ?? '';
+    try {
+      switch (req.body) {
+        case 'record': {
+          const r = this.d.payments.record(recordInputFrom(req.record!));
+          return { requestId, record: { seq: r.seq, fee: r.fee, feeScheduleVersion: r.feeVersion ?? '', maskedPan: r.maskedPan ?? '', status: r.status } };
+        }
+        case 'mayTransact': {
+          const s = this.d.terminal.status();
+          const may = this.d.terminal.mayTransact();
+          return { requestId, mayTransact: { allowed: may.allowed, state: s.state, locks: s.locks, reason: may.allowed ? '' : may.reason } };
+        }
+        case 'query': {
+          const row = this.d.store.journal.getTxn(Number(req.query!.seq));
+          if (!row) throw new AgentError('STORAGE_NOT_FOUND', `no transaction ${req.query!.seq}`);
+          return {
+            requestId,
+            transaction: {
+              seq: row.seq,
+              localId: row.localId,
+              type: row.type,
+              amount: row.amount,
+              currency: row.currency,
+              fee: row.fee,
+              status: row.status,
+              maskedPan: row.maskedPan ?? '',
+              authCode: row.authCode ?? '',
+              originalSeq: row.originalSeq ?? 0,
+              batchId: row.batchId,
+              createdAtMs: row.createdAt,
+            },
+          };
+        }
+        default:
+          throw new AgentError('PROTOCOL_UNEXPECTED', 'the request has no body');
+      }
+    } catch (e) {
+      const err = isAgentError(e) ? e : toAgentError(e, 'PROTOCOL_MALFORMED');
+      return { requestId, error: errorReplyFor(err) };
+    }
+  }
+}
+
+/** Maps a wire request to the entry point's input; empty proto3 defaults mean "absent". */
+function recordInputFrom(r: pos.v1.IRecordRequest): RecordInput {
+  const card = r.card
+    ? {
+        pan: r.card.pan ?? '',
+        ...(r.card.cvv ? { cvv: r.card.cvv } : {}),
+        ...(r.card.track2 ? { track2: r.card.track2 } : {}),
+        ...(r.card.pinBlock && r.card.pinBlock.length ? { pinBlock: r.card.pinBlock } : {}),
+      }
+    : undefined;
+  return {
+    type: (r.type ?? '') as TxnType,
+    amount: Number(r.amount ?? 0),
+    currency: r.currency || undefined,
+    card,
+    status: (r.status || 'approved') as TxnStatus,
+    authCode: r.authCode || undefined,
+    originalSeq: r.originalSeq ? Number(r.originalSeq) : undefined,
+    localId: r.localId || undefined,
+  };
+}
+
+/**
+ * A client for the payment app (and tests, and the card simulator): one connection,
+ * requests correlated by id, each answered or failed.
+ */
+export class PaymentClient {
+  private readonly waiting = new Map<string, { resolve: (r: pos.v1.LocalReply) => void; reject: (e: AgentError) => void }>();
+  private constructor(private readonly conn: ReturnType<typeof localClientConnection>) {
+    conn.on('message', (reply) => {
+      const w = this.waiting.get(reply.requestId);
+      if (!w) return;
+      this.waiting.delete(reply.requestId);
+      w.resolve(reply);
+    });
+    conn.on('close', (reason) => {
+      for (const w of this.waiting.values()) w.reject(reason);
+      this.waiting.clear();
+    });
+  }
+
+  static connect(path: string): Promise<PaymentClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection(path);
+      socket.once('error', (e) => reject(toAgentError(e, 'PROTOCOL_DISCONNECTED')));
+      socket.once('connect', () => resolve(new PaymentClient(localClientConnection(socket))));
+    });
+  }
+
+  private ask(req: Omit<pos.v1.ILocalRequest, 'requestId'>): Promise<pos.v1.LocalReply> {
+    const requestId = newMessageId();
+    return new Promise((resolve, reject) => {
+      this.waiting.set(requestId, { resolve, reject });
+      this.conn.send({ ...req, requestId });
+    });
+  }
+
+  private static unwrap<T>(reply: pos.v1.LocalReply, pick: (r: pos.v1.LocalReply) => T | null | undefined): T {
+    if (reply.error) throw new AgentError((reply.error.code || 'PROTOCOL_PEER_ERROR') as 'PROTOCOL_PEER_ERROR', reply.error.message ?? '');
+    const v = pick(reply);
+    if (v === null || v === undefined) throw new AgentError('PROTOCOL_UNEXPECTED', 'the agent answered with something else');
+    return v;
+  }
+
+  async record(input: RecordInput): Promise<Omit<RecordResult, 'localId' | 'batchId' | 'duplicate'>> {
+    const card = input.card as { pan: string; cvv?: string; track2?: string } | undefined;
+    const r = PaymentClient.unwrap(
+      await this.ask({
+        record: {
+          type: input.type,
+          amount: input.amount,
+          currency: input.currency ?? '',
+          card: card ? { pan: card.pan, cvv: card.cvv ?? '', track2: card.track2 ?? '' } : undefined,
+          status: input.status ?? 'approved',
+          authCode: input.authCode ?? '',
+          originalSeq: input.originalSeq ?? 0,
+          localId: input.localId ?? '',
+        },
+      }),
+      (x) => x.record,
+    );
+    return { seq: Number(r.seq), fee: Number(r.fee), feeVersion: r.feeScheduleVersion || null, maskedPan: r.maskedPan || null, status: r.status as TxnStatus };
+  }
+
+  async mayTransact(): Promise<pos.v1.IMayTransactReply> {
+    return PaymentClient.unwrap(await this.ask({ mayTransact: {} }), (x) => x.mayTransact);
+  }
+
+  async query(seq: number): Promise<pos.v1.ITransactionView> {
+    return PaymentClient.unwrap(await this.ask({ query: { seq } }), (x) => x.transaction);
+  }
+
+  close(): void {
+    this.conn.destroy();
+  }
+}

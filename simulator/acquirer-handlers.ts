@@ -1,0 +1,424 @@
+/**
+ * What the acquirer simulator does with each message a terminal sends. Pure of sockets: a
+ * handler reads and writes the ledger and returns what to answer (or to drop the link), and
+ * acquirer.ts does the sending, so the exactly-once rules read in one place.
+ *
+ * The terminal is always the client certificate's CN (`cn` below), never a field of the message.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { AgentError } from '../agent/errors.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../agent/fees.ts';
+import type { Logger } from '../agent/log.ts';
+import { decodeCommandResultBody, type EnvelopeBody, type pos } from '../protocol/messages.ts';
+import {
+  alteredTotals,
+  detailRowFromWire,
+  digestFromDetail,
+  totalsFromDetail,
+  totalsFromWire,
+  totalsToWire,
+  type TotalsRecord,
+} from './acquirer-totals.ts';
+import { takeFault, type Behaviour } from './behaviour.ts';
+import { ed25519FromRaw, verifySignature, type CommandSigner } from './command-signer.ts';
+import type { AcquirerLedger, SettlementRecord, SubmissionRecord } from './ledger.ts';
+
+/** What a handler asks the connection layer to do. */
+export type HandlerResult =
+  { kind: 'reply'; body: EnvelopeBody; then?: () => void } | { kind: 'drop' } | { kind: 'none' };
+
+/** What handlers need from the simulator. */
+export interface HandlerContext {
+  readonly ledger: AcquirerLedger;
+  readonly signer: CommandSigner;
+  readonly behaviour: Behaviour;
+  readonly acquirerId: string;
+  readonly log: Logger;
+  /** The acquirer's clock (real time plus the configured offset). */
+  now(): number;
+  /** Sends the terminal's pending commands after `afterCounter` on its polling link; returns how many. */
+  deliverPending(terminalId: string, afterCounter: number): number;
+  /** Records a review decision and sends it as a signed deactivation_decision command. */
+  decideDeactivation(terminalId: string, approve: boolean, reason: string): void;
+  issueRiskFlag(terminalId: string, code: string, severity: number, reason: string): void;
+  submissionSeen(s: Omit<SubmissionRecord, 'id'>): void;
+  settled(s: SettlementRecord): void;
+}
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+function reply(body: EnvelopeBody, then?: () => void): HandlerResult {
+  return { kind: 'reply', body, then };
+}
+
+function checkNamed(cn: string, named: string | null | undefined, what: string): void {
+  if (named && named !== cn) {
+    throw new AgentError(
+      'PROTOCOL_UNEXPECTED',
+      `${what} names terminal ${named.slice(0, 16)} but the certificate is ${cn}`,
+    );
+  }
+}
+
+/** Dispatches one envelope from terminal `cn`. Throws AgentError for an ErrorReply answer. */
+export function handleEnvelope(
+  ctx: HandlerContext,
+  cn: string,
+  env: pos.v1.Envelope,
+): HandlerResult {
+  switch (env.body) {
+    case 'hello':
+      checkNamed(cn, env.hello?.terminalId, 'Hello');
+      return reply({ helloAck: { serverTimeMs: ctx.now(), acquirerId: ctx.acquirerId } });
+    case 'heartbeat':
+      return reply({
+        heartbeatAck: { clientTimeMs: env.heartbeat?.clientTimeMs ?? 0, serverTimeMs: ctx.now() },
+      });
+    case 'batchSubmit':
+      return onBatchSubmit(ctx, cn, env);
+    case 'batchDetailChunk':
+      return onDetailChunk(ctx, cn, env.batchDetailChunk!);
+    case 'commandPoll': {
+      const sent = ctx.deliverPending(cn, Number(env.commandPoll?.afterCounter ?? 0));
+      return reply({ commandPollDone: { sent } });
+    }
+    case 'commandResult':
+      onCommandResult(ctx, cn, env);
+      return { kind: 'none' };
+    case 'activationRequest':
+      return onActivation(ctx, cn, env.activationRequest!);
+    case 'deactivationRequest':
+      return onDeactivationRequest(ctx, cn, env.deactivationRequest!);
+    case 'riskReport':
+      return onRiskReport(ctx, cn, env.riskReport!);
+    case 'error':
+      // Never answered: replying to an error invites an error loop.
+      ctx.log.info({ terminalId: cn, code: env.error?.code }, 'terminal reported an error');
+      return { kind: 'none' };
+    default:
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `the acquirer does not take ${env.body ?? 'an empty message'} from a terminal`,
+      );
+  }
+}
+
+// ---------------------------------------------------------------- settlement
+
+function onBatchSubmit(ctx: HandlerContext, cn: string, env: pos.v1.Envelope): HandlerResult {
+  const s = env.batchSubmit!;
+  const batchId = s.batchId ?? '';
+  const digest = s.digest ?? '';
+  if (!batchId || !DIGEST.test(digest)) {
+    throw new AgentError('PROTOCOL_MALFORMED', 'a batch needs an id and a hex SHA-256 digest');
+  }
+  const totals = totalsFromWire(s.totals);
+  const { ledger, behaviour } = ctx;
+  const now = ctx.now();
+  const seen: Omit<SubmissionRecord, 'id'> = {
+    terminalId: cn,
+    batchId,
+    digest,
+    messageId: env.messageId,
+    receivedAt: now,
+    totals,
+    duplicate: false,
+    outcome: 'settled',
+  };
+  let settledNow: SettlementRecord | undefined;
+  // Decision and record commit together: a crash cannot settle without the submission row.
+  const result = ledger.atomically((): HandlerResult => {
+    const existing = ledger.settlement(cn, batchId);
+    seen.duplicate = existing !== undefined && existing.digest === digest;
+    if (takeFault(behaviour, 'dropBeforeAck')) {
+      seen.outcome = 'dropped';
+      ledger.recordSubmission(seen);
+      return { kind: 'drop' };
+    }
+    if (existing && existing.digest !== digest) {
+      seen.outcome = 'rejected';
+      ledger.recordSubmission(seen);
+      return reply({
+        error: {
+          code: 'SETTLEMENT_REJECTED',
+          message: `batch ${batchId} was already settled with another digest (${existing.settlementId})`,
+        },
+      });
+    }
+    let ack: HandlerResult;
+    if (existing) {
+      seen.outcome = 'duplicate';
+      ack = batchAck(existing, true);
+    } else {
+      const oob = ledger.outOfBalance(cn, batchId, digest);
+      const claim =
+        !oob?.detailTotals &&
+        (behaviour.settle === 'out-of-balance' ||
+          (behaviour.settle === 'out-of-balance-once' && !oob));
+      if (claim) {
+        const claimed = oob?.claimedTotals ?? alteredTotals(totals);
+        ledger.claimOutOfBalance(cn, batchId, digest, claimed, now);
+        seen.outcome = 'out-of-balance';
+        ledger.recordSubmission(seen);
+        return reply({ outOfBalance: { batchId, digest, acquirerTotals: totalsToWire(claimed) } });
+      }
+      settledNow = {
+        terminalId: cn,
+        batchId,
+        digest,
+        settlementId: `STL-${randomBytes(8).toString('hex').toUpperCase()}`,
+        terminalTotals: totals,
+        // Once detail is in, the acquirer pays on what it computed from the rows, not on claims.
+        settledTotals: oob?.detailTotals ?? totals,
+        settledAt: now,
+        via: oob?.detailTotals ? 'detail' : 'submit',
+      };
+      ledger.settle(settledNow);
+      ack = batchAck(settledNow, false);
+    }
+    ledger.recordSubmission(seen);
+    return takeFault(behaviour, 'dropAfterAck') ? { kind: 'drop' } : ack;
+  });
+  ctx.submissionSeen(seen);
+  if (settledNow) ctx.settled(settledNow);
+  return result;
+}
+
+function batchAck(s: SettlementRecord, duplicate: boolean): HandlerResult {
+  return reply({
+    batchAck: {
+      batchId: s.batchId,
+      digest: s.digest,
+      settlementId: s.settlementId,
+      duplicate,
+      acquirerTotals: totalsToWire(s.settledTotals),
+    },
+  });
+}
+
+function onDetailChunk(
+  ctx: HandlerContext,
+  cn: string,
+  c: pos.v1.IBatchDetailChunk,
+): HandlerResult {
+  const batchId = c.batchId ?? '';
+  const digest = c.digest ?? '';
+  const index = c.chunkIndex ?? 0;
+  const count = c.chunkCount ?? 0;
+  if (!batchId || !DIGEST.test(digest) || count < 1 || index < 0 || index >= count) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `detail chunk ${index}/${count} of batch ${batchId} is not well formed`,
+    );
+  }
+  const { ledger } = ctx;
+  const declared = ledger.declaredChunkCount(cn, batchId, digest);
+  if (declared !== undefined && declared !== count) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `batch ${batchId} was declared in ${declared} chunks, not ${count}`,
+    );
+  }
+  const settled = ledger.settlement(cn, batchId);
+  if (settled && settled.digest !== digest) {
+    throw new AgentError(
+      'SETTLEMENT_REJECTED',
+      `batch ${batchId} was already settled with another digest`,
+    );
+  }
+  const rows = (c.rows ?? []).map(detailRowFromWire);
+  const now = ctx.now();
+  const got = ledger.addDetailChunk({ terminalId: cn, batchId, digest }, index, count, rows, now);
+  const ack: pos.v1.IDetailAck = { batchId, digest, chunkIndex: index, complete: false };
+  if (got.received === count) {
+    const all = ledger.detailRows(cn, batchId, digest);
+    const currencies = new Set(all.map((r) => r.currency));
+    if (currencies.size > 1)
+      throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
+    const currency =
+      all[0]?.currency ?? ledger.outOfBalance(cn, batchId, digest)?.claimedTotals.currency ?? '';
+    const totals: TotalsRecord = totalsFromDetail(all, currency);
+    const digestOk = digestFromDetail(batchId, all) === digest;
+    ledger.detailComplete(cn, batchId, digest, count, totals, digestOk, now);
+    if (!digestOk) {
+      // Rows that do not hash to the batch digest prove nothing; the acquirer will not pay on them.
+      throw new AgentError(
+        'SETTLEMENT_REJECTED',
+        `the detail rows of batch ${batchId} do not match its digest`,
+      );
+    }
+    ack.complete = true;
+    ack.acquirerTotals = totalsToWire(totals);
+    if (settled) ack.settlementId = settled.settlementId;
+  }
+  ctx.log.debug({ terminalId: cn, batchId, index, count, fresh: got.fresh }, 'detail chunk');
+  return reply({ detailAck: ack });
+}
+
+// ---------------------------------------------------------------- commands
+
+function onCommandResult(ctx: HandlerContext, cn: string, env: pos.v1.Envelope): void {
+  const r = env.commandResult!;
+  const bodyBytes = Buffer.from(r.body ?? []);
+  const signature = Buffer.from(r.signature ?? []);
+  const command = env.correlationId ? ctx.ledger.commandByMessageId(env.correlationId) : undefined;
+  const key = ed25519FromRaw(ctx.ledger.terminal(cn)?.publicKey);
+  let body: pos.v1.CommandResultBody | undefined;
+  try {
+    body = decodeCommandResultBody(bodyBytes);
+  } catch {
+    body = undefined;
+  }
+  // Verified only under the key pinned at activation, and only if it names this terminal.
+  const verified =
+    !!key && !!body && body.terminalId === cn && verifySignature(key, bodyBytes, signature);
+  ctx.ledger.recordCommandResult({
+    terminalId: cn,
+    commandId: command && command.terminalId === cn ? command.id : null,
+    counter: Number(body?.counter ?? 0),
+    outcome: body?.outcome ?? '',
+    errorCode: body?.errorCode ?? '',
+    detail: body?.detail ?? '',
+    verified,
+    receivedAt: ctx.now(),
+    body: bodyBytes,
+    signature,
+  });
+}
+
+// ---------------------------------------------------------------- activation, deactivation, risk
+
+function refused(
+  code: 'ACTIVATION_REFUSED' | 'ACTIVATION_RETRY_LIMIT',
+  reason: string,
+  attemptsLeft: number,
+): HandlerResult {
+  return reply({ activationResponse: { accepted: false, errorCode: code, reason, attemptsLeft } });
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function onActivation(
+  ctx: HandlerContext,
+  cn: string,
+  req: pos.v1.IActivationRequest,
+): HandlerResult {
+  checkNamed(cn, req.terminalId, 'the activation request');
+  const { ledger } = ctx;
+  const max = ctx.behaviour.maxActivationAttempts;
+  const t = ledger.terminal(cn);
+  if (!t)
+    return refused('ACTIVATION_REFUSED', 'this terminal is not registered with the acquirer', 0);
+  if (t.status === 'deactivated')
+    return refused('ACTIVATION_REFUSED', 'this terminal was deactivated', 0);
+  const key = Buffer.from(req.terminalPublicKey ?? []);
+  const codeOk = sameBytes(Buffer.from(req.activationCode ?? ''), Buffer.from(t.activationCode));
+  const left = (failures: number): number => Math.max(0, max - failures);
+  if (t.codeUsed) {
+    // The same terminal key with the same code is the answer lost on the way: grant it again.
+    const resend = codeOk && t.publicKey !== null && sameBytes(t.publicKey, key);
+    if (!resend) return refused('ACTIVATION_REFUSED', 'the activation code was already used', 0);
+  } else {
+    if (t.failedAttempts >= max)
+      return refused(
+        'ACTIVATION_RETRY_LIMIT',
+        'too many wrong codes; ask the acquirer for a new one',
+        0,
+      );
+    if (!codeOk) {
+      const failures = ledger.activationFailed(cn);
+      return left(failures) > 0
+        ? refused('ACTIVATION_REFUSED', 'the activation code is wrong', left(failures))
+        : refused(
+            'ACTIVATION_RETRY_LIMIT',
+            'the activation code is wrong; no attempts are left',
+            0,
+          );
+    }
+    if (!ed25519FromRaw(key)) {
+      return refused(
+        'ACTIVATION_REFUSED',
+        'the terminal key is not a raw 32-byte Ed25519 key',
+        left(t.failedAttempts),
+      );
+    }
+    ledger.activated(cn, key, ctx.now());
+  }
+  const s = DEFAULT_FEE_SCHEDULE;
+  const grant = ctx.signer.grant({
+    terminalId: cn,
+    merchantId: t.merchantId,
+    merchantName: t.merchantName,
+    merchantCategory: t.merchantCategory,
+    feeSchedule: {
+      version: s.version,
+      currency: s.currency,
+      effectiveFromMs: s.effectiveFrom,
+      rules: s.rules.map((r) => ({
+        category: r.category,
+        rateBp: r.rateBp,
+        fixed: r.fixed,
+        minimum: r.minimum,
+        cap: r.cap ?? 0,
+      })),
+    },
+    issuedAtMs: ctx.now(),
+    currency: s.currency,
+  });
+  return reply({
+    activationResponse: {
+      accepted: true,
+      grant: grant.bytes,
+      signature: grant.signature,
+      attemptsLeft: left(t.failedAttempts),
+    },
+  });
+}
+
+function onDeactivationRequest(
+  ctx: HandlerContext,
+  cn: string,
+  req: pos.v1.IDeactivationRequest,
+): HandlerResult {
+  const reviewId = `RV-${randomBytes(6).toString('hex').toUpperCase()}`;
+  ctx.ledger.addReview({
+    reviewId,
+    terminalId: cn,
+    reason: req.reason ?? '',
+    requestedBy: req.requestedBy ?? '',
+    requestedAt: ctx.now(),
+  });
+  const mode = ctx.behaviour.deactivation;
+  const rejectReason = ctx.behaviour.deactivationRejectReason;
+  // The decision goes out after the ack, as a real review would come later.
+  const then =
+    mode === 'manual'
+      ? undefined
+      : () =>
+          ctx.decideDeactivation(
+            cn,
+            mode === 'approve',
+            mode === 'approve' ? 'approved on review' : rejectReason,
+          );
+  return reply({ deactivationRequestAck: { reviewId } }, then);
+}
+
+function onRiskReport(ctx: HandlerContext, cn: string, r: pos.v1.IRiskReport): HandlerResult {
+  const rule = r.rule ?? '';
+  const detail = r.detail ?? '';
+  ctx.ledger.addRiskReport({
+    terminalId: cn,
+    rule,
+    detail,
+    atMs: Number(r.atMs ?? 0),
+    receivedAt: ctx.now(),
+  });
+  const severity = ctx.behaviour.riskFlagSeverity;
+  const then =
+    severity === null
+      ? undefined
+      : () => ctx.issueRiskFlag(cn, rule || 'risk', severity, detail || 'reported by the terminal');
+  return reply({ riskReportAck: {} }, then);
+}

@@ -1,0 +1,187 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { openCore, applyActivation, type Core } from '../../agent/core.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { CommandProcessor } from '../../agent/commands.ts';
+import { generateEd25519, rawPublicKey, signEd25519, TerminalKeyFile, verifyEd25519 } from '../../agent/keys.ts';
+import { ManualClock } from '../../agent/clock.ts';
+import { encodeCommand, decodeCommandResultBody, type pos } from '../../protocol/messages.ts';
+import { createPublicKey } from 'node:crypto';
+
+/**
+ * The attack matrix of signed commands: every forged, altered, replayed, stale or
+ * misdirected command is refused, recorded in the journal, and changes nothing.
+ */
+
+const TERMINAL = 'T0001';
+const acquirer = generateEd25519();
+const stranger = generateEd25519();
+
+let dir: string;
+let core: Core;
+let clock: ManualClock;
+let offset = 0;
+let processor: CommandProcessor;
+
+function command(body: Omit<pos.v1.ICommand, 'terminalId' | 'counter' | 'issuedAtMs' | 'expiresAtMs' | 'nonce'>, o: { counter: number; terminalId?: string; expiresInMs?: number }): Uint8Array {
+  return encodeCommand({
+    terminalId: o.terminalId ?? TERMINAL,
+    counter: o.counter,
+    issuedAtMs: clock.now(),
+    expiresAtMs: clock.now() + (o.expiresInMs ?? 60_000),
+    nonce: randomBytes(12),
+    ...body,
+  });
+}
+
+function signed(bytes: Uint8Array, key = acquirer.privateKey): pos.v1.ISignedCommand {
+  return { command: bytes, signature: signEd25519(key, bytes) };
+}
+
+function snapshot() {
+  return { status: core.terminal.status(), counter: processor.lastCounter(), head: core.store.journal.headOf().seq };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'pa-cmd-'));
+  clock = new ManualClock();
+  core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
+  applyActivation(core, { terminalId: TERMINAL, merchantId: 'M1', merchantName: 'Shop', category: 'default', currency: 'CNY', activatedAt: clock.now() }, DEFAULT_FEE_SCHEDULE, 'test');
+  const terminalKeys = new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem'));
+  terminalKeys.loadOrCreate();
+  offset = 0;
+  processor = new CommandProcessor({
+    store: core.store,
+    clock,
+    log: core.log,
+    config: { terminalId: TERMINAL, risk: { lockSeverity: 5 } as never, commands: { expirySkewMs: 30_000 } },
+    terminal: core.terminal,
+    clockOffsetMs: () => offset,
+    terminalKey: () => terminalKeys.load(),
+  });
+  processor.pinKey(rawPublicKey(acquirer.publicKey));
+});
+
+afterEach(() => {
+  core.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('signed commands', () => {
+  it('applies a genuine lock and answers with a result signed by the terminal', () => {
+    const out = processor.handle(signed(command({ lock: { reason: 'fraud review' } }, { counter: 1 })));
+    expect(out.applied).toBe(true);
+    expect(core.terminal.status().locks).toEqual(['remote']);
+    expect(processor.lastCounter()).toBe(1);
+    const body = decodeCommandResultBody(out.result.body!);
+    expect(body.outcome).toBe('applied');
+    expect(body.locks).toEqual(['remote']);
+    expect(body.journalHeadHash).toBe(core.store.journal.headOf().hash);
+    const terminalPublic = createPublicKey(new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem')).load()!);
+    expect(verifyEd25519(terminalPublic, out.result.body!, out.result.signature!)).toBe(true);
+  });
+
+  const attacks: Array<[string, () => pos.v1.ISignedCommand, string]> = [
+    ['forged (signed by another key)', () => signed(command({ lock: { reason: 'x' } }, { counter: 1 }), stranger.privateKey), 'COMMAND_BAD_SIGNATURE'],
+    [
+      'bit-flipped after signing',
+      () => {
+        const s = signed(command({ lock: { reason: 'x' } }, { counter: 1 }));
+        const bytes = Buffer.from(s.command!);
+        bytes[bytes.length - 1]! ^= 0x01;
+        return { command: bytes, signature: s.signature };
+      },
+      'COMMAND_BAD_SIGNATURE',
+    ],
+    [
+      'signature bit-flipped',
+      () => {
+        const s = signed(command({ lock: { reason: 'x' } }, { counter: 1 }));
+        const sig = Buffer.from(s.signature!);
+        sig[10]! ^= 0x80;
+        return { command: s.command, signature: sig };
+      },
+      'COMMAND_BAD_SIGNATURE',
+    ],
+    ['unsigned', () => ({ command: command({ lock: { reason: 'x' } }, { counter: 1 }), signature: new Uint8Array() }), 'COMMAND_UNSIGNED'],
+    ['for another terminal', () => signed(command({ lock: { reason: 'x' } }, { counter: 1, terminalId: 'T9999' })), 'COMMAND_WRONG_TERMINAL'],
+    ['expired', () => signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: -60_000 })), 'COMMAND_EXPIRED'],
+    ['signed garbage', () => signed(randomBytes(40)), 'COMMAND_MALFORMED'],
+    ['no body', () => signed(command({}, { counter: 1 })), 'COMMAND_UNKNOWN'],
+    ['counter zero', () => signed(command({ lock: { reason: 'x' } }, { counter: 0 })), 'COMMAND_MALFORMED'],
+  ];
+
+  for (const [name, make, code] of attacks) {
+    it(`refuses and records a command ${name}`, () => {
+      const before = snapshot();
+      const out = processor.handle(make());
+      expect(out.applied).toBe(false);
+      expect(out.error?.code).toBe(code);
+      const after = snapshot();
+      expect(after.status).toEqual(before.status);
+      expect(after.counter).toBe(before.counter);
+      const refusals = core.store.journal.events('command-refused');
+      expect(refusals.at(-1)?.detail.code).toBe(code);
+      expect(core.store.journal.verify().ok).toBe(true);
+    });
+  }
+
+  it('refuses a replay and a lower counter once a counter was applied', () => {
+    const first = signed(command({ lock: { reason: 'x' } }, { counter: 5 }));
+    expect(processor.handle(first).applied).toBe(true);
+    core.terminal.apply({ type: 'unlock', source: 'remote', by: 'acquirer' }, 'test reset', 'test');
+    const before = snapshot();
+    expect(processor.handle(first).error?.code).toBe('COMMAND_REPLAYED');
+    expect(processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 4 }))).error?.code).toBe('COMMAND_REPLAYED');
+    expect(snapshot().status).toEqual(before.status);
+    expect(processor.lastCounter()).toBe(5);
+  });
+
+  it('refuses everything when no key is pinned', () => {
+    core.store.state.deleteMeta('command_key');
+    const out = processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 1 })));
+    expect(out.error?.code).toBe('COMMAND_NO_KEY');
+    expect(core.terminal.status().locks).toEqual([]);
+  });
+
+  it('judges expiry by the acquirer clock measured by the heartbeat', () => {
+    // The command expires in 60 s by the acquirer's clock; ours runs 5 minutes behind it.
+    offset = 5 * 60_000;
+    const out = processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: 60_000 })));
+    expect(out.error?.code).toBe('COMMAND_EXPIRED');
+  });
+
+  it('a genuine command the state refuses still uses up its counter', () => {
+    const out = processor.handle(signed(command({ deactivationDecision: { approve: true, reason: 'ok' } }, { counter: 3 })));
+    expect(out.applied).toBe(false);
+    expect(out.error?.code).toBe('LIFECYCLE_REFUSED');
+    expect(processor.lastCounter()).toBe(3);
+    expect(core.terminal.status().state).toBe('active');
+  });
+
+  it('a risk flag at the configured severity locks with source risk; below it only records', () => {
+    expect(processor.handle(signed(command({ riskFlag: { code: 'R1', severity: 3, reason: 'watch' } }, { counter: 1 }))).applied).toBe(true);
+    expect(core.terminal.status().locks).toEqual([]);
+    expect(processor.handle(signed(command({ riskFlag: { code: 'R2', severity: 7, reason: 'card testing' } }, { counter: 2 }))).applied).toBe(true);
+    expect(core.terminal.status().locks).toEqual(['risk']);
+    expect(() => core.payments.record({ type: 'sale', amount: 1000, card: { pan: '4111111111111111' } })).toThrow(/risk/);
+  });
+
+  it('rotates the key only by a command signed with the current key', () => {
+    const next = generateEd25519();
+    expect(processor.handle(signed(command({ rotateKey: { newPublicKey: rawPublicKey(next.publicKey) } }, { counter: 1 }))).applied).toBe(true);
+    expect(processor.handle(signed(command({ lock: { reason: 'old key' } }, { counter: 2 }))).error?.code).toBe('COMMAND_BAD_SIGNATURE');
+    expect(processor.handle(signed(command({ lock: { reason: 'new key' } }, { counter: 2 }), next.privateKey)).applied).toBe(true);
+  });
+
+  it('survives a reopen: the counter and the effect were committed together', () => {
+    expect(processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 9 }))).applied).toBe(true);
+    core.close();
+    core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
+    expect(core.terminal.status().locks).toEqual(['remote']);
+    expect(core.store.state.getMeta('command_counter')).toBe('9');
+  });
+});
