@@ -8,6 +8,7 @@ import { Console } from './console/console.ts';
 import { LoginThrottle, type ThrottleState } from './console/auth.ts';
 import { openSerialConsoleStream, stdioStream } from './console/port.ts';
 import { terminalCommands } from './console-commands.ts';
+import type { CommandRegistry } from './console/commands.ts';
 import { PaymentSocketServer } from './payment-socket.ts';
 import { recordEvent } from './terminal-state.ts';
 
@@ -23,6 +24,8 @@ export interface Runtime {
   paymentSocket?: PaymentSocketServer;
   paymentSocketPath?: string;
   log: Logger;
+  /** Called when a technician types `quit` (only where `allowQuit` was given). */
+  onQuit(fn: () => void): void;
   stop(): Promise<void>;
 }
 
@@ -34,7 +37,16 @@ export function createRuntimeLogger(config: Config, destination?: NodeJS.Writabl
 
 export async function startRuntime(
   config: Config,
-  opts: { log: Logger; consoleStream?: Duplex; banner?: string; agent?: Partial<AgentOptions> } = { log: createLogger() },
+  opts: {
+    log: Logger;
+    consoleStream?: Duplex;
+    banner?: string;
+    agent?: Partial<AgentOptions>;
+    /** Create the console but let the caller start it (after its own introduction). */
+    deferConsole?: boolean;
+    /** Offer a `quit` command that stops the whole runtime (the demo, not a real terminal). */
+    allowQuit?: boolean;
+  } = { log: createLogger() },
 ): Promise<Runtime> {
   const log = opts.log;
   const agent = new Agent({ config, log, ...opts.agent });
@@ -59,8 +71,17 @@ export async function startRuntime(
     stream = port;
     closeStream = () => port.close();
   }
+  const quitters: Array<() => void> = [];
   let console_: Console | undefined;
-  if (stream) console_ = startConsole(agent, config, stream, opts.banner);
+  if (stream) {
+    const extra = opts.allowQuit ? (reg: CommandRegistry) => reg.register({ name: 'quit', summary: 'stop the demo', usage: 'quit', maxArgs: 0, run: (ctx) => {
+      ctx.logout();
+      setImmediate(() => quitters.forEach((q) => q()));
+      return 'stopping';
+    } }) : undefined;
+    console_ = createConsole(agent, config, stream, opts.banner, extra);
+    if (!opts.deferConsole) console_.start();
+  }
 
   return {
     agent,
@@ -68,6 +89,7 @@ export async function startRuntime(
     paymentSocket,
     paymentSocketPath,
     log,
+    onQuit: (fn) => quitters.push(fn),
     async stop() {
       await console_?.stop();
       closeStream?.();
@@ -80,7 +102,7 @@ export async function startRuntime(
 const META_THROTTLE = 'console_throttle';
 
 /** A console for the agent on one stream; logins and refusals go to the journal. */
-export function startConsole(agent: Agent, config: Config, stream: Duplex, banner?: string): Console {
+export function createConsole(agent: Agent, config: Config, stream: Duplex, banner?: string, extra?: (reg: CommandRegistry) => void): Console {
   const { store, clock, log } = agent.core;
   const throttle = new LoginThrottle({
     clock,
@@ -91,9 +113,11 @@ export function startConsole(agent: Agent, config: Config, stream: Duplex, banne
       save: (s) => store.atomically(() => store.state.setJson(META_THROTTLE, s)),
     },
   });
+  const commands = terminalCommands(agent, config, (level) => (log.level = level));
+  extra?.(commands);
   const c = new Console({
     stream,
-    commands: terminalCommands(agent, config, (level) => (log.level = level)),
+    commands,
     auth: { technicians: config.console.technicians, throttle },
     audit: (event, detail) => recordEvent(store, clock, log, `console-${event}`, detail),
     clock,
@@ -106,7 +130,6 @@ export function startConsole(agent: Agent, config: Config, stream: Duplex, banne
     idleTimeoutMs: config.console.idleTimeoutMs,
     maxLineBytes: config.console.maxLineBytes,
   });
-  c.start();
   return c;
 }
 

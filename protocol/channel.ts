@@ -23,7 +23,12 @@ export { tlsConnector, type TlsTarget };
 
 type Conn = FrameConnection<pos.v1.Envelope, pos.v1.IEnvelope>;
 
-/** Handles an envelope the acquirer sent on its own (a command, ...); `reply` answers it once. */
+/**
+ * Handles an envelope the acquirer sent on its own (a command, ...). `reply` answers it once,
+ * on the link it came on; it throws PROTOCOL_DISCONNECTED if that link is gone (the acquirer
+ * then asks again, e.g. by polling commands). A throw or rejection is answered with an ErrorReply
+ * carrying the AgentError's code.
+ */
 export type UnsolicitedHandler = (
   env: pos.v1.Envelope,
   reply: (body: EnvelopeBody) => void,

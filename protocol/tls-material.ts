@@ -10,7 +10,7 @@
  * Everything is idempotent: what exists is reused, what is missing is made.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -206,6 +206,22 @@ function prepare(dir: string, options: TlsMaterialOptions): OpenSsl {
   return new OpenSsl(options.openssl ?? 'openssl', configPath);
 }
 
+/**
+ * An existing certificate is reused only while it is signed by the current CA and valid for
+ * another day, so a CA replaced by hand, or a demo left for two years, heals on the next run.
+ */
+function reusable(keyPath: string, certPath: string, caCertPath: string): boolean {
+  if (!existsSync(keyPath) || !existsSync(certPath)) return false;
+  try {
+    const cert = new X509Certificate(readFileSync(certPath));
+    const ca = new X509Certificate(readFileSync(caCertPath));
+    const dayFromNow = Date.now() + 24 * 3600 * 1000;
+    return cert.verify(ca.publicKey) && new Date(cert.validTo).getTime() > dayFromNow;
+  } catch {
+    return false;
+  }
+}
+
 /** Makes key + CSR + signed cert at `base`.{key,crt} unless both exist and `force` is false. */
 function issue(
   ssl: OpenSsl,
@@ -217,7 +233,7 @@ function issue(
 ): CertAndKey {
   const keyPath = `${base}.key`;
   const certPath = `${base}.crt`;
-  if (force || !existsSync(keyPath) || !existsSync(certPath)) {
+  if (force || !reusable(keyPath, certPath, ca.cert)) {
     ssl.newKey(keyPath);
     const csrPath = `${base}.csr`;
     writeFileSync(csrPath, ssl.csr(keyPath, cn));

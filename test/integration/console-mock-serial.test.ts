@@ -426,7 +426,7 @@ describe('logged in', () => {
   it('logs out on logout, and then runs nothing', async () => {
     const h = await startConsole();
     await h.login();
-    h.send('logout\r');
+    h.send('logout\r\n');
     expect(await h.expectOutput('login: ')).toBe(
       'logout\r\nlogged out\r\nACME POS technician console\r\nterminal T0001\r\nlogin: ',
     );
@@ -434,6 +434,27 @@ describe('logged in', () => {
     await h.expectOutput('login: ');
     expect(h.state.mutations).toEqual([]);
     expect(h.audits.at(-1)).toEqual({ event: 'logout', detail: { technician: 'T0001', reason: 'command' } });
+  });
+
+  it('keeps order and loses nothing when input floods in during a command', async () => {
+    const h = await startConsole();
+    await h.login();
+    h.send('slow 100\r');
+    await h.expectOutput('slow: started');
+    const expected: number[] = [];
+    let flood = '';
+    for (let i = 0; i < 1500; i++) {
+      flood += `${'x'.repeat(i % 7 === 0 ? 200 : 40)}\r`;
+      if (i % 10 === 0) {
+        flood += `mutate ${i}\r`;
+        expected.push(i);
+      }
+    }
+    expect(flood.length).toBeGreaterThan(64 * 1024);
+    h.send(flood);
+    h.send('stats --json\r');
+    await h.expectOutput(`{"mutations":${expected.length},"last":${expected.at(-1)}}`, 20_000);
+    expect(h.state.mutations).toEqual(expected);
   });
 
   it('logs out by itself after the idle timeout', async () => {

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -99,6 +100,14 @@ describe('TLS material', () => {
     const more = ensureTlsMaterial(dir, ['T1', 'T2', 'T3']);
     expect(more.caCert).toBe(material.caCert);
     expect(more.clients.T3?.cert).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('re-issues a certificate that no longer chains to the acquirer CA', () => {
+    copyFileSync(join(dir, 'other-ca-client.crt'), join(dir, 'clients', 'T2.crt'));
+    const healed = ensureTlsMaterial(dir, ['T2']).clients.T2;
+    const ca = new X509Certificate(material.caCert);
+    expect(new X509Certificate(healed?.cert ?? '').verify(ca.publicKey)).toBe(true);
+    expect(new X509Certificate(healed?.cert ?? '').subject).toContain('CN=T2');
   });
 
   it('says clearly when openssl is missing', () => {
