@@ -37,8 +37,8 @@ export interface AgentOptions {
   connect?: () => Duplex;
   /** Start node-cron schedules (default true). */
   schedules?: boolean;
-  /** Fault injection for crash tests. */
-  afterSettlementStep?: (step: SettlementStep, batchId: string) => void;
+  /** Fault injection for crash tests: called after each durable settlement or deactivation step. */
+  faultHook?: (step: SettlementStep | 'deactivated', id: string) => void;
 }
 
 const META_RISK_REPORTS = 'risk_reports_pending';
@@ -86,7 +86,7 @@ export class Agent {
       clock,
       logger: log.child({ part: 'channel' }),
     });
-    this.settlement = new Settlement({ store: this.core.store, clock, log, config, link: this.channel, afterStep: opts.afterSettlementStep });
+    this.settlement = new Settlement({ store: this.core.store, clock, log, config, link: this.channel, afterStep: opts.faultHook });
     this.commands = new CommandProcessor({
       store: this.core.store,
       clock,
@@ -273,6 +273,7 @@ export class Agent {
       return false;
     }
     terminal.apply({ type: 'final-settlement-done', unsettled }, 'every transaction settled and acknowledged', 'final-settlement');
+    this.opts.faultHook?.('deactivated', this.opts.config.terminalId);
     this.finishDestroyingCredentials();
     await this.scheduler?.stop();
     void this.channel.close();

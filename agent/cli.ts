@@ -149,7 +149,7 @@ function withStore(args: string[], io: Out, fn: (store: Store, flags: Flags, dat
   if (!dataDir) throw new AgentError('CONFIG_INVALID', '--data DIR is required');
   const file = journalPath({ dataDir });
   if (!existsSync(file)) throw new AgentError('STORAGE_NOT_FOUND', `no journal at ${file}`);
-  const store = Store.open(file, { mustExist: true });
+  const store = Store.open(file, { mustExist: true, forensic: true });
   try {
     return fn(store, values, dataDir);
   } finally {

@@ -72,7 +72,10 @@ export class PaymentSocketServer {
       switch (req.body) {
         case 'record': {
           const r = this.d.payments.record(recordInputFrom(req.record!));
-          return { requestId, record: { seq: r.seq, fee: r.fee, feeScheduleVersion: r.feeVersion ?? '', maskedPan: r.maskedPan ?? '', status: r.status } };
+          return {
+            requestId,
+            record: { seq: r.seq, fee: r.fee, feeScheduleVersion: r.feeVersion ?? '', maskedPan: r.maskedPan ?? '', status: r.status, localId: r.localId, batchId: r.batchId, duplicate: r.duplicate },
+          };
         }
         case 'mayTransact': {
           const s = this.d.terminal.status();
@@ -174,7 +177,7 @@ export class PaymentClient {
     return v;
   }
 
-  async record(input: RecordInput): Promise<Omit<RecordResult, 'localId' | 'batchId' | 'duplicate'>> {
+  async record(input: RecordInput): Promise<RecordResult> {
     const card = input.card as { pan: string; cvv?: string; track2?: string } | undefined;
     const r = PaymentClient.unwrap(
       await this.ask({
@@ -191,7 +194,16 @@ export class PaymentClient {
       }),
       (x) => x.record,
     );
-    return { seq: Number(r.seq), fee: Number(r.fee), feeVersion: r.feeScheduleVersion || null, maskedPan: r.maskedPan || null, status: r.status as TxnStatus };
+    return {
+      seq: Number(r.seq),
+      fee: Number(r.fee),
+      feeVersion: r.feeScheduleVersion || null,
+      maskedPan: r.maskedPan || null,
+      status: r.status as TxnStatus,
+      localId: r.localId ?? "",
+      batchId: r.batchId ?? "",
+      duplicate: r.duplicate ?? false,
+    };
   }
 
   async mayTransact(): Promise<pos.v1.IMayTransactReply> {

@@ -54,9 +54,12 @@ export interface PaymentDeps {
 }
 
 const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
+/** A local id is short and plain, with no digit run long enough to be a card number. */
+const isSafeLocalId = (id: string): boolean => /^[\w.:-]{1,64}$/.test(id) && !/\d{12,}/.test(id);
 
 export class Payments {
   private inFlight = 0;
+  private group: Array<{ input: RecordInput; resolve: (r: RecordResult) => void; reject: (e: unknown) => void }> = [];
   private draining = false;
 
   constructor(private readonly d: PaymentDeps) {}
@@ -72,7 +75,7 @@ export class Payments {
   }
 
   /** Runs a recording and journals its refusal, without card data, before rethrowing. */
-  private guard(input: RecordInput, fn: () => RecordResult): RecordResult {
+  private guard<T>(input: RecordInput, fn: () => T): T {
     try {
       return fn();
     } catch (e) {
@@ -82,11 +85,48 @@ export class Payments {
           reason: e.message,
           type: typeof input.type === 'string' ? input.type.slice(0, 16) : null,
           amount: Number.isSafeInteger(input.amount) ? input.amount : null,
-          localId: typeof input.localId === 'string' ? input.localId.slice(0, 64) : null,
+          localId: typeof input.localId === 'string' && isSafeLocalId(input.localId) ? input.localId : null,
         });
       }
       throw e;
     }
+  }
+
+  /**
+   * Group commit: records asked for in the same tick share one SQLite commit (one fsync)
+   * and each caller hears its own result only after that commit. Each record is its own
+   * savepoint, so one refusal does not undo its neighbours.
+   */
+  recordAsync(input: RecordInput): Promise<RecordResult> {
+    return new Promise((resolve, reject) => {
+      this.group.push({ input, resolve, reject });
+      if (this.group.length === 1) setImmediate(() => this.flushGroup());
+    });
+  }
+
+  private flushGroup(): void {
+    const group = this.group;
+    this.group = [];
+    const outcomes: Array<{ ok: true; value: RecordResult } | { ok: false; error: unknown }> = [];
+    try {
+      this.d.store.atomically(() => {
+        for (const g of group) {
+          try {
+            outcomes.push({ ok: true, value: this.record(g.input) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (e) {
+      for (const g of group) g.reject(e);
+      return;
+    }
+    group.forEach((g, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) g.resolve(o.value);
+      else g.reject(o.error);
+    });
   }
 
   /** Refuse new transactions while the ones in flight finish (before a maintenance lock). */
@@ -107,6 +147,18 @@ export class Payments {
     input: Omit<RecordInput, 'status' | 'authCode'> & { type: 'sale' | 'refund' },
     host: () => Promise<{ approved: boolean; authCode?: string }>,
   ): Promise<RecordResult & { reversedSeq?: number; declinedBecause?: string }> {
+    if (input.localId !== undefined && input.localId.length > 62) {
+      // Room for the "-R" of the reversal a lock may force.
+      return this.guard(input, () => {
+        throw new AgentError('TXN_INVALID', 'an authorisation local id may be at most 62 characters');
+      });
+    }
+    // A retry is answered from the journal: the host is never asked to authorise twice.
+    if (input.localId !== undefined && this.d.store.journal.findByLocalId(input.localId)) {
+      const prior = this.record({ ...input, status: 'approved' });
+      const reversal = this.d.store.journal.findByLocalId(`${prior.localId}-R`);
+      return reversal ? { ...prior, status: 'declined', reversedSeq: reversal.seq, declinedBecause: 'reversed when a lock arrived' } : prior;
+    }
     const may = this.d.terminal.mayTransact();
     // Refused up front: record() throws the lifecycle's reason and journals the refusal.
     if (!may.allowed || this.draining) return this.record({ ...input, status: 'approved' });
@@ -118,9 +170,15 @@ export class Payments {
       if (now.allowed || !answer.approved) {
         return this.guard(input, () => this.recordOrThrow({ ...input, status, authCode: answer.authCode }, { inFlight: true, lifecycleChecked: !now.allowed }));
       }
-      // A lock arrived mid-authorisation: the host approved, the terminal must not.
-      const approved = this.guard(input, () => this.recordOrThrow({ ...input, status: 'approved', authCode: answer.authCode }, { inFlight: true, lifecycleChecked: true }));
-      const reversal = this.record({ type: 'reversal', amount: input.amount, originalSeq: approved.seq, localId: `${approved.localId}-R` });
+      // A lock arrived mid-authorisation: the host approved, the terminal must not. The
+      // approval and its reversal commit together, so no approved sale stands alone.
+      const { approved, reversal } = this.guard(input, () =>
+        this.d.store.atomically(() => {
+          const approved = this.recordOrThrow({ ...input, status: 'approved', authCode: answer.authCode }, { inFlight: true, lifecycleChecked: true });
+          const reversal = this.recordOrThrow({ type: 'reversal', amount: input.amount, originalSeq: approved.seq, localId: `${approved.localId}-R` }, { inFlight: true });
+          return { approved, reversal };
+        }),
+      );
       return { ...approved, status: 'declined', reversedSeq: reversal.seq, declinedBecause: now.reason };
     } finally {
       this.inFlight--;
@@ -139,12 +197,15 @@ export class Payments {
     if (!['approved', 'declined', 'pending-offline'].includes(status)) {
       throw new AgentError('TXN_INVALID', `unknown status "${String(status)}"`);
     }
-    if (input.localId !== undefined && !/^[\w.:-]{1,64}$/.test(input.localId)) {
-      throw new AgentError('TXN_INVALID', 'the local id must be 1 to 64 letters, digits or . _ : -');
+    if (input.localId !== undefined && !isSafeLocalId(input.localId)) {
+      // A long digit run could be a card number: never let one into the journal this way.
+      throw new AgentError('TXN_INVALID', 'the local id must be 1 to 64 letters, digits or . _ : - with no run of 12 digits');
     }
     if (input.authCode !== undefined && !/^[\w]{0,12}$/.test(input.authCode)) {
       throw new AgentError('TXN_INVALID', 'the auth code must be up to 12 letters or digits');
     }
+    // After deactivation the token key is gone: say why plainly instead of failing on the key.
+    if (this.d.terminal.status().state === 'deactivated') throw new AgentError('LIFECYCLE_DEACTIVATED');
     // Masking happens before anything else touches the card, so no later error path sees a PAN.
     const card: ProtectedCard | undefined = input.card ? protectCard(input.card, this.d.tokenKey()) : undefined;
     if (input.type === 'sale' && !card) throw new AgentError('TXN_INVALID', 'a sale needs a card');

@@ -5,7 +5,6 @@
  */
 import type { Database } from '../storage/db.ts';
 import {
-  json,
   orNull,
   toCommand,
   type CommandRecord,
@@ -108,10 +107,10 @@ export class ControlLedger {
   bumpCounter(terminalId: string, counter: number): void {
     this.db
       .prepare(
-        `INSERT INTO command_counters (terminal_id, last_counter) VALUES (?1, ?2)
-         ON CONFLICT DO UPDATE SET last_counter = MAX(last_counter, ?2)`,
+        `INSERT INTO command_counters (terminal_id, last_counter) VALUES (@terminalId, @counter)
+         ON CONFLICT DO UPDATE SET last_counter = MAX(last_counter, @counter)`,
       )
-      .run(terminalId, counter);
+      .run({ terminalId, counter });
   }
 
   addCommand(c: Omit<CommandRecord, 'id' | 'deliveredAt' | 'deliveries'>): number {
@@ -139,7 +138,7 @@ export class ControlLedger {
   pendingCommands(terminalId: string, afterCounter: number, now: number): CommandRecord[] {
     const rows = this.db
       .prepare(
-        `SELECT * FROM commands c WHERE terminal_id = ?1 AND counter > ?2 AND expires_at > ?3
+        `SELECT * FROM commands c WHERE terminal_id = ? AND counter > ? AND expires_at > ?
            AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_id = c.id
              OR (r.terminal_id = c.terminal_id AND r.counter = c.counter AND r.verified = 1))
          ORDER BY counter, id`,

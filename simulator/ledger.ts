@@ -113,9 +113,9 @@ export class AcquirerLedger extends ControlLedger {
   submissions(filter: { terminalId?: string; batchId?: string } = {}): SubmissionRecord[] {
     const rows = this.db
       .prepare(
-        `SELECT * FROM submissions WHERE (?1 IS NULL OR terminal_id = ?1) AND (?2 IS NULL OR batch_id = ?2) ORDER BY id`,
+        `SELECT * FROM submissions WHERE (@t IS NULL OR terminal_id = @t) AND (@b IS NULL OR batch_id = @b) ORDER BY id`,
       )
-      .all(filter.terminalId ?? null, filter.batchId ?? null) as Row[];
+      .all({ t: filter.terminalId ?? null, b: filter.batchId ?? null }) as Row[];
     return rows.map((r) => ({
       id: Number(r.id),
       terminalId: String(r.terminal_id),
@@ -244,9 +244,17 @@ export class AcquirerLedger extends ControlLedger {
     this.db
       .prepare(
         `INSERT INTO out_of_balance (terminal_id, batch_id, digest, claimed_totals, chunk_count, detail_totals, detail_digest_ok, created_at)
-         VALUES (?1, ?2, ?3, ?5, ?4, ?5, ?6, ?7)
-         ON CONFLICT DO UPDATE SET chunk_count = ?4, detail_totals = ?5, detail_digest_ok = ?6`,
+         VALUES (@terminalId, @batchId, @digest, @totals, @chunkCount, @totals, @ok, @now)
+         ON CONFLICT DO UPDATE SET chunk_count = @chunkCount, detail_totals = @totals, detail_digest_ok = @ok`,
       )
-      .run(terminalId, batchId, digest, chunkCount, JSON.stringify(totals), digestOk ? 1 : 0, now);
+      .run({
+        terminalId,
+        batchId,
+        digest,
+        chunkCount,
+        totals: JSON.stringify(totals),
+        ok: digestOk ? 1 : 0,
+        now,
+      });
   }
 }

@@ -76,6 +76,11 @@ export interface OpenOptions {
   /** Refuse to create a new file (commands that only read an existing journal). */
   mustExist?: boolean;
   readonly?: boolean;
+  /**
+   * Open a journal as evidence: no migrations, no refusal of a file whose guards were
+   * removed, so `journal verify` can still name the row that was changed.
+   */
+  forensic?: boolean;
 }
 
 /**
@@ -103,8 +108,8 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
     db.pragma('busy_timeout = 5000');
     // The header read below fails on a file that is not SQLite at all.
     db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
-    if (!options.readonly) runMigrations(db);
-    probe(db);
+    if (!options.readonly && !options.forensic) runMigrations(db);
+    probe(db, !options.forensic);
     return db;
   } catch (e) {
     db?.close();
@@ -122,6 +127,11 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
 }
 
 function runMigrations(db: Database): void {
+  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+  if (tables.length > 0 && !tables.includes('schema_migrations')) {
+    // Someone else's SQLite file: converting it in place would destroy evidence.
+    throw new AgentError('STORAGE_CORRUPT', `the file is a SQLite database but not a pos-agent journal (tables: ${tables.slice(0, 5).join(', ')})`);
+  }
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
   const done = new Set(
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
@@ -147,12 +157,19 @@ function runMigrations(db: Database): void {
  * A cheap probe, not a full integrity_check (that walks every page and takes seconds on
  * a million rows; selftest runs it). It touches the tables we need and the newest rows.
  */
-function probe(db: Database): void {
+function probe(db: Database, requireGuards: boolean): void {
   const tables = new Set(
     (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name),
   );
   for (const t of ['journal', 'batches', 'lifecycle', 'meta']) {
     if (!tables.has(t)) throw new AgentError('STORAGE_CORRUPT', `the journal file has no ${t} table`);
+  }
+  const triggers = new Set(
+    (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'").all() as { name: string }[]).map((r) => r.name),
+  );
+  for (const t of requireGuards ? ['journal_immutable_update', 'journal_immutable_delete'] : []) {
+    // Only someone editing the journal by hand drops these: fail closed and keep the file.
+    if (!triggers.has(t)) throw new AgentError('STORAGE_CORRUPT', `the journal's ${t} guard was removed; the file may have been edited`);
   }
   db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 8').all();
 }

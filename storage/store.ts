@@ -26,10 +26,11 @@ export class Store {
   /**
    * Runs fn in one IMMEDIATE SQLite transaction (the write lock is taken up front, so
    * two writers never deadlock on upgrade). Returns only after the commit is durable
-   * (synchronous=FULL). Nested calls join the outer transaction.
+   * (synchronous=FULL). A nested call becomes a savepoint: its failure rolls back only
+   * its own writes, and they become durable when the outermost transaction commits.
    */
   atomically<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
+    if (this.db.inTransaction) return this.db.transaction(fn)();
     try {
       return this.db.transaction(fn).immediate();
     } catch (e) {

@@ -50,13 +50,20 @@ function invalidHash(why: string): AgentError {
  */
 export function parsePinHash(encoded: string): ParsedHash {
   const parts = encoded.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') throw invalidHash('expected scrypt$N$r$p$salt$hash');
-  const [N, r, p] = parts.slice(1, 4).map((s) => (/^\d{1,8}$/.test(s) ? Number(s) : NaN)) as [number, number, number];
-  if (!(N >= 2 && N <= 2 ** 20 && (N & (N - 1)) === 0)) throw invalidHash('N must be a power of two up to 2^20');
+  if (parts.length !== 6 || parts[0] !== 'scrypt')
+    throw invalidHash('expected scrypt$N$r$p$salt$hash');
+  const [N, r, p] = parts.slice(1, 4).map((s) => (/^\d{1,8}$/.test(s) ? Number(s) : NaN)) as [
+    number,
+    number,
+    number,
+  ];
+  if (!(N >= 2 && N <= 2 ** 20 && (N & (N - 1)) === 0))
+    throw invalidHash('N must be a power of two up to 2^20');
   if (!(r >= 1 && r <= 32)) throw invalidHash('r must be 1..32');
   if (!(p >= 1 && p <= 16)) throw invalidHash('p must be 1..16');
   const [saltB64, hashB64] = parts.slice(4) as [string, string];
-  if (!base64.test(saltB64) || !base64.test(hashB64)) throw invalidHash('salt and hash must be base64');
+  if (!base64.test(saltB64) || !base64.test(hashB64))
+    throw invalidHash('salt and hash must be base64');
   const salt = Buffer.from(saltB64, 'base64');
   const hash = Buffer.from(hashB64, 'base64');
   if (salt.length < 8) throw invalidHash('the salt must be at least 8 bytes');
@@ -65,9 +72,16 @@ export function parsePinHash(encoded: string): ParsedHash {
 }
 
 function derive(pin: string, salt: Buffer, length: number, params: ScryptParams): Promise<Buffer> {
-  const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + (1 << 20) };
+  const options: ScryptOptions = {
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    maxmem: 256 * params.N * params.r + (1 << 20),
+  };
   return new Promise((resolve, reject) => {
-    scrypt(pin.normalize('NFC'), salt, length, options, (err, key) => (err ? reject(err) : resolve(key)));
+    scrypt(pin.normalize('NFC'), salt, length, options, (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
   });
 }
 
@@ -75,8 +89,12 @@ function derive(pin: string, salt: Buffer, length: number, params: ScryptParams)
  * Hashes a PIN for the configuration file (config tooling, not the console itself).
  * @throws AgentError CONFIG_INVALID when the PIN is shorter than 4 or longer than 64 characters.
  */
-export async function hashPin(pin: string, params: ScryptParams = defaultScryptParams): Promise<string> {
-  if (pin.length < 4 || pin.length > 64) throw new AgentError('CONFIG_INVALID', 'a PIN must be 4 to 64 characters');
+export async function hashPin(
+  pin: string,
+  params: ScryptParams = defaultScryptParams,
+): Promise<string> {
+  if (pin.length < 4 || pin.length > 64)
+    throw new AgentError('CONFIG_INVALID', 'a PIN must be 4 to 64 characters');
   const salt = randomBytes(16);
   const encoded = `scrypt$${params.N}$${params.r}$${params.p}$${salt.toString('base64')}$`;
   parsePinHash(`${encoded}${Buffer.alloc(32).toString('base64')}`); // refuses bad params before working
@@ -95,6 +113,17 @@ export async function verifyPin(pin: string, encoded: string): Promise<boolean> 
 }
 
 /**
+ * A hash no PIN matches, with the same cost as the configured ones: verified for
+ * unknown ids, so a wrong id takes as long to refuse as a wrong PIN.
+ */
+export function dummyPinHash(technicians: readonly Technician[]): string {
+  const first = technicians[0];
+  const { N, r, p } = first ? parsePinHash(first.pinHash).params : defaultScryptParams;
+  const zeros = (n: number): string => Buffer.alloc(n).toString('base64');
+  return `scrypt$${N}$${r}$${p}$${zeros(16)}$${zeros(32)}`;
+}
+
+/**
  * Checks a configured technician list, reporting every problem at once.
  * @throws AgentError CONFIG_INVALID
  */
@@ -103,7 +132,8 @@ export function validateTechnicians(technicians: readonly Technician[]): readonl
   const seen = new Set<string>();
   technicians.forEach((t, i) => {
     const where = `technicians[${i}]`;
-    if (typeof t.id !== 'string' || !technicianIdPattern.test(t.id)) problems.push(`${where}.id is not a valid id`);
+    if (typeof t.id !== 'string' || !technicianIdPattern.test(t.id))
+      problems.push(`${where}.id is not a valid id`);
     else if (seen.has(t.id.toLowerCase())) problems.push(`${where}.id ${t.id} is a duplicate`);
     else seen.add(t.id.toLowerCase());
     try {
@@ -197,7 +227,9 @@ export class LoginThrottle {
       !whole(p.baseDelayMs, 0) ||
       !whole(p.maxDelayMs, p.baseDelayMs)
     ) {
-      throw new AgentError('CONFIG_INVALID', 'the login throttle policy is not valid', { policy: p });
+      throw new AgentError('CONFIG_INVALID', 'the login throttle policy is not valid', {
+        policy: p,
+      });
     }
   }
 
@@ -233,7 +265,8 @@ export class LoginThrottle {
     const since = Math.min(state.lastFailureAt, now);
     const waitMs = since + this.waitAfter(state.failures) - now;
     if (waitMs <= 0) return { allowed: true, failures: state.failures };
-    const code = state.failures >= this.policy.lockoutAfter ? 'CONSOLE_LOCKED_OUT' : 'CONSOLE_LOGIN_THROTTLED';
+    const code =
+      state.failures >= this.policy.lockoutAfter ? 'CONSOLE_LOCKED_OUT' : 'CONSOLE_LOGIN_THROTTLED';
     return { allowed: false, code, waitMs, failures: state.failures };
   }
 
@@ -257,4 +290,19 @@ export class LoginThrottle {
     this.store.save(locked);
     return locked;
   }
+}
+
+/** "3 s" or "15 min": how long a technician must wait, in words they can act on. */
+export function waitText(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  return s >= 120 ? `${Math.ceil(s / 60)} min` : `${s} s`;
+}
+
+/** The refusal a technician sees while the throttle holds logins back. */
+export function throttleError(d: Extract<ThrottleDecision, { allowed: false }>): AgentError {
+  const message =
+    d.code === 'CONSOLE_LOCKED_OUT'
+      ? `too many failed logins; try again in ${waitText(d.waitMs)}`
+      : `a login failed just now; try again in ${waitText(d.waitMs)}`;
+  return new AgentError(d.code, message, { waitMs: d.waitMs });
 }

@@ -107,7 +107,8 @@ export function parseArgs(words: readonly string[], spec: FlagSpec): ParsedArgs 
     const name = word.slice(2, eq < 0 ? undefined : eq);
     const inline = eq < 0 ? undefined : word.slice(eq + 1);
     const type = flagName.test(name) && Object.hasOwn(spec, name) ? spec[name] : undefined;
-    if (type === undefined) throw bad(`unknown flag --${name.slice(0, 32)}`, { flag: name.slice(0, 32) });
+    if (type === undefined)
+      throw bad(`unknown flag --${name.slice(0, 32)}`, { flag: name.slice(0, 32) });
     if (Object.hasOwn(flags, name)) throw bad(`flag --${name} is given twice`, { flag: name });
     if (type === 'boolean') {
       if (inline !== undefined) throw bad(`flag --${name} takes no value`, { flag: name });

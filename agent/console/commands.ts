@@ -6,12 +6,21 @@
  * checked before `run` is called, so `run` only ever sees input it asked for.
  */
 
-import { AgentError } from '../errors.ts';
-import type { FlagSpec, Flags } from './command-line.ts';
-import { formatKeyValue, formatTable, isTableSpec, table, toJson, type TableSpec } from './table.ts';
+import { AgentError, isAgentError, type ErrorCode } from '../errors.ts';
+import { parseArgs, splitCommandLine, type FlagSpec, type Flags } from './command-line.ts';
+import {
+  formatKeyValue,
+  formatTable,
+  isTableSpec,
+  table,
+  toJson,
+  type TableSpec,
+} from './table.ts';
+import { sanitizeForTerminal, truncateToWidth } from './text.ts';
 
 /** What a command returns: text, a table, a record (key/value block or JSON), or nothing. */
-export type CommandOutput = string | TableSpec | Readonly<Record<string, unknown>> | readonly unknown[] | undefined | void;
+export type CommandOutput =
+  string | TableSpec | Readonly<Record<string, unknown>> | readonly unknown[] | undefined | void;
 
 /** What `run` receives. */
 export interface CommandContext {
@@ -83,16 +92,23 @@ export class CommandRegistry {
   register(def: CommandDefinition): this {
     const names = [def.name, ...(def.aliases ?? [])];
     for (const n of names) {
-      if (!commandName.test(n)) throw invalid(`command name '${n}' must be lower case letters, digits and dashes`);
+      if (!commandName.test(n))
+        throw invalid(`command name '${n}' must be lower case letters, digits and dashes`);
       if (this.byName.has(n)) throw invalid(`command '${n}' is registered twice`);
     }
     for (const f of Object.keys(def.flags ?? {})) {
-      if (reservedFlags.has(f)) throw invalid(`command '${def.name}' may not declare --${f}; the console handles it`);
-      if (!/^[a-z][a-z0-9-]*$/.test(f)) throw invalid(`command '${def.name}' has a bad flag name '${f}'`);
+      if (reservedFlags.has(f))
+        throw invalid(`command '${def.name}' may not declare --${f}; the console handles it`);
+      if (!/^[a-z][a-z0-9-]*$/.test(f))
+        throw invalid(`command '${def.name}' has a bad flag name '${f}'`);
     }
     const min = def.minArgs ?? 0;
     const max = def.maxArgs ?? Infinity;
-    if (!(Number.isInteger(min) && min >= 0 && (max === Infinity || (Number.isInteger(max) && max >= min)))) {
+    if (!(
+      Number.isInteger(min) &&
+      min >= 0 &&
+      (max === Infinity || (Number.isInteger(max) && max >= min))
+    )) {
       throw invalid(`command '${def.name}' has bad argument counts`);
     }
     for (const n of names) this.byName.set(n, def);
@@ -129,8 +145,103 @@ export function renderOutput(output: CommandOutput, json: boolean): string[] {
   if (json) return [toJson(output)];
   if (typeof output === 'string') return output === '' ? [] : output.split(/\r?\n/);
   if (isTableSpec(output)) return formatTable(output);
-  if (Array.isArray(output)) return output.map((item) => (typeof item === 'string' ? item : toJson(item)));
+  if (Array.isArray(output))
+    return output.map((item) => (typeof item === 'string' ? item : toJson(item)));
   return formatKeyValue(output as Readonly<Record<string, unknown>>);
+}
+
+/** What the console supplies to run one line. */
+export interface DispatchIo {
+  readonly technician: string;
+  readonly loggedInAt: number;
+  writeLines(lines: readonly string[]): void;
+  clearScreen(): void;
+  /** Told the controller while `run` executes (so Ctrl-C can abort it), then undefined. */
+  setRunning(controller: AbortController | undefined): void;
+}
+
+/** How a line ended, for the audit trail; `error` is set for failures that were not refusals. */
+export interface DispatchResult {
+  readonly command: string;
+  readonly outcome: 'ok' | 'refused' | 'error';
+  readonly code?: ErrorCode;
+  readonly error?: unknown;
+  readonly logout: boolean;
+}
+
+/**
+ * Parses and runs one command line, printing its output or its refusal. Never throws:
+ * an AgentError is shown as `refused (CODE): message`, anything else as
+ * `error (INTERNAL): ...` and handed back for logging.
+ */
+export async function dispatchLine(
+  registry: CommandRegistry,
+  line: string,
+  io: DispatchIo,
+): Promise<DispatchResult> {
+  let command = '';
+  let logout = false;
+  try {
+    const words = splitCommandLine(line);
+    command = truncateToWidth(sanitizeForTerminal(words[0] ?? ''), 32);
+    const def = registry.get(words[0] ?? '');
+    if (!def) {
+      throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${command}'; type help`);
+    }
+    command = def.name;
+    const spec: FlagSpec = { ...def.flags, json: 'boolean', help: 'boolean' };
+    const { args, flags } = parseArgs(words.slice(1), spec);
+    // `CMD --help` explains and never runs, whatever else was typed.
+    if (flags.help === true) {
+      io.writeLines(describeCommand(def));
+      return { command, outcome: 'ok', logout };
+    }
+    const json = flags.json === true;
+    if (json && !def.readOnly) {
+      throw new AgentError(
+        'CONSOLE_BAD_ARGUMENTS',
+        `--json is only for read-only commands, and ${def.name} is not one`,
+      );
+    }
+    if (args.length < (def.minArgs ?? 0) || args.length > (def.maxArgs ?? Infinity)) {
+      throw new AgentError('CONSOLE_BAD_ARGUMENTS', `usage: ${def.usage}`);
+    }
+    const { json: _json, help: _help, ...own } = flags;
+    const controller = new AbortController();
+    io.setRunning(controller);
+    try {
+      const output = await def.run({
+        name: def.name,
+        args,
+        flags: own,
+        json,
+        technician: io.technician,
+        loggedInAt: io.loggedInAt,
+        signal: controller.signal,
+        print: (text) => io.writeLines(String(text).split(/\r?\n/)),
+        logout: () => (logout = true),
+        clearScreen: () => io.clearScreen(),
+      });
+      io.writeLines(renderOutput(output, json));
+    } finally {
+      io.setRunning(undefined);
+    }
+    return { command, outcome: 'ok', logout };
+  } catch (e) {
+    if (isAgentError(e)) {
+      io.writeLines([e.toDisplay()]);
+      return { command, outcome: 'refused', code: e.code, logout };
+    }
+    io.writeLines([internalDisplay(e)]);
+    return { command, outcome: 'error', error: e, logout };
+  }
+}
+
+/** `error (INTERNAL): first line of the message; see the log` */
+export function internalDisplay(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const first = (message.split(/\r?\n/)[0] ?? '').trim() || 'unexpected failure';
+  return `error (INTERNAL): ${truncateToWidth(first, 160)}; see the log`;
 }
 
 function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
@@ -146,7 +257,13 @@ function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
         const target = ctx.args[0];
         if (target === undefined) {
           const all = registry.list();
-          if (ctx.json) return all.map((d) => ({ name: d.name, summary: d.summary, usage: d.usage, readOnly: !!d.readOnly }));
+          if (ctx.json)
+            return all.map((d) => ({
+              name: d.name,
+              summary: d.summary,
+              usage: d.usage,
+              readOnly: !!d.readOnly,
+            }));
           return [
             ...formatTable(
               table(
@@ -160,8 +277,19 @@ function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
           ].join('\n');
         }
         const def = registry.get(target);
-        if (!def) throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${target.slice(0, 32)}'; type help`);
-        if (ctx.json) return { name: def.name, summary: def.summary, usage: def.usage, help: def.help ?? '', readOnly: !!def.readOnly };
+        if (!def)
+          throw new AgentError(
+            'CONSOLE_UNKNOWN_COMMAND',
+            `unknown command '${target.slice(0, 32)}'; type help`,
+          );
+        if (ctx.json)
+          return {
+            name: def.name,
+            summary: def.summary,
+            usage: def.usage,
+            help: def.help ?? '',
+            readOnly: !!def.readOnly,
+          };
         return describeCommand(def).join('\n');
       },
     },
@@ -171,11 +299,13 @@ function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
       usage: 'whoami [--json]',
       readOnly: true,
       maxArgs: 0,
-      run: (ctx) => ({ technician: ctx.technician, loggedInAt: new Date(ctx.loggedInAt).toISOString() }),
+      run: (ctx) => ({
+        technician: ctx.technician,
+        loggedInAt: new Date(ctx.loggedInAt).toISOString(),
+      }),
     },
     {
       name: 'logout',
-      aliases: ['exit', 'quit'],
       summary: 'end this session',
       usage: 'logout',
       maxArgs: 0,

@@ -15,22 +15,23 @@
 
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock } from '../clock.ts';
-import { AgentError, isAgentError } from '../errors.ts';
+import { AgentError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import {
-  defaultScryptParams,
-  parsePinHash,
+  dummyPinHash,
   technicianIdPattern,
+  throttleError,
   validateTechnicians,
   verifyPin,
+  waitText,
   type LoginThrottle,
   type Technician,
   type ThrottleDecision,
 } from './auth.ts';
-import { parseArgs, splitCommandLine } from './command-line.ts';
-import { describeCommand, renderOutput, type CommandContext, type CommandRegistry } from './commands.ts';
+import { dispatchLine, internalDisplay, type CommandRegistry } from './commands.ts';
+import { InputQueue } from './input-queue.ts';
 import { LineEditor, type LineEvent } from './line-editor.ts';
-import { sanitizeForTerminal, truncateToWidth } from './text.ts';
+import { sanitizeForTerminal } from './text.ts';
 
 /** Receives evidence events: login, login-failed, login-locked-out, login-refused, logout, command. */
 export type AuditFn = (event: string, detail: Record<string, unknown>) => void;
@@ -59,16 +60,8 @@ type Session =
   | { readonly state: 'pin'; readonly id: string }
   | { readonly state: 'shell'; readonly technician: string; readonly since: number };
 
-/** Pause the stream when this much unread input is queued; resume below the low mark. */
-const highWater = 64 * 1024;
-const lowWater = 16 * 1024;
 /** How long to wait for a slow terminal to take a command's output before moving on. */
 const drainTimeoutMs = 5000;
-
-function waitText(ms: number): string {
-  const s = Math.ceil(ms / 1000);
-  return s >= 120 ? `${Math.ceil(s / 60)} min` : `${s} s`;
-}
 
 /** A console session on one stream. */
 export class Console {
@@ -87,12 +80,7 @@ export class Console {
   private readonly dummyHash: string;
 
   private session: Session = { state: 'login' };
-  private pending: Buffer[] = [];
-  private offset = 0;
-  private pendingBytes = 0;
-  private paused = false;
-  private pumping = false;
-  private pumpDone: Promise<void> = Promise.resolve();
+  private readonly input: InputQueue;
   private running: AbortController | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private started = false;
@@ -118,9 +106,13 @@ export class Console {
     this.promptFn = options.prompt ?? (() => '> ');
     this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
     this.editor = new LineEditor({ maxLineBytes: options.maxLineBytes ?? 512 });
-    const first = technicians[0];
-    const { N, r, p } = first ? parsePinHash(first.pinHash).params : defaultScryptParams;
-    this.dummyHash = `scrypt$${N}$${r}$${p}$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`;
+    this.input = new InputQueue({
+      stream: this.stream,
+      editor: this.editor,
+      echo: (text) => this.write(text),
+      handle: (event) => this.handle(event),
+    });
+    this.dummyHash = dummyPinHash(technicians);
     if (technicians.length === 0) this.log.warn('no technicians are configured; nobody can log in');
   }
 
@@ -150,7 +142,7 @@ export class Console {
     this.shutdown('stopped');
     let timer: NodeJS.Timeout | undefined;
     const giveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainTimeoutMs)));
-    await Promise.race([this.pumpDone, giveUp]);
+    await Promise.race([this.input.close(), giveUp]);
     clearTimeout(timer);
   }
 
@@ -165,7 +157,9 @@ export class Console {
     this.stream.off('error', this.onError);
     this.stream.on('error', () => {});
     this.running?.abort();
-    if (this.session.state === 'shell') this.audit('logout', { technician: this.session.technician, reason });
+    void this.input.close();
+    if (this.session.state === 'shell')
+      this.audit('logout', { technician: this.session.technician, reason });
     this.session = { state: 'login' };
     this.editor.reset();
   }
@@ -177,36 +171,7 @@ export class Console {
     // Ctrl-C while a command runs also asks it to stop; the byte itself is still
     // processed in order, where it cancels whatever was typed ahead.
     if (this.running && bytes.includes(0x03)) this.running.abort();
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    if (!this.paused && this.pendingBytes > highWater) {
-      this.paused = true;
-      this.stream.pause();
-    }
-    if (!this.pumping) {
-      this.pumping = true;
-      this.pumpDone = this.pump().finally(() => (this.pumping = false));
-    }
-  }
-
-  private async pump(): Promise<void> {
-    while (!this.stopped && this.pending.length > 0) {
-      const chunk = this.pending[0] as Buffer;
-      const step = this.editor.feedUntilEvent(chunk, this.offset);
-      if (step.next >= chunk.length) {
-        this.pending.shift();
-        this.pendingBytes -= chunk.length;
-        this.offset = 0;
-      } else {
-        this.offset = step.next;
-      }
-      this.write(step.echo);
-      if (this.paused && this.pendingBytes < lowWater) {
-        this.paused = false;
-        this.stream.resume();
-      }
-      if (step.event) await this.handle(step.event);
-    }
+    this.input.push(bytes);
   }
 
   private async handle(event: LineEvent): Promise<void> {
@@ -259,24 +224,42 @@ export class Console {
     this.writeLines([new AgentError('CONSOLE_LOGIN_FAILED').toDisplay()]);
     if (!after.allowed) {
       if (after.code === 'CONSOLE_LOCKED_OUT') {
-        this.audit('login-locked-out', { technician: who, failures: after.failures, lockoutMs: after.waitMs });
+        this.audit('login-locked-out', {
+          technician: who,
+          failures: after.failures,
+          lockoutMs: after.waitMs,
+        });
       }
       this.writeLines([throttleError(after).toDisplay()]);
     }
     this.write('login: ');
   }
 
-  private refuseThrottled(id: string, decision: Extract<ThrottleDecision, { allowed: false }>): void {
+  private refuseThrottled(
+    id: string,
+    decision: Extract<ThrottleDecision, { allowed: false }>,
+  ): void {
     const who = auditId(this.technicians.get(id.toLowerCase()));
     this.audit('login-refused', { technician: who, code: decision.code, waitMs: decision.waitMs });
     this.writeLines([throttleError(decision).toDisplay()]);
     this.write('login: ');
   }
 
-  private async onShellLine(session: Extract<Session, { state: 'shell' }>, event: LineEvent): Promise<void> {
+  private async onShellLine(
+    session: Extract<Session, { state: 'shell' }>,
+    event: LineEvent,
+  ): Promise<void> {
     if (event.kind === 'too-long') {
-      const e = new AgentError('CONSOLE_LINE_TOO_LONG', `the line is longer than ${event.maxBytes} bytes; nothing was run`);
-      this.audit('command', { technician: session.technician, command: '(too long)', outcome: 'refused', code: e.code });
+      const e = new AgentError(
+        'CONSOLE_LINE_TOO_LONG',
+        `the line is longer than ${event.maxBytes} bytes; nothing was run`,
+      );
+      this.audit('command', {
+        technician: session.technician,
+        command: '(too long)',
+        outcome: 'refused',
+        code: e.code,
+      });
       this.writeLines([e.toDisplay()]);
     } else if (event.kind === 'line' && event.text.trim() !== '') {
       await this.runCommand(session, event.text);
@@ -284,65 +267,26 @@ export class Console {
     if (this.session.state === 'shell') this.promptShell();
   }
 
-  private async runCommand(session: Extract<Session, { state: 'shell' }>, text: string): Promise<void> {
+  private async runCommand(
+    session: Extract<Session, { state: 'shell' }>,
+    text: string,
+  ): Promise<void> {
     const started = this.clock.now();
-    let name = '';
-    let outcome: 'ok' | 'refused' | 'error' = 'ok';
-    let code: string | undefined;
-    let logoutRequested = false;
-    try {
-      const words = splitCommandLine(text);
-      name = truncateToWidth(sanitizeForTerminal(words[0] ?? ''), 32);
-      const def = this.commands.get(words[0] ?? '');
-      if (!def) throw new AgentError('CONSOLE_UNKNOWN_COMMAND', `unknown command '${name}'; type help`);
-      name = def.name;
-      const { args, flags } = parseArgs(words.slice(1), { ...def.flags, json: 'boolean', help: 'boolean' });
-      const json = flags.json === true;
-      if (flags.help === true) {
-        // `CMD --help` explains and never runs, whatever else was typed.
-        this.writeLines(describeCommand(def));
-      } else {
-        if (json && !def.readOnly) {
-          throw new AgentError('CONSOLE_BAD_ARGUMENTS', `--json is only for read-only commands, and ${def.name} is not one`);
-        }
-        if (args.length < (def.minArgs ?? 0) || args.length > (def.maxArgs ?? Infinity)) {
-          throw new AgentError('CONSOLE_BAD_ARGUMENTS', `usage: ${def.usage}`);
-        }
-        const { json: _json, help: _help, ...own } = flags;
-        const controller = new AbortController();
-        this.running = controller;
-        const ctx: CommandContext = {
-          name: def.name,
-          args,
-          flags: own,
-          json,
-          technician: session.technician,
-          loggedInAt: session.since,
-          signal: controller.signal,
-          print: (line) => this.writeLines(String(line).split(/\r?\n/)),
-          logout: () => (logoutRequested = true),
-          clearScreen: () => this.write('\x1b[2J\x1b[H'),
-        };
-        this.writeLines(renderOutput(await def.run(ctx), json));
-      }
-    } catch (e) {
-      if (isAgentError(e)) {
-        outcome = 'refused';
-        code = e.code;
-        this.writeLines([e.toDisplay()]);
-      } else {
-        outcome = 'error';
-        this.log.error({ err: e, command: name }, 'console command failed');
-        this.writeLines([internalDisplay(e)]);
-      }
-    } finally {
-      this.running = undefined;
-    }
-    const detail = { technician: session.technician, command: name, outcome, ...(code ? { code } : {}) };
+    const result = await dispatchLine(this.commands, text, {
+      technician: session.technician,
+      loggedInAt: session.since,
+      writeLines: (lines) => this.writeLines(lines),
+      clearScreen: () => this.write('\x1b[2J\x1b[H'),
+      setRunning: (controller) => (this.running = controller),
+    });
+    const { command, outcome, code } = result;
+    const detail = { technician: session.technician, command, outcome, ...(code ? { code } : {}) };
     this.audit('command', detail);
+    if (outcome === 'error')
+      this.log.error({ err: result.error, command }, 'console command failed');
     this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
     await this.drained();
-    if (logoutRequested) this.logout('command');
+    if (result.logout) this.logout('command');
   }
 
   private logout(reason: 'command' | 'idle'): void {
@@ -353,7 +297,9 @@ export class Console {
     this.audit('logout', { technician, reason });
     this.log.info({ technician, reason }, 'technician logged out');
     if (reason === 'idle') this.write('\r\n');
-    this.writeLines([reason === 'idle' ? `no input for ${waitText(this.idleMs)}; logged out` : 'logged out']);
+    this.writeLines([
+      reason === 'idle' ? `no input for ${waitText(this.idleMs)}; logged out` : 'logged out',
+    ]);
     this.showBanner();
     this.write('login: ');
   }
@@ -368,7 +314,7 @@ export class Console {
   private onIdle(): void {
     if (this.stopped) return;
     // A long command (a settlement) is not idleness; wait for it to finish.
-    if (this.pumping) return this.armIdle();
+    if (this.input.busy) return this.armIdle();
     if (this.session.state === 'shell') return this.logout('idle');
     if (this.session.state === 'pin' || this.editor.text !== '') {
       // A half-typed login is abandoned so the next person starts clean.
@@ -446,17 +392,4 @@ export class Console {
  */
 function auditId(tech: Technician | undefined): string {
   return tech?.id ?? '(unknown)';
-}
-
-function throttleError(d: Extract<ThrottleDecision, { allowed: false }>): AgentError {
-  const message =
-    d.code === 'CONSOLE_LOCKED_OUT'
-      ? `too many failed logins; try again in ${waitText(d.waitMs)}`
-      : `a login failed just now; try again in ${waitText(d.waitMs)}`;
-  return new AgentError(d.code, message, { waitMs: d.waitMs });
-}
-
-function internalDisplay(e: unknown): string {
-  const message = e instanceof Error ? e.message : String(e);
-  return `error (INTERNAL): ${truncateToWidth((message.split(/\r?\n/)[0] ?? '').trim() || 'unexpected failure', 160)}; see the log`;
 }

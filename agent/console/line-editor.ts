@@ -185,7 +185,8 @@ export class LineEditor {
       this.insert(String.fromCharCode(b));
       return undefined;
     }
-    const need = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : 0;
+    const need =
+      b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : 0;
     if (need > 0) {
       this.utf8 = [b];
       this.utf8Need = need;
@@ -242,7 +243,8 @@ export class LineEditor {
       case 'esc':
         if (b === 0x5b) this.escape = 'csi';
         else if (b === 0x4f) this.escape = 'ss3';
-        else if (b === 0x5d || b === 0x50 || b === 0x58 || b === 0x5e || b === 0x5f) this.escape = 'string';
+        else if (b === 0x5d || b === 0x50 || b === 0x58 || b === 0x5e || b === 0x5f)
+          this.escape = 'string';
         else if (b >= 0x30 && b <= 0x7e) this.escape = 'none';
         else if (b >= 0x80) return this.abortEscape();
         return false;

@@ -48,7 +48,12 @@ export async function openSerialConsoleStream(options: SerialConsoleOptions): Pr
 
 function portError(path: string, cause: unknown): AgentError {
   const why = cause instanceof Error ? cause.message : String(cause);
-  return new AgentError('CONSOLE_PORT_UNAVAILABLE', `cannot open the console port ${path}: ${why}`, { path }, { cause });
+  return new AgentError(
+    'CONSOLE_PORT_UNAVAILABLE',
+    `cannot open the console port ${path}: ${why}`,
+    { path },
+    { cause },
+  );
 }
 
 /** The parts of process.stdin a console needs; injectable for tests. */

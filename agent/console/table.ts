@@ -7,7 +7,13 @@
  */
 
 import { AgentError } from '../errors.ts';
-import { displayWidth, padToWidth, sanitizeForTerminal, truncateToWidth, wrapToWidth } from './text.ts';
+import {
+  displayWidth,
+  padToWidth,
+  sanitizeForTerminal,
+  truncateToWidth,
+  wrapToWidth,
+} from './text.ts';
 
 /** A value a table cell can hold. */
 export type Cell = string | number | bigint | boolean | null | undefined;
@@ -34,7 +40,10 @@ export interface TableSpec {
  * The brand keeps a command's plain object result that happens to have `rows` from
  * being taken for a table.
  */
-export function table(columns: readonly (TableColumn | string)[], rows: readonly (readonly Cell[])[]): TableSpec {
+export function table(
+  columns: readonly (TableColumn | string)[],
+  rows: readonly (readonly Cell[])[],
+): TableSpec {
   return {
     [tableBrand]: true,
     columns: columns.map((c) => (typeof c === 'string' ? { header: c } : c)),
@@ -44,7 +53,11 @@ export function table(columns: readonly (TableColumn | string)[], rows: readonly
 
 /** True for values built by {@link table}. */
 export function isTableSpec(value: unknown): value is TableSpec {
-  return typeof value === 'object' && value !== null && (value as Partial<TableSpec>)[tableBrand] === true;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Partial<TableSpec>)[tableBrand] === true
+  );
 }
 
 const numericText = /^[-+]?\d[\d,]*(\.\d+)?%?$/;
@@ -97,7 +110,9 @@ export function formatTable(spec: TableSpec, options: TableFormatOptions = {}): 
   );
   const renderRow = (cells: readonly string[]): string =>
     cells
-      .map((text, i) => padToWidth(truncateToWidth(text, widths[i] as number), widths[i] as number, cols[i]?.align))
+      .map((text, i) =>
+        padToWidth(truncateToWidth(text, widths[i] as number), widths[i] as number, cols[i]?.align),
+      )
       .join(' '.repeat(gap))
       .trimEnd();
   const lines: string[] = [];
@@ -105,7 +120,8 @@ export function formatTable(spec: TableSpec, options: TableFormatOptions = {}): 
     lines.push(renderRow(cols.map((c) => c.header)));
     lines.push(widths.map((w) => '-'.repeat(w)).join(' '.repeat(gap)));
   }
-  for (let r = 0; r < spec.rows.length; r++) lines.push(renderRow(cols.map((c) => c.texts[r] ?? '')));
+  for (let r = 0; r < spec.rows.length; r++)
+    lines.push(renderRow(cols.map((c) => c.texts[r] ?? '')));
   if (spec.rows.length === 0) lines.push('(none)');
   return lines;
 }
@@ -115,7 +131,8 @@ export function formatTable(spec: TableSpec, options: TableFormatOptions = {}): 
  * min(natural, max(C, floor)), then any columns left short share the remainder.
  */
 function fitWidths(natural: number[], floor: number[], room: number): number[] {
-  const total = (cap: number): number => natural.reduce((s, n, i) => s + Math.min(n, Math.max(cap, floor[i] ?? 1)), 0);
+  const total = (cap: number): number =>
+    natural.reduce((s, n, i) => s + Math.min(n, Math.max(cap, floor[i] ?? 1)), 0);
   if (total(Infinity) <= room) return natural;
   let lo = 0;
   let hi = Math.max(...natural);
@@ -150,7 +167,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function valueText(value: unknown): string {
   if (value === null || value === undefined) return '-';
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return String(value);
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? '-' : value.toISOString();
   return toJson(value);
 }
@@ -158,7 +176,8 @@ function valueText(value: unknown): string {
 /** Nested plain objects become dotted keys so a block stays two columns wide. */
 function flatten(prefix: string, value: unknown, out: Array<[string, unknown]>): void {
   if (isPlainObject(value) && Object.keys(value).length > 0) {
-    for (const [k, v] of Object.entries(value)) flatten(prefix === '' ? k : `${prefix}.${k}`, v, out);
+    for (const [k, v] of Object.entries(value))
+      flatten(prefix === '' ? k : `${prefix}.${k}`, v, out);
   } else {
     out.push([prefix, value]);
   }
@@ -184,7 +203,8 @@ export function formatKeyValue(
   pairs.forEach(([, v], i) => {
     const text = sanitizeForTerminal(valueText(v).replace(/\r?\n/g, ' '));
     wrapToWidth(text, valueWidth).forEach((part, j) => {
-      const key = j === 0 ? padToWidth(`${keys[i] ?? ''}:`, keyWidth + 1) : ' '.repeat(keyWidth + 1);
+      const key =
+        j === 0 ? padToWidth(`${keys[i] ?? ''}:`, keyWidth + 1) : ' '.repeat(keyWidth + 1);
       lines.push(`${key} ${part}`.trimEnd());
     });
   });
@@ -198,8 +218,9 @@ export function formatKeyValue(
  */
 export function toJson(value: unknown): string {
   const json =
-    JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : isTableSpec(v) ? tableToJson(v) : v)) ??
-    'null';
+    JSON.stringify(value, (_key, v: unknown) =>
+      typeof v === 'bigint' ? v.toString() : isTableSpec(v) ? tableToJson(v) : v,
+    ) ?? 'null';
   return json.replace(
     /[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
@@ -208,9 +229,29 @@ export function toJson(value: unknown): string {
 
 /** Minor-unit exponents that differ from the usual 2 (ISO 4217). */
 const currencyExponents: Readonly<Record<string, number>> = {
-  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0,
-  UGX: 0, VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0,
-  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  BIF: 0,
+  CLP: 0,
+  DJF: 0,
+  GNF: 0,
+  ISK: 0,
+  JPY: 0,
+  KMF: 0,
+  KRW: 0,
+  PYG: 0,
+  RWF: 0,
+  UGX: 0,
+  VND: 0,
+  VUV: 0,
+  XAF: 0,
+  XOF: 0,
+  XPF: 0,
+  BHD: 3,
+  IQD: 3,
+  JOD: 3,
+  KWD: 3,
+  LYD: 3,
+  OMR: 3,
+  TND: 3,
 };
 
 /** Decimal places of a currency's minor unit: 2 unless ISO 4217 says otherwise. */
@@ -233,6 +274,7 @@ export function formatMinor(minor: number | bigint, currency = 'CNY'): string {
   const value = BigInt(minor);
   const negative = value < 0n;
   const digits = (negative ? -value : value).toString().padStart(exponent + 1, '0');
-  const units = exponent === 0 ? digits : `${digits.slice(0, -exponent)}.${digits.slice(-exponent)}`;
+  const units =
+    exponent === 0 ? digits : `${digits.slice(0, -exponent)}.${digits.slice(-exponent)}`;
   return negative ? `-${units}` : units;
 }

@@ -5714,6 +5714,15 @@ export namespace pos {
             /** RecordReply status. */
             status: string;
 
+            /** RecordReply localId. */
+            localId: string;
+
+            /** RecordReply batchId. */
+            batchId: string;
+
+            /** RecordReply duplicate. */
+            duplicate: boolean;
+
             /**
              * Creates a new RecordReply instance using the specified properties.
              * @param [properties] Properties to set
@@ -5812,6 +5821,15 @@ export namespace pos {
 
                 /** RecordReply status */
                 status?: (string|null);
+
+                /** RecordReply localId */
+                localId?: (string|null);
+
+                /** RecordReply batchId */
+                batchId?: (string|null);
+
+                /** RecordReply duplicate */
+                duplicate?: (boolean|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

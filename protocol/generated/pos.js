@@ -16325,6 +16325,9 @@ export const pos = $root.pos = (() => {
              * @property {string|null} [feeScheduleVersion] RecordReply feeScheduleVersion
              * @property {string|null} [maskedPan] RecordReply maskedPan
              * @property {string|null} [status] RecordReply status
+             * @property {string|null} [localId] RecordReply localId
+             * @property {string|null} [batchId] RecordReply batchId
+             * @property {boolean|null} [duplicate] RecordReply duplicate
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -16397,6 +16400,30 @@ export const pos = $root.pos = (() => {
             RecordReply.prototype.status = "";
 
             /**
+             * RecordReply localId.
+             * @member {string} localId
+             * @memberof pos.v1.RecordReply
+             * @instance
+             */
+            RecordReply.prototype.localId = "";
+
+            /**
+             * RecordReply batchId.
+             * @member {string} batchId
+             * @memberof pos.v1.RecordReply
+             * @instance
+             */
+            RecordReply.prototype.batchId = "";
+
+            /**
+             * RecordReply duplicate.
+             * @member {boolean} duplicate
+             * @memberof pos.v1.RecordReply
+             * @instance
+             */
+            RecordReply.prototype.duplicate = false;
+
+            /**
              * Creates a new RecordReply instance using the specified properties.
              * @function create
              * @memberof pos.v1.RecordReply
@@ -16438,6 +16465,12 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).string(message.maskedPan);
                 if (message.status != null && $Object.hasOwnProperty.call(message, "status") && message.status !== "")
                     writer.uint32(/* id 5, wireType 2 =*/42).string(message.status);
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId") && message.localId !== "")
+                    writer.uint32(/* id 6, wireType 2 =*/50).string(message.localId);
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId") && message.batchId !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.batchId);
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate") && message.duplicate !== false)
+                    writer.uint32(/* id 8, wireType 0 =*/64).bool(message.duplicate);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -16540,6 +16573,33 @@ export const pos = $root.pos = (() => {
                                 delete message.status;
                             continue;
                         }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.localId = value;
+                            else
+                                delete message.localId;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.batchId = value;
+                            else
+                                delete message.batchId;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.duplicate = value;
+                            else
+                                delete message.duplicate;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -16603,6 +16663,15 @@ export const pos = $root.pos = (() => {
                 if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
                     if (!$util.isString(message.status))
                         return "status: string expected";
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    if (!$util.isString(message.localId))
+                        return "localId: string expected";
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
+                    if (!$util.isString(message.batchId))
+                        return "batchId: string expected";
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate"))
+                    if (typeof message.duplicate !== "boolean")
+                        return "duplicate: boolean expected";
                 return null;
             };
 
@@ -16653,6 +16722,15 @@ export const pos = $root.pos = (() => {
                 if (object.status != null)
                     if (typeof object.status !== "string" || object.status.length)
                         message.status = $String(object.status);
+                if (object.localId != null)
+                    if (typeof object.localId !== "string" || object.localId.length)
+                        message.localId = $String(object.localId);
+                if (object.batchId != null)
+                    if (typeof object.batchId !== "string" || object.batchId.length)
+                        message.batchId = $String(object.batchId);
+                if (object.duplicate != null)
+                    if (object.duplicate)
+                        message.duplicate = $Boolean(object.duplicate);
                 return message;
             };
 
@@ -16687,6 +16765,9 @@ export const pos = $root.pos = (() => {
                     object.feeScheduleVersion = "";
                     object.maskedPan = "";
                     object.status = "";
+                    object.localId = "";
+                    object.batchId = "";
+                    object.duplicate = false;
                 }
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
@@ -16708,6 +16789,12 @@ export const pos = $root.pos = (() => {
                     object.maskedPan = message.maskedPan;
                 if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
                     object.status = message.status;
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    object.localId = message.localId;
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
+                    object.batchId = message.batchId;
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate"))
+                    object.duplicate = message.duplicate;
                 return object;
             };
 

@@ -4,7 +4,11 @@
  * wrote is read from the port's recording, real timers throughout.
  */
 
-import { MockBinding, type MockPortBinding } from '@serialport/binding-mock';
+import { createRequire } from 'node:module';
+import { PassThrough } from 'node:stream';
+import type { MockBindingInterface, MockPortBinding } from '@serialport/binding-mock' with {
+  'resolution-mode': 'require',
+};
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SerialPort } from 'serialport';
 import { ManualClock } from '../../agent/clock.ts';
@@ -22,8 +26,14 @@ import {
 import { parseArgs, splitCommandLine } from '../../agent/console/command-line.ts';
 import { CommandRegistry } from '../../agent/console/commands.ts';
 import { Console, type ConsoleOptions } from '../../agent/console/console.ts';
-import { openSerialConsoleStream } from '../../agent/console/port.ts';
+import { openSerialConsoleStream, stdioStream } from '../../agent/console/port.ts';
 import { formatMinor, table } from '../../agent/console/table.ts';
+
+// The package's "exports" hide its types from ESM resolution, so it is loaded the
+// CommonJS way, which is also how serialport's own SerialPortMock loads it.
+const { MockBinding } = createRequire(import.meta.url)('@serialport/binding-mock') as {
+  MockBinding: MockBindingInterface;
+};
 
 const PATH = '/dev/ttyMOCK';
 const PIN = '738194';
@@ -153,7 +163,10 @@ async function startConsole(
   const console = new Console({
     stream: port,
     commands: testCommands(state),
-    auth: { technicians: [{ id: 'T0001', pinHash }], throttle: new LoginThrottle({ clock, store }) },
+    auth: {
+      technicians: [{ id: 'T0001', pinHash }],
+      throttle: new LoginThrottle({ clock, store }),
+    },
     clock,
     logger: createLogger({ level: 'debug' }, { write: (s: string) => void logs.push(s) }),
     audit: (event, detail) => audits.push({ event, detail }),
@@ -179,14 +192,19 @@ async function startConsole(
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const out = text();
-        const m = typeof pattern === 'string' ? out.indexOf(pattern) : (out.match(pattern)?.index ?? -1);
+        const m =
+          typeof pattern === 'string' ? out.indexOf(pattern) : (out.match(pattern)?.index ?? -1);
         if (m >= 0) {
-          const len = typeof pattern === 'string' ? pattern.length : (out.match(pattern)?.[0].length ?? 0);
+          const len =
+            typeof pattern === 'string' ? pattern.length : (out.match(pattern)?.[0].length ?? 0);
           const seen = out.slice(0, m + len);
           mark += Buffer.byteLength(seen);
           return seen;
         }
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${String(pattern)}; output was ${JSON.stringify(out)}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `timed out waiting for ${String(pattern)}; output was ${JSON.stringify(out)}`,
+          );
         await new Promise((r) => setTimeout(r, 5));
       }
     },
@@ -226,10 +244,14 @@ describe('before login', () => {
     h.send('help\r');
     await h.expectOutput('PIN: ');
     h.send('whoami\r');
-    expect(await h.expectOutput('login: ')).toBe('******\r\nrefused (CONSOLE_LOGIN_FAILED): wrong technician id or PIN\r\nlogin: ');
+    expect(await h.expectOutput('login: ')).toBe(
+      '******\r\nrefused (CONSOLE_LOGIN_FAILED): wrong technician id or PIN\r\nlogin: ',
+    );
     expect(h.state.mutations).toEqual([]);
     expect(h.audits.filter((a) => a.event === 'command')).toEqual([]);
-    expect(h.audits).toEqual([{ event: 'login-failed', detail: { technician: '(unknown)', failures: 1 } }]);
+    expect(h.audits).toEqual([
+      { event: 'login-failed', detail: { technician: '(unknown)', failures: 1 } },
+    ]);
   });
 
   it('masks the PIN and never echoes, logs or audits it', async () => {
@@ -268,7 +290,9 @@ describe('login throttle', () => {
     await h.expectOutput('login: ');
     expect(await failOnce(h)).not.toContain('try again');
     expect(await failOnce(h)).not.toContain('try again');
-    expect(await failOnce(h)).toContain('refused (CONSOLE_LOGIN_THROTTLED): a login failed just now; try again in 1 s');
+    expect(await failOnce(h)).toContain(
+      'refused (CONSOLE_LOGIN_THROTTLED): a login failed just now; try again in 1 s',
+    );
 
     // While delayed, even the right technician gets no PIN prompt.
     h.send('T0001\r');
@@ -278,7 +302,9 @@ describe('login throttle', () => {
     h.clock.advance(1000);
     expect(await failOnce(h)).toContain('try again in 2 s');
     h.clock.advance(2000);
-    expect(await failOnce(h)).toContain('refused (CONSOLE_LOCKED_OUT): too many failed logins; try again in 15 min');
+    expect(await failOnce(h)).toContain(
+      'refused (CONSOLE_LOCKED_OUT): too many failed logins; try again in 15 min',
+    );
 
     h.clock.advance(14 * 60_000);
     h.send('T0001\r');
@@ -330,7 +356,9 @@ describe('logged in', () => {
     expect(mutate).toBe('mutate  change test state');
     expect(whoami).toBe('whoami  show who is logged in');
     h.send('help mutate\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('usage: mutate N\r\nchange test state\r\n');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      'usage: mutate N\r\nchange test state\r\n',
+    );
     h.send('mutate --help\r');
     expect(await h.expectOutput('T0001 active> ')).toContain('usage: mutate N');
     expect(h.state.mutations).toEqual([]);
@@ -345,7 +373,12 @@ describe('logged in', () => {
     );
     expect(h.audits.at(-1)).toEqual({
       event: 'command',
-      detail: { technician: 'T0001', command: 'xyz', outcome: 'refused', code: 'CONSOLE_UNKNOWN_COMMAND' },
+      detail: {
+        technician: 'T0001',
+        command: 'xyz',
+        outcome: 'refused',
+        code: 'CONSOLE_UNKNOWN_COMMAND',
+      },
     });
   });
 
@@ -355,22 +388,34 @@ describe('logged in', () => {
     h.send('mutate 7\r');
     expect(await h.expectOutput('T0001 active> ')).toBe('mutate 7\r\nmutated 7\r\nT0001 active> ');
     h.send('stats --json\r');
-    expect(await h.expectOutput('T0001 active> ')).toBe('stats --json\r\n{"mutations":1,"last":7}\r\nT0001 active> ');
+    expect(await h.expectOutput('T0001 active> ')).toBe(
+      'stats --json\r\n{"mutations":1,"last":7}\r\nT0001 active> ',
+    );
     h.send('stats\r');
-    expect(await h.expectOutput('T0001 active> ')).toBe('stats\r\nmutations: 1\r\nlast:      7\r\nT0001 active> ');
+    expect(await h.expectOutput('T0001 active> ')).toBe(
+      'stats\r\nmutations: 1\r\nlast:      7\r\nT0001 active> ',
+    );
     h.send('txns\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('t1  Shop       12.34\r\nt2  Noodles    -0.05\r\n');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      't1  Shop       12.34\r\nt2  Noodles    -0.05\r\n',
+    );
     h.send('txns --json\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('[{"id":"t1","merchant":"Shop","amount":"12.34"},');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      '[{"id":"t1","merchant":"Shop","amount":"12.34"},',
+    );
     h.send('mutate 8 --json\r');
     expect(await h.expectOutput('T0001 active> ')).toContain(
       'refused (CONSOLE_BAD_ARGUMENTS): --json is only for read-only commands, and mutate is not one',
     );
     h.send('mutate\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('refused (CONSOLE_BAD_ARGUMENTS): usage: mutate N');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      'refused (CONSOLE_BAD_ARGUMENTS): usage: mutate N',
+    );
     h.send('mutate 1 2\r');
     h.send('mutate --force 9\r');
-    expect(await h.expectOutput(/unknown flag --force\r\nT0001 active> $/)).toContain('usage: mutate N');
+    expect(await h.expectOutput(/unknown flag --force\r\nT0001 active> $/)).toContain(
+      'usage: mutate N',
+    );
     expect(h.state.mutations).toEqual([7]);
   });
 
@@ -391,12 +436,18 @@ describe('logged in', () => {
     const h = await startConsole();
     await h.login();
     h.send('refuse\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('refused (LIFECYCLE_LOCKED): the terminal is locked by risk\r\n');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      'refused (LIFECYCLE_LOCKED): the terminal is locked by risk\r\n',
+    );
     h.send('boom\r');
-    expect(await h.expectOutput('T0001 active> ')).toContain('error (INTERNAL): kaput; see the log\r\n');
+    expect(await h.expectOutput('T0001 active> ')).toContain(
+      'error (INTERNAL): kaput; see the log\r\n',
+    );
     expect(h.logs.some((l) => l.includes('kaput') && l.includes('"command":"boom"'))).toBe(true);
     h.send('whoami --json\r');
-    expect(await h.expectOutput('T0001 active> ')).toMatch(/\{"technician":"T0001","loggedInAt":"2026-01-15T10:00:00.000Z"\}/);
+    expect(await h.expectOutput('T0001 active> ')).toMatch(
+      /\{"technician":"T0001","loggedInAt":"2026-01-15T10:00:00.000Z"\}/,
+    );
   });
 
   it('runs one command at a time: a line typed during a command waits for it', async () => {
@@ -433,7 +484,10 @@ describe('logged in', () => {
     h.send('mutate 1\r');
     await h.expectOutput('login: ');
     expect(h.state.mutations).toEqual([]);
-    expect(h.audits.at(-1)).toEqual({ event: 'logout', detail: { technician: 'T0001', reason: 'command' } });
+    expect(h.audits.at(-1)).toEqual({
+      event: 'logout',
+      detail: { technician: 'T0001', reason: 'command' },
+    });
   });
 
   it('keeps order and loses nothing when input floods in during a command', async () => {
@@ -462,8 +516,13 @@ describe('logged in', () => {
     await h.login();
     h.send('mut');
     const out = await h.expectOutput('login: ', 2000);
-    expect(out).toBe('mut\r\nno input for 1 s; logged out\r\nACME POS technician console\r\nterminal T0001\r\nlogin: ');
-    expect(h.audits.at(-1)).toEqual({ event: 'logout', detail: { technician: 'T0001', reason: 'idle' } });
+    expect(out).toBe(
+      'mut\r\nno input for 1 s; logged out\r\nACME POS technician console\r\nterminal T0001\r\nlogin: ',
+    );
+    expect(h.audits.at(-1)).toEqual({
+      event: 'logout',
+      detail: { technician: 'T0001', reason: 'idle' },
+    });
     // The half-typed line died with the session.
     h.send('ate 1\r');
     await h.expectOutput('login: ');
@@ -476,7 +535,9 @@ describe('line editing over the wire', () => {
     const h = await startConsole();
     await h.login();
     h.send('mutx\x7f\x08tate 1\r');
-    expect(await h.expectOutput('T0001 active> ')).toBe('mutx\b \b\b \btate 1\r\nmutated 1\r\nT0001 active> ');
+    expect(await h.expectOutput('T0001 active> ')).toBe(
+      'mutx\b \b\b \btate 1\r\nmutated 1\r\nT0001 active> ',
+    );
     h.send('\x1b[A\x1b[Dmutate 2\r');
     await h.expectOutput('mutated 2');
     h.send('garbage\x15mutate 3\r');
@@ -510,12 +571,17 @@ describe('line editing over the wire', () => {
   });
 });
 
-describe('auth and argument parsing used by the console', () => {
+describe('auth, argument parsing and streams used by the console', () => {
   it('hashes and verifies PINs with scrypt, refusing malformed hashes', async () => {
     expect(await verifyPin(PIN, pinHash)).toBe(true);
     expect(await verifyPin('738195', pinHash)).toBe(false);
     expect(parsePinHash(pinHash).params).toEqual(FAST);
-    for (const bad of ['', 'bcrypt$x', 'scrypt$1000$8$1$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==', 'scrypt$1024$8$1$!!$AA==']) {
+    for (const bad of [
+      '',
+      'bcrypt$x',
+      'scrypt$1000$8$1$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==',
+      'scrypt$1024$8$1$!!$AA==',
+    ]) {
       expect(() => parsePinHash(bad)).toThrow(AgentError);
     }
     await expect(hashPin('12')).rejects.toThrow(AgentError);
@@ -544,19 +610,72 @@ describe('auth and argument parsing used by the console', () => {
     clock.advance(15 * 60_000);
     expect(throttle.check().allowed).toBe(true);
 
-    const back = new LoginThrottle({ clock, store: new MemoryThrottleStore({ failures: 5, lastFailureAt: clock.now() + 3_600_000 }) });
+    const back = new LoginThrottle({
+      clock,
+      store: new MemoryThrottleStore({ failures: 5, lastFailureAt: clock.now() + 3_600_000 }),
+    });
     expect(back.check()).toMatchObject({ allowed: false, waitMs: 15 * 60_000 });
   });
 
   it('splits words and flags the way the shell would', () => {
-    expect(splitCommandLine(`a  "b c" 'd e' f\\ g "" "x\\"y" 'z\\'`)).toEqual(['a', 'b c', 'd e', 'f g', '', 'x"y', 'z\\']);
+    expect(splitCommandLine(`a  "b c" 'd e' f\\ g "" "x\\"y" 'z\\'`)).toEqual([
+      'a',
+      'b c',
+      'd e',
+      'f g',
+      '',
+      'x"y',
+      'z\\',
+    ]);
     expect(() => splitCommandLine(`say 'open`)).toThrow('unbalanced single quote');
     expect(() => splitCommandLine('trailing \\')).toThrow(AgentError);
     const spec = { limit: 'string', all: 'boolean', json: 'boolean' } as const;
-    expect(parseArgs(['--limit', '5', '-3', '--all', 'x'], spec)).toEqual({ args: ['-3', 'x'], flags: { limit: '5', all: true } });
+    expect(parseArgs(['--limit', '5', '-3', '--all', 'x'], spec)).toEqual({
+      args: ['-3', 'x'],
+      flags: { limit: '5', all: true },
+    });
     expect(parseArgs(['--limit=a=b'], spec).flags).toEqual({ limit: 'a=b' });
-    for (const bad of [['--limit'], ['--limit', '--all'], ['--all=1'], ['--nope'], ['--all', '--all'], ['--__proto__']]) {
+    for (const bad of [
+      ['--limit'],
+      ['--limit', '--all'],
+      ['--all=1'],
+      ['--nope'],
+      ['--all', '--all'],
+      ['--__proto__'],
+    ]) {
       expect(() => parseArgs(bad, spec), bad.join(' ')).toThrow(AgentError);
     }
+  });
+
+  it('joins stdin and stdout into one stream, raw while it lives, and restores the terminal', async () => {
+    const stdin = Object.assign(new PassThrough(), {
+      isTTY: true,
+      isRaw: false,
+      setRawMode(mode: boolean) {
+        stdin.isRaw = mode;
+        return stdin;
+      },
+    });
+    const stdout = new PassThrough();
+    const written: string[] = [];
+    stdout.on('data', (d: Buffer) => written.push(d.toString()));
+    const duplex = stdioStream(stdin, stdout);
+    expect(stdin.isRaw).toBe(true);
+    const got: string[] = [];
+    duplex.on('data', (d: Buffer) => got.push(d.toString()));
+    stdin.write('ab\x03');
+    await new Promise<void>((resolve) => duplex.write('out\r\n', () => resolve()));
+    expect(got.join('')).toBe('ab\x03');
+    expect(written.join('')).toBe('out\r\n');
+    duplex.destroy();
+    expect(stdin.isRaw).toBe(false);
+    expect(stdin.destroyed).toBe(false);
+    expect(stdout.destroyed).toBe(false);
+  });
+
+  it('refuses to open a serial device that does not exist, with a typed error', async () => {
+    await expect(
+      openSerialConsoleStream({ path: '/dev/ttyNOPE', binding: MockBinding }),
+    ).rejects.toMatchObject({ code: 'CONSOLE_PORT_UNAVAILABLE' });
   });
 });

@@ -40,9 +40,11 @@ async function waitUntil(what: string, ok: () => boolean, timeoutMs = 5000): Pro
 
 /** Waits for `text` in what the technician's terminal received since the last match. */
 async function expectOutput(text: string, timeoutMs = 5000): Promise<string> {
-  await waitUntil(`${JSON.stringify(text)}; got ${JSON.stringify(received.slice(mark))}`, () =>
-    received.indexOf(text, mark) >= 0,
-  timeoutMs);
+  await waitUntil(
+    `${JSON.stringify(text)}; got ${JSON.stringify(received.slice(mark))}`,
+    () => received.indexOf(text, mark) >= 0,
+    timeoutMs,
+  );
   const end = received.indexOf(text, mark) + text.length;
   const seen = received.slice(mark, end);
   mark = end;
@@ -61,13 +63,31 @@ beforeAll(async () => {
         `(${probe.error?.message ?? `exit ${probe.status}`})`,
     );
   }
-  socat = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${consoleLink}`, `pty,raw,echo=0,link=${technicianLink}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  // -T 30: socat ends itself after 30 s without traffic, so a worker killed before
+  // afterAll cannot leave it running; the exit hook covers a worker that exits early.
+  socat = spawn(
+    'socat',
+    [
+      '-d',
+      '-d',
+      '-T',
+      '30',
+      `pty,raw,echo=0,link=${consoleLink}`,
+      `pty,raw,echo=0,link=${technicianLink}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const child = socat;
+  process.once('exit', () => child.kill('SIGTERM'));
   socat.stderr?.on('data', (d: Buffer) => (socatLog += d.toString()));
-  await waitUntil(`socat to create both pty links (${socatLog})`, () => existsSync(consoleLink) && existsSync(technicianLink));
+  await waitUntil(
+    `socat to create both pty links (${socatLog})`,
+    () => existsSync(consoleLink) && existsSync(technicianLink),
+  );
   // Both links exist once socat logs "starting data transfer loop"; before that a write can be lost.
-  await waitUntil('socat to start its transfer loop', () => socatLog.includes('starting data transfer loop'));
+  await waitUntil('socat to start its transfer loop', () =>
+    socatLog.includes('starting data transfer loop'),
+  );
 
   const registry = new CommandRegistry().register({
     name: 'mutate',
@@ -96,8 +116,9 @@ beforeAll(async () => {
   });
 
   techSide = await new Promise<SerialPort>((resolve, reject) => {
-    const p: SerialPort = new SerialPort({ path: realpathSync(technicianLink), baudRate: 115200 }, (err) =>
-      err ? reject(err) : resolve(p),
+    const p: SerialPort = new SerialPort(
+      { path: realpathSync(technicianLink), baudRate: 115200 },
+      (err) => (err ? reject(err) : resolve(p)),
     );
   });
   techSide.on('data', (d: Buffer) => (received += d.toString('utf8')));

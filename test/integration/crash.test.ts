@@ -106,22 +106,28 @@ describe('SIGKILL while appending', () => {
       const delay = 20 + Math.floor(rnd() * 281);
       const r = await runAndKill(dir, run, delay);
       if (r.signal !== 'SIGKILL') {
-        throw new Error(`run ${run} ended by itself (code ${r.code}, signal ${r.signal}): ${r.stderr}`);
+        throw new Error(
+          `run ${run} ended by itself (code ${r.code}, signal ${r.signal}): ${r.stderr}`,
+        );
       }
       expect(r.acks.length).toBeGreaterThan(0);
       refusals += r.refused;
       retries += r.dups.length;
 
       // This run resumed the same journal: its rows come after everything acknowledged before.
-      if (r.acks[0]!.seq <= maxAcked) problems.push(`run ${run}: first seq ${r.acks[0]!.seq} <= ${maxAcked}`);
+      if (r.acks[0]!.seq <= maxAcked)
+        problems.push(`run ${run}: first seq ${r.acks[0]!.seq} <= ${maxAcked}`);
       for (const a of r.acks) {
-        if (acked.has(a.localId)) problems.push(`run ${run}: localId ${a.localId} acknowledged twice`);
+        if (acked.has(a.localId))
+          problems.push(`run ${run}: localId ${a.localId} acknowledged twice`);
         acked.set(a.localId, a.seq);
         maxAcked = Math.max(maxAcked, a.seq);
       }
       for (const d of r.dups) {
         if (acked.has(d.localId) && acked.get(d.localId) !== d.seq) {
-          problems.push(`run ${run}: retry of ${d.localId} gave ${d.seq}, acknowledged as ${acked.get(d.localId)}`);
+          problems.push(
+            `run ${run}: retry of ${d.localId} gave ${d.seq}, acknowledged as ${acked.get(d.localId)}`,
+          );
         }
       }
 
@@ -139,14 +145,19 @@ describe('SIGKILL while appending', () => {
             problems.push(`run ${run}: acknowledged ${localId} (seq ${seq}) is missing`);
           } else if (found !== seq) {
             duplicated++;
-            problems.push(`run ${run}: ${localId} acknowledged as seq ${seq}, journaled as ${found}`);
+            problems.push(
+              `run ${run}: ${localId} acknowledged as seq ${seq}, journaled as ${found}`,
+            );
           }
         }
         const twice = store.db
-          .prepare('SELECT local_id, count(*) AS n FROM journal WHERE local_id IS NOT NULL GROUP BY local_id HAVING n > 1')
+          .prepare(
+            'SELECT local_id, count(*) AS n FROM journal WHERE local_id IS NOT NULL GROUP BY local_id HAVING n > 1',
+          )
           .all();
         duplicated += twice.length;
-        if (twice.length) problems.push(`run ${run}: localIds journaled twice: ${JSON.stringify(twice)}`);
+        if (twice.length)
+          problems.push(`run ${run}: localIds journaled twice: ${JSON.stringify(twice)}`);
 
         const v = store.journal.verify();
         const head = store.journal.headOf();
@@ -155,7 +166,8 @@ describe('SIGKILL while appending', () => {
           problems.push(`run ${run}: chain ${JSON.stringify(v)}`);
         }
         const integrity = store.integrityCheck();
-        if (integrity.join() !== 'ok') problems.push(`run ${run}: integrity_check ${integrity.join('; ')}`);
+        if (integrity.join() !== 'ok')
+          problems.push(`run ${run}: integrity_check ${integrity.join('; ')}`);
 
         // No refund ever took back more than its sale, in amount or fee.
         const over = store.db
@@ -166,7 +178,8 @@ describe('SIGKILL while appending', () => {
           .all();
         if (over.length) problems.push(`run ${run}: over-refunded sales ${JSON.stringify(over)}`);
         const life = store.state.lifecycle();
-        if (life?.state !== 'active' || life.locks.length) problems.push(`run ${run}: lifecycle ${JSON.stringify(life)}`);
+        if (life?.state !== 'active' || life.locks.length)
+          problems.push(`run ${run}: lifecycle ${JSON.stringify(life)}`);
       } finally {
         store.close();
       }
@@ -178,14 +191,30 @@ describe('SIGKILL while appending', () => {
     const core = openCore({ dataDir: dir });
     try {
       if (core.terminal.status().state === 'unactivated') {
-        applyActivation(core, { terminalId: 'T0001', merchantId: 'M', merchantName: 'M', category: 'default', currency: 'CNY', activatedAt: 0 }, DEFAULT_FEE_SCHEDULE, 'x');
+        applyActivation(
+          core,
+          {
+            terminalId: 'T0001',
+            merchantId: 'M',
+            merchantName: 'M',
+            category: 'default',
+            currency: 'CNY',
+            activatedAt: 0,
+          },
+          DEFAULT_FEE_SCHEDULE,
+          'x',
+        );
       }
       // rows committed by a child killed before it could print the acknowledgement
       const journaled = core.store.db
         .prepare("SELECT local_id AS id FROM journal WHERE kind = 'txn' AND local_id LIKE 'r%'")
         .all() as Array<{ id: string }>;
       unacknowledged = journaled.filter((x) => !acked.has(x.id)).length;
-      const last = core.payments.record({ type: 'sale', amount: 1_000, card: { pan: '4111111111111111' } });
+      const last = core.payments.record({
+        type: 'sale',
+        amount: 1_000,
+        card: { pan: '4111111111111111' },
+      });
       expect(last.seq).toBeGreaterThan(maxAcked);
       expect(core.store.journal.verify()).toMatchObject({ ok: true, checked: last.seq });
     } finally {

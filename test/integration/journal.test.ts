@@ -1,10 +1,24 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { applyActivation, journalPath, openCore, type Core, type Identity } from '../../agent/core.ts';
+import {
+  applyActivation,
+  journalPath,
+  openCore,
+  type Core,
+  type Identity,
+} from '../../agent/core.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
 import { ManualClock } from '../../agent/clock.ts';
 import { AgentError, type ErrorCode } from '../../agent/errors.ts';
@@ -85,7 +99,11 @@ function expectRefused(fn: () => unknown, code: ErrorCode): AgentError {
 }
 
 function txnCount(core: Core): number {
-  return (core.store.db.prepare("SELECT count(*) AS n FROM journal WHERE kind = 'txn'").get() as { n: number }).n;
+  return (
+    core.store.db.prepare("SELECT count(*) AS n FROM journal WHERE kind = 'txn'").get() as {
+      n: number;
+    }
+  ).n;
 }
 
 /** A second, attacker's connection to the same file. */
@@ -93,7 +111,9 @@ function attacker(file: string, fn: (db: Database.Database) => void): void {
   const db = new Database(file);
   try {
     db.pragma('foreign_keys = OFF');
-    db.exec('DROP TRIGGER IF EXISTS journal_immutable_update; DROP TRIGGER IF EXISTS journal_immutable_delete;');
+    db.exec(
+      'DROP TRIGGER IF EXISTS journal_immutable_update; DROP TRIGGER IF EXISTS journal_immutable_delete;',
+    );
     fn(db);
   } finally {
     db.close();
@@ -130,7 +150,11 @@ describe('append and verify', () => {
     expect(after.ok).toBe(true);
     expect(after.checked).toBe(head.seq + 1);
     // verify from a trusted checkpoint checks only the newer rows
-    expect(again.store.journal.verify(head)).toMatchObject({ ok: true, checked: 1, headSeq: head.seq + 1 });
+    expect(again.store.journal.verify(head)).toMatchObject({
+      ok: true,
+      checked: 1,
+      headSeq: head.seq + 1,
+    });
     // and a wrong checkpoint is caught at the first row after it
     expect(again.store.journal.verify({ seq: head.seq, hash: GENESIS_HASH })).toMatchObject({
       ok: false,
@@ -152,10 +176,12 @@ describe('append and verify', () => {
   it('journal rows cannot be updated or deleted through the agent connection', () => {
     const core = activated();
     const r = sale(core, 10_000);
-    expect(() => core.store.db.prepare('UPDATE journal SET amount = 1 WHERE seq = ?').run(r.seq)).toThrow(
+    expect(() =>
+      core.store.db.prepare('UPDATE journal SET amount = 1 WHERE seq = ?').run(r.seq),
+    ).toThrow(/immutable/);
+    expect(() => core.store.db.prepare('DELETE FROM journal WHERE seq = ?').run(r.seq)).toThrow(
       /immutable/,
     );
-    expect(() => core.store.db.prepare('DELETE FROM journal WHERE seq = ?').run(r.seq)).toThrow(/immutable/);
     expect(core.store.journal.getTxn(r.seq)?.amount).toBe(10_000);
   });
 
@@ -182,12 +208,23 @@ describe('tamper evidence', () => {
     const core = activated();
     const saleSeqs: number[] = [];
     for (let i = 1; i <= 12; i++) {
-      const s = sale(core, 20_000 + i * 101, { localId: `T-${i}`, authCode: `AUTHX${String(i).padStart(4, '0')}` });
+      const s = sale(core, 20_000 + i * 101, {
+        localId: `T-${i}`,
+        authCode: `AUTHX${String(i).padStart(4, '0')}`,
+      });
       saleSeqs.push(s.seq);
       if (i % 4 === 0) core.payments.record({ type: 'refund', amount: 500, originalSeq: s.seq });
       if (i === 6) {
-        core.terminal.apply({ type: 'lock', source: 'maintenance', by: 'technician' }, 'cleaning', 'console:t1');
-        core.terminal.apply({ type: 'unlock', source: 'maintenance', by: 'technician' }, 'done', 'console:t1');
+        core.terminal.apply(
+          { type: 'lock', source: 'maintenance', by: 'technician' },
+          'cleaning',
+          'console:t1',
+        );
+        core.terminal.apply(
+          { type: 'unlock', source: 'maintenance', by: 'technician' },
+          'done',
+          'console:t1',
+        );
       }
     }
     expect(core.store.journal.verify().ok).toBe(true);
@@ -198,16 +235,27 @@ describe('tamper evidence', () => {
     return { dir, file: path.join(dir, 'journal.db'), saleSeqs, head };
   }
 
+  /** Opens the tampered file as evidence (the agent itself refuses it: see below). */
   function verifyAfter(dir: string) {
-    const store = Store.open(path.join(dir, 'journal.db'));
+    const store = Store.open(path.join(dir, 'journal.db'), { forensic: true });
     extra.push(store);
     return store.journal.verify();
   }
 
+  it('the agent refuses to run on a journal whose immutability guards were dropped, and leaves it as it was', () => {
+    const j = buildJournal();
+    attacker(j.file, (db) => db.prepare('UPDATE journal SET amount = amount + 1 WHERE seq = ?').run(j.saleSeqs[0]!));
+    const before = readFileSync(j.file);
+    expect(() => Store.open(j.file)).toThrow(expect.objectContaining({ code: 'STORAGE_CORRUPT' }));
+    expect(readFileSync(j.file).equals(before)).toBe(true);
+  });
+
   it('a changed amount names exactly that row', () => {
     const j = buildJournal();
     const k = j.saleSeqs[5]!;
-    attacker(j.file, (db) => db.prepare('UPDATE journal SET amount = amount + 1 WHERE seq = ?').run(k));
+    attacker(j.file, (db) =>
+      db.prepare('UPDATE journal SET amount = amount + 1 WHERE seq = ?').run(k),
+    );
     const v = verifyAfter(j.dir);
     expect(v.ok).toBe(false);
     expect(v.firstBad).toEqual({ seq: k, reason: expect.stringMatching(/content/) });
@@ -234,14 +282,18 @@ describe('tamper evidence', () => {
             : (() => {
                 const db = new Database(j.file, { readonly: true });
                 const r = db
-                  .prepare("SELECT seq FROM journal WHERE kind = 'event' AND event = 'lifecycle' ORDER BY seq DESC LIMIT 1")
+                  .prepare(
+                    "SELECT seq FROM journal WHERE kind = 'event' AND event = 'lifecycle' ORDER BY seq DESC LIMIT 1",
+                  )
                   .get() as { seq: number };
                 db.close();
                 return r.seq;
               })();
       attacker(j.file, (db) => {
         if (pick === 'event') {
-          db.prepare("UPDATE journal SET detail = replace(detail, 'done', 'dine') WHERE seq = ?").run(k);
+          db.prepare(
+            "UPDATE journal SET detail = replace(detail, 'done', 'dine') WHERE seq = ?",
+          ).run(k);
         } else {
           db.prepare('UPDATE journal SET created_at = created_at + 1 WHERE seq = ?').run(k);
         }
@@ -279,7 +331,10 @@ describe('tamper evidence', () => {
     attacker(j.file, (db) => {
       db.prepare('UPDATE journal SET amount = 1 WHERE seq = ?').run(k);
       const raw = db.prepare('SELECT * FROM journal WHERE seq = ?').get(k) as { prev_hash: string };
-      db.prepare('UPDATE journal SET hash = ? WHERE seq = ?').run(rowHash(raw.prev_hash, raw as never), k);
+      db.prepare('UPDATE journal SET hash = ? WHERE seq = ?').run(
+        rowHash(raw.prev_hash, raw as never),
+        k,
+      );
     });
     const v = verifyAfter(j.dir);
     expect(v.firstBad).toEqual({ seq: k + 1, reason: expect.stringMatching(/link/) });
@@ -333,7 +388,9 @@ describe('refunds, voids and reversals', () => {
     const totals = computeTotals(rows, 'CNY');
     expect(totals.netAmount).toBe(0);
     expect(totals.netFee).toBe(0);
-    expect(rows.filter((r) => r.type === 'refund').every((r) => r.maskedPan === '411111******1111')).toBe(true);
+    expect(
+      rows.filter((r) => r.type === 'refund').every((r) => r.maskedPan === '411111******1111'),
+    ).toBe(true);
   });
 
   it('void after a refund is refused; a void cancels the whole sale once', () => {
@@ -345,7 +402,10 @@ describe('refunds, voids and reversals', () => {
       'TXN_EXCEEDS_ORIGINAL',
     );
     const b = sale(core, 70_000);
-    expectRefused(() => core.payments.record({ type: 'void', amount: 69_999, originalSeq: b.seq }), 'TXN_INVALID');
+    expectRefused(
+      () => core.payments.record({ type: 'void', amount: 69_999, originalSeq: b.seq }),
+      'TXN_INVALID',
+    );
     const v = core.payments.record({ type: 'void', amount: 70_000, originalSeq: b.seq });
     expect(v.fee).toBe(b.fee);
     expectRefused(
@@ -378,7 +438,10 @@ describe('refunds, voids and reversals', () => {
         now,
       );
     });
-    expectRefused(() => core.payments.record({ type: 'void', amount: 30_000, originalSeq: s.seq }), 'TXN_INVALID');
+    expectRefused(
+      () => core.payments.record({ type: 'void', amount: 30_000, originalSeq: s.seq }),
+      'TXN_INVALID',
+    );
     const r = core.payments.record({ type: 'refund', amount: 30_000, originalSeq: s.seq });
     expect(r.fee).toBe(s.fee);
     expect(r.batchId).not.toBe(s.batchId);
@@ -390,8 +453,14 @@ describe('refunds, voids and reversals', () => {
     const b = sale(core, 60_000);
     core.terminal.apply({ type: 'lock', source: 'risk', by: 'agent' }, 'decline burst', 'risk');
     expectRefused(() => sale(core, 100), 'LIFECYCLE_LOCKED');
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1, originalSeq: a.seq }), 'LIFECYCLE_LOCKED');
-    expectRefused(() => core.payments.record({ type: 'void', amount: 60_000, originalSeq: b.seq }), 'LIFECYCLE_LOCKED');
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1, originalSeq: a.seq }),
+      'LIFECYCLE_LOCKED',
+    );
+    expectRefused(
+      () => core.payments.record({ type: 'void', amount: 60_000, originalSeq: b.seq }),
+      'LIFECYCLE_LOCKED',
+    );
     const rev = core.payments.record({ type: 'reversal', amount: 40_000, originalSeq: a.seq });
     expect(rev.status).toBe('approved');
     expect(rev.fee).toBe(a.fee);
@@ -402,20 +471,43 @@ describe('refunds, voids and reversals', () => {
     const d = sale(core, 10_000, { status: 'declined' });
     expect(d.fee).toBe(0);
     expect(d.feeVersion).toBeNull();
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1, originalSeq: d.seq }), 'TXN_ORIGINAL_NOT_FOUND');
-    expectRefused(() => core.payments.record({ type: 'reversal', amount: 10_000, originalSeq: d.seq }), 'TXN_ORIGINAL_NOT_FOUND');
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1, originalSeq: d.seq }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
+    expectRefused(
+      () => core.payments.record({ type: 'reversal', amount: 10_000, originalSeq: d.seq }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
     const s = sale(core, 10_000);
     const r = core.payments.record({ type: 'refund', amount: 100, originalSeq: s.seq });
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1, originalSeq: r.seq }), 'TXN_ORIGINAL_NOT_FOUND');
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1, originalSeq: 1 }), 'TXN_ORIGINAL_NOT_FOUND');
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1, originalSeq: 999_999 }), 'TXN_ORIGINAL_NOT_FOUND');
-    expectRefused(() => core.payments.record({ type: 'refund', amount: 1 }), 'TXN_ORIGINAL_NOT_FOUND');
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1, originalSeq: r.seq }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1, originalSeq: 1 }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1, originalSeq: 999_999 }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
+    expectRefused(
+      () => core.payments.record({ type: 'refund', amount: 1 }),
+      'TXN_ORIGINAL_NOT_FOUND',
+    );
   });
 
   it('a declined refund takes nothing back from the original', () => {
     const core = activated();
     const s = sale(core, 10_000);
-    const dr = core.payments.record({ type: 'refund', amount: 10_000, originalSeq: s.seq, status: 'declined' });
+    const dr = core.payments.record({
+      type: 'refund',
+      amount: 10_000,
+      originalSeq: s.seq,
+      status: 'declined',
+    });
     expect(dr.fee).toBe(0);
     const ok = core.payments.record({ type: 'refund', amount: 10_000, originalSeq: s.seq });
     expect(ok.fee).toBe(300);
@@ -435,7 +527,11 @@ describe('idempotent retries by localId', () => {
 
     core = reopen(core);
     expect(sale(core, 12_345, { localId: 'POS-0001' })).toEqual({ ...first, duplicate: true });
-    core.terminal.apply({ type: 'lock', source: 'technician', by: 'technician' }, 'visit', 'console:t1');
+    core.terminal.apply(
+      { type: 'lock', source: 'technician', by: 'technician' },
+      'visit',
+      'console:t1',
+    );
     const headLocked = core.store.journal.headOf();
     expect(sale(core, 12_345, { localId: 'POS-0001' }).seq).toBe(first.seq);
     expect(core.store.journal.headOf()).toEqual(headLocked);
@@ -445,8 +541,18 @@ describe('idempotent retries by localId', () => {
   it('a refund retried by localId is not taken twice', () => {
     const core = activated();
     const s = sale(core, 10_000);
-    const r1 = core.payments.record({ type: 'refund', amount: 6_000, originalSeq: s.seq, localId: 'RF-1' });
-    const r2 = core.payments.record({ type: 'refund', amount: 6_000, originalSeq: s.seq, localId: 'RF-1' });
+    const r1 = core.payments.record({
+      type: 'refund',
+      amount: 6_000,
+      originalSeq: s.seq,
+      localId: 'RF-1',
+    });
+    const r2 = core.payments.record({
+      type: 'refund',
+      amount: 6_000,
+      originalSeq: s.seq,
+      localId: 'RF-1',
+    });
     expect(r2.seq).toBe(r1.seq);
     expect(core.store.journal.takenFrom(s.seq)).toMatchObject({ amount: 6_000, count: 1 });
   });
@@ -457,15 +563,31 @@ describe('idempotent retries by localId', () => {
     const n = txnCount(core);
     expectRefused(() => sale(core, 10_001, { localId: 'POS-7' }), 'TXN_INVALID');
     expectRefused(
-      () => core.payments.record({ type: 'refund', amount: 10_000, originalSeq: s.seq, localId: 'POS-7' }),
+      () =>
+        core.payments.record({
+          type: 'refund',
+          amount: 10_000,
+          originalSeq: s.seq,
+          localId: 'POS-7',
+        }),
       'TXN_INVALID',
     );
     expectRefused(
-      () => core.payments.record({ type: 'sale', amount: 10_000, card: { pan: PAN2 }, localId: 'POS-7' }),
+      () =>
+        core.payments.record({
+          type: 'sale',
+          amount: 10_000,
+          card: { pan: PAN2 },
+          localId: 'POS-7',
+        }),
       'TXN_INVALID',
     );
     expect(txnCount(core)).toBe(n);
-    expect(core.store.journal.events('txn-refused').map((e) => e.detail.localId)).toEqual(['POS-7', 'POS-7', 'POS-7']);
+    expect(core.store.journal.events('txn-refused').map((e) => e.detail.localId)).toEqual([
+      'POS-7',
+      'POS-7',
+      'POS-7',
+    ]);
   });
 
   it('an app localId that looks like an agent-made one never blocks a later sale', () => {
@@ -481,9 +603,17 @@ describe('idempotent retries by localId', () => {
 
   it('a refused attempt can be retried under the same localId once allowed', () => {
     const core = activated();
-    core.terminal.apply({ type: 'lock', source: 'technician', by: 'technician' }, 'visit', 'console:t1');
+    core.terminal.apply(
+      { type: 'lock', source: 'technician', by: 'technician' },
+      'visit',
+      'console:t1',
+    );
     expectRefused(() => sale(core, 5_000, { localId: 'RETRY-1' }), 'LIFECYCLE_LOCKED');
-    core.terminal.apply({ type: 'unlock', source: 'technician', by: 'technician' }, 'left', 'console:t1');
+    core.terminal.apply(
+      { type: 'unlock', source: 'technician', by: 'technician' },
+      'left',
+      'console:t1',
+    );
     const ok = sale(core, 5_000, { localId: 'RETRY-1' });
     expect(ok.duplicate).toBe(false);
   });
@@ -492,37 +622,97 @@ describe('idempotent retries by localId', () => {
 describe('lifecycle persistence and refusals', () => {
   it('state, locks, transitions and chain events survive reopen', () => {
     let core = activated();
-    core.terminal.apply({ type: 'lock', source: 'technician', by: 'technician' }, 'on-site visit', 'console:tech1');
-    core.terminal.apply({ type: 'lock', source: 'risk', by: 'agent' }, 'five declines in a minute', 'risk-rules');
-    core.terminal.apply({ type: 'unlock', source: 'technician', by: 'technician' }, 'visit over', 'console:tech1');
+    core.terminal.apply(
+      { type: 'lock', source: 'technician', by: 'technician' },
+      'on-site visit',
+      'console:tech1',
+    );
+    core.terminal.apply(
+      { type: 'lock', source: 'risk', by: 'agent' },
+      'five declines in a minute',
+      'risk-rules',
+    );
+    core.terminal.apply(
+      { type: 'unlock', source: 'technician', by: 'technician' },
+      'visit over',
+      'console:tech1',
+    );
     core = reopen(core);
     expect(core.terminal.status()).toMatchObject({ state: 'active', locks: ['risk'] });
     expect(core.terminal.mayTransact()).toMatchObject({ allowed: false, code: 'LIFECYCLE_LOCKED' });
 
     const t = core.store.state.transitions();
-    expect(t.map((x) => [x.event, x.fromState, x.toState, x.locksBefore, x.locksAfter, x.source, x.cause])).toEqual([
+    expect(
+      t.map((x) => [
+        x.event,
+        x.fromState,
+        x.toState,
+        x.locksBefore,
+        x.locksAfter,
+        x.source,
+        x.cause,
+      ]),
+    ).toEqual([
       ['activate', 'unactivated', 'active', [], [], 'test', 'activated for merchant M100'],
-      ['lock technician (by technician)', 'active', 'active', [], ['technician'], 'console:tech1', 'on-site visit'],
-      ['lock risk (by agent)', 'active', 'active', ['technician'], ['risk', 'technician'], 'risk-rules', 'five declines in a minute'],
-      ['unlock technician (by technician)', 'active', 'active', ['risk', 'technician'], ['risk'], 'console:tech1', 'visit over'],
+      [
+        'lock technician (by technician)',
+        'active',
+        'active',
+        [],
+        ['technician'],
+        'console:tech1',
+        'on-site visit',
+      ],
+      [
+        'lock risk (by agent)',
+        'active',
+        'active',
+        ['technician'],
+        ['risk', 'technician'],
+        'risk-rules',
+        'five declines in a minute',
+      ],
+      [
+        'unlock technician (by technician)',
+        'active',
+        'active',
+        ['risk', 'technician'],
+        ['risk'],
+        'console:tech1',
+        'visit over',
+      ],
     ]);
     for (const x of t) {
       const e = core.store.journal.get(x.journalSeq);
       expect(e?.kind).toBe('event');
       if (e?.kind !== 'event') continue;
       expect(e.event).toBe('lifecycle');
-      expect(e.detail).toMatchObject({ event: x.event, from: x.fromState, to: x.toState, source: x.source, cause: x.cause });
+      expect(e.detail).toMatchObject({
+        event: x.event,
+        from: x.fromState,
+        to: x.toState,
+        source: x.source,
+        cause: x.cause,
+      });
     }
     expect(core.store.journal.verify().ok).toBe(true);
   });
 
   it('a refused lifecycle event leaves a lifecycle-refused record and changes nothing', () => {
     let core = activated();
-    core.terminal.apply({ type: 'lock', source: 'risk', by: 'acquirer' }, 'fraud alert', 'command:12');
+    core.terminal.apply(
+      { type: 'lock', source: 'risk', by: 'acquirer' },
+      'fraud alert',
+      'command:12',
+    );
     const before = core.store.state.lifecycle();
     const nTransitions = core.store.state.transitions().length;
     const e = refusal(() =>
-      core.terminal.applyOrRecord({ type: 'unlock', source: 'risk', by: 'technician' }, 'merchant asked', 'console:tech9'),
+      core.terminal.applyOrRecord(
+        { type: 'unlock', source: 'risk', by: 'technician' },
+        'merchant asked',
+        'console:tech9',
+      ),
     );
     expect(e.code).toBe('LIFECYCLE_REFUSED');
     expect(core.store.state.lifecycle()).toEqual(before);
@@ -541,11 +731,20 @@ describe('lifecycle persistence and refusals', () => {
 
   it('a refused transaction leaves a txn-refused record with its code and no card data', () => {
     const core = activated();
-    core.terminal.apply({ type: 'lock', source: 'remote', by: 'acquirer' }, 'merchant suspended', 'command:3');
+    core.terminal.apply(
+      { type: 'lock', source: 'remote', by: 'acquirer' },
+      'merchant suspended',
+      'command:3',
+    );
     expectRefused(() => sale(core, 9_999, { localId: 'BLOCKED-1' }), 'LIFECYCLE_LOCKED');
     const rec = core.store.journal.events('txn-refused');
     expect(rec).toHaveLength(1);
-    expect(rec[0]!.detail).toMatchObject({ code: 'LIFECYCLE_LOCKED', type: 'sale', amount: 9_999, localId: 'BLOCKED-1' });
+    expect(rec[0]!.detail).toMatchObject({
+      code: 'LIFECYCLE_LOCKED',
+      type: 'sale',
+      amount: 9_999,
+      localId: 'BLOCKED-1',
+    });
     expect(JSON.stringify(rec[0])).not.toContain(PAN);
   });
 
@@ -559,16 +758,29 @@ describe('lifecycle persistence and refusals', () => {
   it('a deactivated terminal refuses every transaction type and charges no fee, even after reopen', async () => {
     let core = activated();
     const s = sale(core, 80_000);
-    core.terminal.apply({ type: 'request-deactivation', by: 'technician' }, 'shop closing', 'console:t1');
+    core.terminal.apply(
+      { type: 'request-deactivation', by: 'technician' },
+      'shop closing',
+      'console:t1',
+    );
     expectRefused(() => sale(core, 100), 'LIFECYCLE_NOT_ACTIVE');
     core.terminal.apply({ type: 'deactivation-approved' }, 'approved', 'command:20');
     core.terminal.apply({ type: 'final-settlement-done', unsettled: 0 }, 'settled', 'settlement');
-    const feesBefore = core.store.db.prepare("SELECT COALESCE(SUM(fee), 0) AS f, count(*) AS n FROM journal WHERE kind = 'txn'").get();
+    const feesBefore = core.store.db
+      .prepare("SELECT COALESCE(SUM(fee), 0) AS f, count(*) AS n FROM journal WHERE kind = 'txn'")
+      .get();
 
     const attempts = (c: Core): Array<() => unknown> => [
       () => sale(c, 100),
-      () => c.payments.record({ type: 'sale', amount: 100, card: { pan: PAN }, status: 'declined' }),
-      () => c.payments.record({ type: 'sale', amount: 100, card: { pan: PAN }, status: 'pending-offline' }),
+      () =>
+        c.payments.record({ type: 'sale', amount: 100, card: { pan: PAN }, status: 'declined' }),
+      () =>
+        c.payments.record({
+          type: 'sale',
+          amount: 100,
+          card: { pan: PAN },
+          status: 'pending-offline',
+        }),
       () => c.payments.record({ type: 'refund', amount: 100, originalSeq: s.seq }),
       () => c.payments.record({ type: 'void', amount: 80_000, originalSeq: s.seq }),
       () => c.payments.record({ type: 'reversal', amount: 80_000, originalSeq: s.seq }),
@@ -589,7 +801,9 @@ describe('lifecycle persistence and refusals', () => {
     for (const a of attempts(core)) expect(a).toThrow(AgentError);
     expect(existsSync(core.tokenKeys.file)).toBe(false);
     expect(
-      core.store.db.prepare("SELECT COALESCE(SUM(fee), 0) AS f, count(*) AS n FROM journal WHERE kind = 'txn'").get(),
+      core.store.db
+        .prepare("SELECT COALESCE(SUM(fee), 0) AS f, count(*) AS n FROM journal WHERE kind = 'txn'")
+        .get(),
     ).toEqual(feesBefore);
     expect(core.store.journal.events('txn-refused').length).toBeGreaterThanOrEqual(13);
     expect(core.terminal.status().state).toBe('deactivated');
@@ -603,7 +817,11 @@ describe('authorize', () => {
       { type: 'sale', amount: 25_000, card: { pan: PAN }, localId: 'AUTH-1' },
       async () => {
         expect(core.payments.authorisationsInFlight).toBe(1);
-        core.terminal.apply({ type: 'lock', source: 'risk', by: 'acquirer' }, 'risk flag', 'command:77');
+        core.terminal.apply(
+          { type: 'lock', source: 'risk', by: 'acquirer' },
+          'risk flag',
+          'command:77',
+        );
         return { approved: true, authCode: 'A12345' };
       },
     );
@@ -615,8 +833,20 @@ describe('authorize', () => {
     const rows = core.store.journal.batchRows(res.batchId);
     const saleRow = rows.find((r) => r.seq === res.seq)!;
     const rev = rows.find((r) => r.seq === res.reversedSeq)!;
-    expect(saleRow).toMatchObject({ type: 'sale', status: 'approved', amount: 25_000, authCode: 'A12345', localId: 'AUTH-1' });
-    expect(rev).toMatchObject({ type: 'reversal', status: 'approved', amount: 25_000, originalSeq: res.seq, fee: saleRow.fee });
+    expect(saleRow).toMatchObject({
+      type: 'sale',
+      status: 'approved',
+      amount: 25_000,
+      authCode: 'A12345',
+      localId: 'AUTH-1',
+    });
+    expect(rev).toMatchObject({
+      type: 'reversal',
+      status: 'approved',
+      amount: 25_000,
+      originalSeq: res.seq,
+      fee: saleRow.fee,
+    });
     const totals = computeTotals(rows, 'CNY');
     expect([totals.netAmount, totals.netFee, totals.netSettlement]).toEqual([0, 0, 0]);
     expect(core.store.journal.verify().ok).toBe(true);
@@ -624,14 +854,20 @@ describe('authorize', () => {
 
   it('approved and declined answers are journaled as such; a host failure journals nothing', async () => {
     const core = activated();
-    const ok = await core.payments.authorize({ type: 'sale', amount: 10_000, card: { pan: PAN } }, async () => ({
-      approved: true,
-      authCode: 'OK1',
-    }));
+    const ok = await core.payments.authorize(
+      { type: 'sale', amount: 10_000, card: { pan: PAN } },
+      async () => ({
+        approved: true,
+        authCode: 'OK1',
+      }),
+    );
     expect(ok).toMatchObject({ status: 'approved', fee: 300 });
-    const no = await core.payments.authorize({ type: 'sale', amount: 10_000, card: { pan: PAN } }, async () => ({
-      approved: false,
-    }));
+    const no = await core.payments.authorize(
+      { type: 'sale', amount: 10_000, card: { pan: PAN } },
+      async () => ({
+        approved: false,
+      }),
+    );
     expect(no).toMatchObject({ status: 'declined', fee: 0 });
     const n = txnCount(core);
     await expect(
@@ -645,7 +881,11 @@ describe('authorize', () => {
 
   it('a locked terminal refuses before asking the host', async () => {
     const core = activated();
-    core.terminal.apply({ type: 'lock', source: 'hardware-fault', by: 'agent' }, 'printer jam', 'selftest');
+    core.terminal.apply(
+      { type: 'lock', source: 'hardware-fault', by: 'agent' },
+      'printer jam',
+      'selftest',
+    );
     let asked = false;
     await expect(
       core.payments.authorize({ type: 'sale', amount: 100, card: { pan: PAN } }, async () => {
@@ -662,7 +902,10 @@ describe('a damaged journal file', () => {
   const cases: Array<[string, () => Buffer]> = [
     ['random bytes', () => randomBytes(8192)],
     ['a text file', () => Buffer.from('this is not a journal\n'.repeat(200))],
-    ['a SQLite header over garbage', () => Buffer.concat([Buffer.from('SQLite format 3\0'), randomBytes(8176)])],
+    [
+      'a SQLite header over garbage',
+      () => Buffer.concat([Buffer.from('SQLite format 3\0'), randomBytes(8176)]),
+    ],
   ];
   it.each(cases)('%s: STORAGE_CORRUPT, and the file is left byte-identical', (_what, make) => {
     const dir = tempDir();

@@ -98,7 +98,7 @@ describe('luhnValid', () => {
     for (let i = 0; i + 1 < pan.length; i++) {
       const a = pan[i]!;
       const b = pan[i + 1]!;
-      if (a === b || (a + b === '09' || a + b === '90')) continue;
+      if (a === b || a + b === '09' || a + b === '90') continue;
       const swapped = pan.slice(0, i) + b + a + pan.slice(i + 2);
       expect(luhnValid(swapped), swapped).toBe(false);
     }
@@ -179,7 +179,11 @@ describe('sensitive data is refused without echoing it', () => {
     ['pinBlock string', { pinBlock: PIN_BLOCK }, ['pinBlock']],
     ['pinBlock bytes', { pinBlock: Buffer.from(PIN_BLOCK, 'hex') }, ['pinBlock']],
     ['pin', { pin: '1234' }, ['pin']],
-    ['all at once', { cvv: CVV, track2: TRACK2, pinBlock: PIN_BLOCK }, ['cvv', 'track2', 'pinBlock']],
+    [
+      'all at once',
+      { cvv: CVV, track2: TRACK2, pinBlock: PIN_BLOCK },
+      ['cvv', 'track2', 'pinBlock'],
+    ],
   ])('%s', (_what, extra, fields) => {
     const e = refusal({ pan: PAN, ...extra });
     expect(e.code).toBe('CARD_SENSITIVE_DATA');
@@ -194,7 +198,9 @@ describe('sensitive data is refused without echoing it', () => {
   });
 
   it('empty sensitive fields are not refusals (apps send blank placeholders)', () => {
-    expect(sensitiveFieldsIn({ pan: PAN, cvv: '', pinBlock: new Uint8Array(0), track2: null })).toEqual([]);
+    expect(
+      sensitiveFieldsIn({ pan: PAN, cvv: '', pinBlock: new Uint8Array(0), track2: null }),
+    ).toEqual([]);
     expect(() => protectCard({ pan: PAN, cvv: '' }, KEY_A)).not.toThrow();
   });
 });

@@ -5,7 +5,10 @@ const line = (text: string): LineEvent => ({ kind: 'line', text });
 const bytes = (...b: number[]): Buffer => Buffer.from(b);
 
 /** Feeds every chunk and collects all echo and events. */
-function run(editor: LineEditor, ...chunks: Array<string | Buffer>): { echo: string; events: LineEvent[] } {
+function run(
+  editor: LineEditor,
+  ...chunks: Array<string | Buffer>
+): { echo: string; events: LineEvent[] } {
   let echo = '';
   const events: LineEvent[] = [];
   for (const c of chunks) {
@@ -98,7 +101,11 @@ describe('editing', () => {
   });
 
   it('ignores other control bytes', () => {
-    const r = run(new LineEditor(), bytes(0x00, 0x01, 0x02, 0x04, 0x07, 0x09, 0x0b, 0x0c, 0x1c, 0x1f), 'ok\r');
+    const r = run(
+      new LineEditor(),
+      bytes(0x00, 0x01, 0x02, 0x04, 0x07, 0x09, 0x0b, 0x0c, 0x1c, 0x1f),
+      'ok\r',
+    );
     expect(r.events).toEqual([line('ok')]);
     expect(r.echo).toBe('ok\r\n');
   });
@@ -106,7 +113,18 @@ describe('editing', () => {
 
 describe('escape sequences', () => {
   it('keeps arrow keys, function keys and other CSI/SS3 sequences out of the line', () => {
-    const seqs = ['\x1b[A', '\x1b[B', '\x1b[C', '\x1b[D', '\x1b[1;5C', '\x1b[3~', '\x1b[15~', '\x1bOP', '\x1bOA', '\x1b[?1049h'];
+    const seqs = [
+      '\x1b[A',
+      '\x1b[B',
+      '\x1b[C',
+      '\x1b[D',
+      '\x1b[1;5C',
+      '\x1b[3~',
+      '\x1b[15~',
+      '\x1bOP',
+      '\x1bOA',
+      '\x1b[?1049h',
+    ];
     for (const s of seqs) {
       const r = run(new LineEditor(), 'he', s, 'lp\r');
       expect(r.events, JSON.stringify(s)).toEqual([line('help')]);
@@ -156,14 +174,20 @@ describe('line length', () => {
   });
 
   it('accepts a line of exactly the limit, counting UTF-8 bytes', () => {
-    expect(run(new LineEditor({ maxLineBytes: 8 }), 'abcdefgh\r').events).toEqual([line('abcdefgh')]);
+    expect(run(new LineEditor({ maxLineBytes: 8 }), 'abcdefgh\r').events).toEqual([
+      line('abcdefgh'),
+    ]);
     expect(run(new LineEditor({ maxLineBytes: 6 }), '中文\r').events).toEqual([line('中文')]);
-    expect(run(new LineEditor({ maxLineBytes: 5 }), '中文\r').events).toEqual([{ kind: 'too-long', maxBytes: 5 }]);
+    expect(run(new LineEditor({ maxLineBytes: 5 }), '中文\r').events).toEqual([
+      { kind: 'too-long', maxBytes: 5 },
+    ]);
   });
 
   it('keeps refusing after backspace once the limit was hit, and Ctrl-U or Ctrl-C start afresh', () => {
     const e = new LineEditor({ maxLineBytes: 4 });
-    expect(run(e, 'abcdef', bytes(0x7f, 0x7f, 0x7f), '\r').events).toEqual([{ kind: 'too-long', maxBytes: 4 }]);
+    expect(run(e, 'abcdef', bytes(0x7f, 0x7f, 0x7f), '\r').events).toEqual([
+      { kind: 'too-long', maxBytes: 4 },
+    ]);
     expect(run(e, 'abcdef', bytes(0x15), 'ok\r').events).toEqual([line('ok')]);
     expect(run(e, 'abcdef', bytes(0x03), 'ok\r').events).toEqual([{ kind: 'cancel' }, line('ok')]);
   });

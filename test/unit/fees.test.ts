@@ -196,10 +196,16 @@ describe('saleFee: huge amounts stay exact', () => {
   });
 
   it('a 100% rate on MAX_SAFE_INTEGER is exact, and one fen of fixed fee beyond is refused, not rounded', () => {
-    const full = schedule([{ category: 'default', rateBp: 10_000, fixed: 0, minimum: 0, cap: null }]);
+    const full = schedule([
+      { category: 'default', rateBp: 10_000, fixed: 0, minimum: 0, cap: null },
+    ]);
     expect(saleFee(full, 'default', Number.MAX_SAFE_INTEGER)).toBe(Number.MAX_SAFE_INTEGER);
-    const over = schedule([{ category: 'default', rateBp: 10_000, fixed: 1, minimum: 0, cap: null }]);
-    expect(codeOf(() => saleFee(over, 'default', Number.MAX_SAFE_INTEGER))).toBe('TXN_INVALID_AMOUNT');
+    const over = schedule([
+      { category: 'default', rateBp: 10_000, fixed: 1, minimum: 0, cap: null },
+    ]);
+    expect(codeOf(() => saleFee(over, 'default', Number.MAX_SAFE_INTEGER))).toBe(
+      'TXN_INVALID_AMOUNT',
+    );
   });
 });
 
@@ -397,7 +403,10 @@ describe('parseFeeSchedule', () => {
   it('refuses a cap below the minimum', () => {
     const e = refusal({
       ...good,
-      rules: [good.rules[0], { category: 'catering', rateBp: 50, fixed: 0, minimum: 300, cap: 299 }],
+      rules: [
+        good.rules[0],
+        { category: 'catering', rateBp: 50, fixed: 0, minimum: 300, cap: 299 },
+      ],
     });
     expect(e.message).toMatch(/cap is below the minimum/);
     expect(e.message).toMatch(/rules\.1/);

@@ -92,7 +92,11 @@ function expected(s: TerminalStatus, e: LifecycleEvent): Expected {
     const has = s.locks.includes(e.source);
     if (e.type === 'lock') {
       if (has) return { ok: true, next: s, changed: false };
-      return { ok: true, next: { state: s.state, locks: [...s.locks, e.source].sort() }, changed: true };
+      return {
+        ok: true,
+        next: { state: s.state, locks: [...s.locks, e.source].sort() },
+        changed: true,
+      };
     }
     if (!has) return { ok: true, next: s, changed: false };
     return {
@@ -157,7 +161,9 @@ describe('lifecycle table: every (state, locks, event)', () => {
           if (want.ok) {
             allowed++;
             if (!got.ok) {
-              mismatches.push(`${state} [${locks}] ${label(e)}: refused (${got.code}), expected allowed`);
+              mismatches.push(
+                `${state} [${locks}] ${label(e)}: refused (${got.code}), expected allowed`,
+              );
             } else if (
               JSON.stringify(got.next) !== JSON.stringify(want.next) ||
               got.changed !== want.changed
@@ -174,7 +180,9 @@ describe('lifecycle table: every (state, locks, event)', () => {
               );
             } else {
               if (got.code !== want.code) {
-                mismatches.push(`${state} [${locks}] ${label(e)}: code ${got.code}, expected ${want.code}`);
+                mismatches.push(
+                  `${state} [${locks}] ${label(e)}: code ${got.code}, expected ${want.code}`,
+                );
               }
               if (typeof got.reason !== 'string' || got.reason.length < 5) {
                 mismatches.push(`${state} [${locks}] ${label(e)}: refusal without a reason`);
@@ -193,7 +201,9 @@ describe('lifecycle table: every (state, locks, event)', () => {
 
   it('the published authority table is the documented one', () => {
     for (const source of LOCK_SOURCES) {
-      expect([...LOCK_AUTHORITY[source].lock].sort()).toEqual([...EXPECTED_AUTHORITY[source].lock].sort());
+      expect([...LOCK_AUTHORITY[source].lock].sort()).toEqual(
+        [...EXPECTED_AUTHORITY[source].lock].sort(),
+      );
       expect([...LOCK_AUTHORITY[source].unlock].sort()).toEqual(
         [...EXPECTED_AUTHORITY[source].unlock].sort(),
       );
@@ -238,7 +248,10 @@ describe('specific promises', () => {
       }
     }
     for (const by of ['acquirer', 'unlock-code'] as const) {
-      const out = transition({ state: 'active', locks: ['risk'] }, { type: 'unlock', source: 'risk', by });
+      const out = transition(
+        { state: 'active', locks: ['risk'] },
+        { type: 'unlock', source: 'risk', by },
+      );
       expect(out).toEqual({ ok: true, next: { state: 'active', locks: [] }, changed: true });
     }
   });
@@ -253,7 +266,10 @@ describe('specific promises', () => {
 
   it('final-settlement-done is refused while anything is unsettled and says how much', () => {
     for (const unsettled of [1, 2, 999]) {
-      const out = transition({ state: 'deactivating', locks: [] }, { type: 'final-settlement-done', unsettled });
+      const out = transition(
+        { state: 'deactivating', locks: [] },
+        { type: 'final-settlement-done', unsettled },
+      );
       expect(out.ok).toBe(false);
       if (!out.ok) {
         expect(out.code).toBe('LIFECYCLE_REFUSED');
@@ -264,7 +280,11 @@ describe('specific promises', () => {
       { state: 'deactivating', locks: ['risk'] },
       { type: 'final-settlement-done', unsettled: 0 },
     );
-    expect(done).toEqual({ ok: true, next: { state: 'deactivated', locks: ['risk'] }, changed: true });
+    expect(done).toEqual({
+      ok: true,
+      next: { state: 'deactivated', locks: ['risk'] },
+      changed: true,
+    });
   });
 
   it('locks survive state moves', () => {
@@ -272,7 +292,11 @@ describe('specific promises', () => {
       { state: 'deactivation-pending', locks: ['maintenance', 'risk'] },
       { type: 'deactivation-rejected' },
     );
-    expect(out).toEqual({ ok: true, next: { state: 'active', locks: ['maintenance', 'risk'] }, changed: true });
+    expect(out).toEqual({
+      ok: true,
+      next: { state: 'active', locks: ['maintenance', 'risk'] },
+      changed: true,
+    });
   });
 
   it('random walks: deactivated is absorbing, risk is cleared only by the acquirer, locks stay sorted and unique', () => {
@@ -315,9 +339,11 @@ describe('mayTransact', () => {
               : state !== 'active'
                 ? 'LIFECYCLE_NOT_ACTIVE'
                 : 'LIFECYCLE_LOCKED';
-          if (out.code !== code) wrong.push(`${state} [${locks}] code ${out.code}, expected ${code}`);
+          if (out.code !== code)
+            wrong.push(`${state} [${locks}] code ${out.code}, expected ${code}`);
           if (state === 'active') {
-            for (const l of locks) if (!out.reason.includes(l)) wrong.push(`${state} [${locks}] reason omits ${l}`);
+            for (const l of locks)
+              if (!out.reason.includes(l)) wrong.push(`${state} [${locks}] reason omits ${l}`);
           }
         }
       }

@@ -1,0 +1,182 @@
+/**
+ * Settlement as the acquirer does it, keyed by (terminal id from the certificate, batch id,
+ * digest): the first submit settles, every resend of the key gets the same settlement id with
+ * duplicate=true, another digest for a settled batch is rejected. In out-of-balance mode the
+ * acquirer claims other totals, takes the detail rows (idempotent per chunk), recomputes the
+ * totals itself and settles the next submit on them.
+ */
+import { randomBytes } from 'node:crypto';
+import { AgentError } from '../agent/errors.ts';
+import type { pos } from '../protocol/messages.ts';
+import {
+  alteredTotals,
+  detailRowFromWire,
+  digestFromDetail,
+  totalsFromDetail,
+  totalsFromWire,
+  totalsToWire,
+  type TotalsRecord,
+} from './acquirer-totals.ts';
+import { takeFault } from './behaviour.ts';
+import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
+import type { SettlementRecord, SubmissionRecord } from './ledger.ts';
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+/** Answers a BatchSubmit: settle, duplicate ack, out of balance, reject, or drop. */
+export function onBatchSubmit(
+  ctx: HandlerContext,
+  cn: string,
+  env: pos.v1.Envelope,
+): HandlerResult {
+  const s = env.batchSubmit!;
+  const batchId = s.batchId ?? '';
+  const digest = s.digest ?? '';
+  if (!batchId || !DIGEST.test(digest)) {
+    throw new AgentError('PROTOCOL_MALFORMED', 'a batch needs an id and a hex SHA-256 digest');
+  }
+  const totals = totalsFromWire(s.totals);
+  const { ledger, behaviour } = ctx;
+  const now = ctx.now();
+  const seen: Omit<SubmissionRecord, 'id'> = {
+    terminalId: cn,
+    batchId,
+    digest,
+    messageId: env.messageId,
+    receivedAt: now,
+    totals,
+    duplicate: false,
+    outcome: 'settled',
+  };
+  let settledNow: SettlementRecord | undefined;
+  // Decision and record commit together: a crash cannot settle without the submission row.
+  const result = ledger.atomically((): HandlerResult => {
+    const existing = ledger.settlement(cn, batchId);
+    seen.duplicate = existing !== undefined && existing.digest === digest;
+    if (takeFault(behaviour, 'dropBeforeAck')) {
+      seen.outcome = 'dropped';
+      ledger.recordSubmission(seen);
+      return { kind: 'drop' };
+    }
+    if (existing && existing.digest !== digest) {
+      seen.outcome = 'rejected';
+      ledger.recordSubmission(seen);
+      return reply({
+        error: {
+          code: 'SETTLEMENT_REJECTED',
+          message: `batch ${batchId} was already settled with another digest (${existing.settlementId})`,
+        },
+      });
+    }
+    let ack: HandlerResult;
+    if (existing) {
+      seen.outcome = 'duplicate';
+      ack = batchAck(existing, true);
+    } else {
+      const oob = ledger.outOfBalance(cn, batchId, digest);
+      // Detail proves something only when its rows hash to the batch digest.
+      const proven = oob?.detailDigestOk ? oob.detailTotals : null;
+      const claim =
+        !proven &&
+        (behaviour.settle === 'out-of-balance' ||
+          (behaviour.settle === 'out-of-balance-once' && !oob));
+      if (claim) {
+        const claimed = oob?.claimedTotals ?? alteredTotals(totals);
+        ledger.claimOutOfBalance(cn, batchId, digest, claimed, now);
+        seen.outcome = 'out-of-balance';
+        ledger.recordSubmission(seen);
+        return reply({ outOfBalance: { batchId, digest, acquirerTotals: totalsToWire(claimed) } });
+      }
+      settledNow = {
+        terminalId: cn,
+        batchId,
+        digest,
+        settlementId: `STL-${randomBytes(8).toString('hex').toUpperCase()}`,
+        terminalTotals: totals,
+        // Once detail is in, the acquirer pays on what it computed from the rows, not on claims.
+        settledTotals: proven ?? totals,
+        settledAt: now,
+        via: proven ? 'detail' : 'submit',
+      };
+      ledger.settle(settledNow);
+      ack = batchAck(settledNow, false);
+    }
+    ledger.recordSubmission(seen);
+    return takeFault(behaviour, 'dropAfterAck') ? { kind: 'drop' } : ack;
+  });
+  ctx.submissionSeen(seen);
+  if (settledNow) ctx.settled(settledNow);
+  return result;
+}
+
+function batchAck(s: SettlementRecord, duplicate: boolean): HandlerResult {
+  return reply({
+    batchAck: {
+      batchId: s.batchId,
+      digest: s.digest,
+      settlementId: s.settlementId,
+      duplicate,
+      acquirerTotals: totalsToWire(s.settledTotals),
+    },
+  });
+}
+
+/** Stores one detail chunk; on the last one, recomputes the totals from the rows. */
+export function onDetailChunk(
+  ctx: HandlerContext,
+  cn: string,
+  c: pos.v1.IBatchDetailChunk,
+): HandlerResult {
+  const batchId = c.batchId ?? '';
+  const digest = c.digest ?? '';
+  const index = c.chunkIndex ?? 0;
+  const count = c.chunkCount ?? 0;
+  if (!batchId || !DIGEST.test(digest) || count < 1 || index < 0 || index >= count) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `detail chunk ${index}/${count} of batch ${batchId} is not well formed`,
+    );
+  }
+  const { ledger } = ctx;
+  const declared = ledger.declaredChunkCount(cn, batchId, digest);
+  if (declared !== undefined && declared !== count) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `batch ${batchId} was declared in ${declared} chunks, not ${count}`,
+    );
+  }
+  const settled = ledger.settlement(cn, batchId);
+  if (settled && settled.digest !== digest) {
+    throw new AgentError(
+      'SETTLEMENT_REJECTED',
+      `batch ${batchId} was already settled with another digest`,
+    );
+  }
+  const rows = (c.rows ?? []).map(detailRowFromWire);
+  const now = ctx.now();
+  const got = ledger.addDetailChunk({ terminalId: cn, batchId, digest }, index, count, rows, now);
+  const ack: pos.v1.IDetailAck = { batchId, digest, chunkIndex: index, complete: false };
+  if (got.received === count) {
+    const all = ledger.detailRows(cn, batchId, digest);
+    const currencies = new Set(all.map((r) => r.currency));
+    if (currencies.size > 1)
+      throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
+    const currency =
+      all[0]?.currency ?? ledger.outOfBalance(cn, batchId, digest)?.claimedTotals.currency ?? '';
+    const totals: TotalsRecord = totalsFromDetail(all, currency);
+    const digestOk = digestFromDetail(batchId, all) === digest;
+    ledger.detailComplete(cn, batchId, digest, count, totals, digestOk, now);
+    if (!digestOk) {
+      // Rows that do not hash to the batch digest prove nothing; the acquirer will not pay on them.
+      throw new AgentError(
+        'SETTLEMENT_REJECTED',
+        `the detail rows of batch ${batchId} do not match its digest`,
+      );
+    }
+    ack.complete = true;
+    ack.acquirerTotals = totalsToWire(totals);
+    if (settled) ack.settlementId = settled.settlementId;
+  }
+  ctx.log.debug({ terminalId: cn, batchId, index, count, fresh: got.fresh }, 'detail chunk');
+  return reply({ detailAck: ack });
+}
