@@ -39,36 +39,64 @@ export interface FlowDeps {
 export async function activate(d: FlowDeps, code: string, by: string): Promise<void> {
   const { core } = d;
   const { config, store, clock, log } = core;
-  if (!/^[A-Za-z0-9-]{4,32}$/.test(code)) throw new AgentError('ACTIVATION_REFUSED', 'an activation code is 4 to 32 letters or digits');
+  if (!/^[A-Za-z0-9-]{4,32}$/.test(code))
+    throw new AgentError('ACTIVATION_REFUSED', 'an activation code is 4 to 32 letters or digits');
   const status = core.terminal.status();
-  if (status.state !== 'unactivated') throw new AgentError('LIFECYCLE_REFUSED', `the terminal is already ${status.state}`);
+  if (status.state !== 'unactivated')
+    throw new AgentError('LIFECYCLE_REFUSED', `the terminal is already ${status.state}`);
   const attempts = store.state.getJson<Attempts>(META_ATTEMPTS) ?? { failures: 0, lockedUntil: 0 };
   if (clock.now() < attempts.lockedUntil) {
     const minutes = Math.ceil((attempts.lockedUntil - clock.now()) / 60_000);
     recordEvent(store, clock, log, 'activation-refused', { code: 'ACTIVATION_RETRY_LIMIT', by });
-    throw new AgentError('ACTIVATION_RETRY_LIMIT', `too many wrong activation codes; try again in ${minutes} min`);
+    throw new AgentError(
+      'ACTIVATION_RETRY_LIMIT',
+      `too many wrong activation codes; try again in ${minutes} min`,
+    );
   }
   const publicKey = rawPublicKey(createPublicKey(d.terminalKey()));
   const reply = await d.link.request({
-    activationRequest: { terminalId: config.terminalId, activationCode: code, terminalPublicKey: publicKey, firmwareVersion: config.firmwareVersion },
+    activationRequest: {
+      terminalId: config.terminalId,
+      activationCode: code,
+      terminalPublicKey: publicKey,
+      firmwareVersion: config.firmwareVersion,
+    },
   });
   const res = reply.activationResponse;
-  if (!res) throw new AgentError('PROTOCOL_UNEXPECTED', 'the acquirer did not answer the activation request');
+  if (!res)
+    throw new AgentError(
+      'PROTOCOL_UNEXPECTED',
+      'the acquirer did not answer the activation request',
+    );
   try {
-    if (!res.accepted) throw new AgentError('ACTIVATION_REFUSED', `the acquirer refused the code: ${res.reason || res.errorCode || 'no reason given'}`);
+    if (!res.accepted)
+      throw new AgentError(
+        'ACTIVATION_REFUSED',
+        `the acquirer refused the code: ${res.reason || res.errorCode || 'no reason given'}`,
+      );
     const grantBytes = res.grant ?? new Uint8Array();
     const grant = decodeActivationGrant(grantBytes);
     const key = publicKeyFromRaw(grant.commandPublicKey);
     if (!verifyEd25519(key, grantBytes, res.signature ?? new Uint8Array())) {
-      throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is not signed by the key it carries');
+      throw new AgentError(
+        'ACTIVATION_REFUSED',
+        'the activation grant is not signed by the key it carries',
+      );
     }
-    if (grant.terminalId !== config.terminalId) throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is for another terminal');
+    if (grant.terminalId !== config.terminalId)
+      throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is for another terminal');
     const spec = grant.feeSchedule;
     const schedule = parseFeeSchedule({
       version: spec?.version,
       currency: spec?.currency,
       effectiveFrom: Number(spec?.effectiveFromMs ?? 0),
-      rules: (spec?.rules ?? []).map((r) => ({ category: r.category, rateBp: r.rateBp, fixed: Number(r.fixed), minimum: Number(r.minimum), cap: Number(r.cap) || null })),
+      rules: (spec?.rules ?? []).map((r) => ({
+        category: r.category,
+        rateBp: r.rateBp,
+        fixed: Number(r.fixed),
+        minimum: Number(r.minimum),
+        cap: Number(r.cap) || null,
+      })),
     });
     store.atomically(() => {
       d.commands.pinKey(grant.commandPublicKey);
@@ -92,11 +120,24 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
     if (!isAgentError(e)) throw e;
     const failures = attempts.failures + 1;
     const max = config.activation.maxAttempts;
-    const next: Attempts = { failures: failures >= max ? 0 : failures, lockedUntil: failures >= max ? clock.now() + config.activation.lockoutMs : 0 };
+    const next: Attempts = {
+      failures: failures >= max ? 0 : failures,
+      lockedUntil: failures >= max ? clock.now() + config.activation.lockoutMs : 0,
+    };
     store.atomically(() => store.state.setJson(META_ATTEMPTS, next));
-    recordEvent(store, clock, log, 'activation-refused', { code: e.code, reason: e.message, by, failures });
+    recordEvent(store, clock, log, 'activation-refused', {
+      code: e.code,
+      reason: e.message,
+      by,
+      failures,
+    });
     const left = Math.max(0, max - failures);
-    throw new AgentError(e.code, left > 0 ? `${e.message} (${left} attempts left)` : `${e.message}; activation is locked for a while`);
+    throw new AgentError(
+      e.code,
+      left > 0
+        ? `${e.message} (${left} attempts left)`
+        : `${e.message}; activation is locked for a while`,
+    );
   }
 }
 
@@ -107,14 +148,25 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
  */
 export function requestDeactivation(d: FlowDeps, reason: string, by: string): void {
   const { core } = d;
-  if (reason.trim().length < 3) throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'give a reason for the deactivation');
+  if (reason.trim().length < 3)
+    throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'give a reason for the deactivation');
   try {
     core.store.atomically(() => {
-      core.terminal.apply({ type: 'request-deactivation', by: 'technician' }, `deactivation requested: ${reason}`, by);
+      core.terminal.apply(
+        { type: 'request-deactivation', by: 'technician' },
+        `deactivation requested: ${reason}`,
+        by,
+      );
       core.store.state.setJson(META_DEACTIVATION_REQUEST, { reason, by, at: core.clock.now() });
     });
   } catch (e) {
-    if (isAgentError(e)) recordEvent(core.store, core.clock, core.log, 'lifecycle-refused', { event: 'request-deactivation', code: e.code, reason: e.message, source: by });
+    if (isAgentError(e))
+      recordEvent(core.store, core.clock, core.log, 'lifecycle-refused', {
+        event: 'request-deactivation',
+        code: e.code,
+        reason: e.message,
+        source: by,
+      });
     throw e;
   }
 }
@@ -122,13 +174,25 @@ export function requestDeactivation(d: FlowDeps, reason: string, by: string): vo
 /** Sends a pending deactivation request; safe to call on every contact. */
 export async function sendPendingDeactivationRequest(d: FlowDeps): Promise<boolean> {
   const { core } = d;
-  const pending = core.store.state.getJson<{ reason: string; by: string }>(META_DEACTIVATION_REQUEST);
+  const pending = core.store.state.getJson<{ reason: string; by: string }>(
+    META_DEACTIVATION_REQUEST,
+  );
   if (!pending) return false;
-  const reply = await d.link.request({ deactivationRequest: { reason: pending.reason, requestedBy: pending.by } });
-  if (!reply.deactivationRequestAck) throw new AgentError('PROTOCOL_UNEXPECTED', 'the acquirer did not acknowledge the deactivation request');
+  const reply = await d.link.request({
+    deactivationRequest: { reason: pending.reason, requestedBy: pending.by },
+  });
+  if (!reply.deactivationRequestAck)
+    throw new AgentError(
+      'PROTOCOL_UNEXPECTED',
+      'the acquirer did not acknowledge the deactivation request',
+    );
   core.store.atomically(() => {
     core.store.state.deleteMeta(META_DEACTIVATION_REQUEST);
-    core.store.journal.appendEvent('deactivation-request-sent', { reviewId: reply.deactivationRequestAck!.reviewId ?? '', reason: pending.reason }, core.clock.now());
+    core.store.journal.appendEvent(
+      'deactivation-request-sent',
+      { reviewId: reply.deactivationRequestAck!.reviewId ?? '', reason: pending.reason },
+      core.clock.now(),
+    );
   });
   return true;
 }

@@ -18,7 +18,12 @@ import { TerminalKeyFile } from './keys.ts';
 import { UnlockCodes } from './unlock-code.ts';
 import { RiskMonitor, type RiskHit } from './risk-monitor.ts';
 import { SelfTest, type SelfTestReport } from './selftest.ts';
-import { activate, requestDeactivation, sendPendingDeactivationRequest, type FlowDeps } from './acquirer-flows.ts';
+import {
+  activate,
+  requestDeactivation,
+  sendPendingDeactivationRequest,
+  type FlowDeps,
+} from './acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
 
@@ -64,7 +69,9 @@ export class Agent {
     let observe: (row: Parameters<RiskMonitor['observe']>[0]) => void = () => {};
     this.core = openCore(config, { clock, log, onRecorded: (row) => observe(row) });
     this.runner = new SerialRunner(log);
-    this.terminalKeyFile = new TerminalKeyFile(path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'));
+    this.terminalKeyFile = new TerminalKeyFile(
+      path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'),
+    );
     this.channel = new AcquirerChannel({
       terminalId: config.terminalId,
       connect: opts.connect ?? (() => this.tlsConnect()),
@@ -86,7 +93,14 @@ export class Agent {
       clock,
       logger: log.child({ part: 'channel' }),
     });
-    this.settlement = new Settlement({ store: this.core.store, clock, log, config, link: this.channel, afterStep: opts.faultHook });
+    this.settlement = new Settlement({
+      store: this.core.store,
+      clock,
+      log,
+      config,
+      link: this.channel,
+      afterStep: opts.faultHook,
+    });
     this.commands = new CommandProcessor({
       store: this.core.store,
       clock,
@@ -96,12 +110,35 @@ export class Agent {
       clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
       terminalKey: () => this.terminalKeyFile.load(),
     });
-    this.unlockCodes = new UnlockCodes({ store: this.core.store, clock, log, terminalId: config.terminalId, terminal: this.core.terminal, commands: this.commands });
-    this.selfTest = new SelfTest({ store: this.core.store, clock, log, config, terminal: this.core.terminal, clockOffsetMs: () => this.channel.clockOffsetMs ?? null });
-    this.risk = new RiskMonitor({ clock, log, config, terminal: this.core.terminal, report: (hit) => this.queueRiskReport(hit) });
+    this.unlockCodes = new UnlockCodes({
+      store: this.core.store,
+      clock,
+      log,
+      terminalId: config.terminalId,
+      terminal: this.core.terminal,
+      commands: this.commands,
+    });
+    this.selfTest = new SelfTest({
+      store: this.core.store,
+      clock,
+      log,
+      config,
+      terminal: this.core.terminal,
+      clockOffsetMs: () => this.channel.clockOffsetMs ?? null,
+    });
+    this.risk = new RiskMonitor({
+      clock,
+      log,
+      config,
+      terminal: this.core.terminal,
+      report: (hit) => this.queueRiskReport(hit),
+    });
     observe = (row) => this.risk.observe(row);
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
-    this.channel.on('up', () => void this.runner.run('contact', () => this.contact()).catch(() => {}));
+    this.channel.on(
+      'up',
+      () => void this.runner.run('contact', () => this.contact()).catch(() => {}),
+    );
   }
 
   get log(): Logger {
@@ -186,7 +223,10 @@ export class Agent {
   requestDeactivation(reason: string, by: string): Promise<void> {
     return this.runner.run('request-deactivation', async () => {
       requestDeactivation(this.flowDeps(), reason, by);
-      if (this.channel.isUp) await sendPendingDeactivationRequest(this.flowDeps()).catch((e) => this.logFailure('deactivation request', e));
+      if (this.channel.isUp)
+        await sendPendingDeactivationRequest(this.flowDeps()).catch((e) =>
+          this.logFailure('deactivation request', e),
+        );
     });
   }
 
@@ -204,9 +244,14 @@ export class Agent {
     const deadline = clock.now() + this.opts.config.maintenance.drainTimeoutMs;
     payments.beginDrain();
     try {
-      while (payments.authorisationsInFlight > 0 && clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (payments.authorisationsInFlight > 0 && clock.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       const drained = payments.authorisationsInFlight === 0;
-      terminal.applyOrRecord({ type: 'lock', source: 'maintenance', by: 'technician' }, drained ? 'maintenance' : 'maintenance; an authorisation in flight did not finish in time', by);
+      terminal.applyOrRecord(
+        { type: 'lock', source: 'maintenance', by: 'technician' },
+        drained ? 'maintenance' : 'maintenance; an authorisation in flight did not finish in time',
+        by,
+      );
       return { drained };
     } finally {
       payments.endDrain();
@@ -214,13 +259,25 @@ export class Agent {
   }
 
   private flowDeps(): FlowDeps {
-    return { core: this.core, link: this.channel, commands: this.commands, terminalKey: () => this.terminalKeyFile.loadOrCreate() };
+    return {
+      core: this.core,
+      link: this.channel,
+      commands: this.commands,
+      terminalKey: () => this.terminalKeyFile.loadOrCreate(),
+    };
   }
 
   private async settleIfUp(): Promise<SettleReport> {
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
-      return { settled: [], pending, error: new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer is unreachable; batches stay queued') };
+      return {
+        settled: [],
+        pending,
+        error: new AgentError(
+          'PROTOCOL_DISCONNECTED',
+          'the acquirer is unreachable; batches stay queued',
+        ),
+      };
     }
     return this.settlement.settleAll();
   }
@@ -229,9 +286,13 @@ export class Agent {
   private async contact(): Promise<void> {
     const deps = this.flowDeps();
     await this.sendRiskReports().catch((e) => this.logFailure('risk reports', e));
-    await sendPendingDeactivationRequest(deps).catch((e) => this.logFailure('deactivation request', e));
+    await sendPendingDeactivationRequest(deps).catch((e) =>
+      this.logFailure('deactivation request', e),
+    );
     if (this.commands.pinnedKey()) {
-      await this.channel.request({ commandPoll: { afterCounter: this.commands.lastCounter() } }).catch((e) => this.logFailure('command poll', e));
+      await this.channel
+        .request({ commandPoll: { afterCounter: this.commands.lastCounter() } })
+        .catch((e) => this.logFailure('command poll', e));
     }
     await this.settlement.settleAll();
     if (this.core.terminal.status().state === 'deactivating') {
@@ -254,7 +315,10 @@ export class Agent {
 
   private followUp(f: FollowUp): void {
     if (f === 'settle-now') void this.settleNow('settle-now command').catch(() => {});
-    if (f === 'finalize-deactivation') void this.runner.run('finalize-deactivation', () => this.finalizeDeactivation()).catch(() => {});
+    if (f === 'finalize-deactivation')
+      void this.runner
+        .run('finalize-deactivation', () => this.finalizeDeactivation())
+        .catch(() => {});
   }
 
   /**
@@ -264,7 +328,8 @@ export class Agent {
    */
   async finalizeDeactivation(): Promise<boolean> {
     const { terminal } = this.core;
-    if (terminal.status().state !== 'deactivating') return terminal.status().state === 'deactivated';
+    if (terminal.status().state !== 'deactivating')
+      return terminal.status().state === 'deactivated';
     this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' });
     const report = await this.settleIfUp();
     const unsettled = this.settlement.unsettledTransactions();
@@ -272,7 +337,11 @@ export class Agent {
       this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
       return false;
     }
-    terminal.apply({ type: 'final-settlement-done', unsettled }, 'every transaction settled and acknowledged', 'final-settlement');
+    terminal.apply(
+      { type: 'final-settlement-done', unsettled },
+      'every transaction settled and acknowledged',
+      'final-settlement',
+    );
     this.opts.faultHook?.('deactivated', this.opts.config.terminalId);
     this.finishDestroyingCredentials();
     await this.scheduler?.stop();
@@ -284,23 +353,44 @@ export class Agent {
   private finishDestroyingCredentials(): void {
     if (this.core.terminal.status().state !== 'deactivated') return;
     const keyFile = dataPath(this.opts.config, this.opts.config.acquirer.keyFile);
-    const had = this.terminalKeyFile.exists() || existsSync(this.core.tokenKeys.file) || existsSync(keyFile);
+    const had =
+      this.terminalKeyFile.exists() || existsSync(this.core.tokenKeys.file) || existsSync(keyFile);
     this.core.tokenKeys.destroy();
     this.terminalKeyFile.destroy();
     rmSync(keyFile, { force: true });
-    if (had) this.core.store.atomically(() => this.core.store.journal.appendEvent('credentials-destroyed', { keys: ['token', 'terminal-signing', 'tls-client'] }, this.core.clock.now()));
+    if (had)
+      this.core.store.atomically(() =>
+        this.core.store.journal.appendEvent(
+          'credentials-destroyed',
+          { keys: ['token', 'terminal-signing', 'tls-client'] },
+          this.core.clock.now(),
+        ),
+      );
   }
 
   private tlsConnect(): Duplex {
     const c = this.opts.config;
     const read = (p: string) => readFileSync(dataPath(c, p));
-    return tlsConnector({ host: c.acquirer.host, port: c.acquirer.port, servername: c.acquirer.servername, ca: read(c.acquirer.caFile), cert: read(c.acquirer.certFile), key: read(c.acquirer.keyFile) })();
+    return tlsConnector({
+      host: c.acquirer.host,
+      port: c.acquirer.port,
+      servername: c.acquirer.servername,
+      ca: read(c.acquirer.caFile),
+      cert: read(c.acquirer.certFile),
+      key: read(c.acquirer.keyFile),
+    })();
   }
 
   private queueRiskReport(hit: RiskHit): void {
     const { store } = this.core;
-    store.atomically(() => store.state.setJson(META_RISK_REPORTS, [...(store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []), hit]));
-    if (this.channel.isUp) void this.runner.run('risk-report', () => this.sendRiskReports()).catch(() => {});
+    store.atomically(() =>
+      store.state.setJson(META_RISK_REPORTS, [
+        ...(store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []),
+        hit,
+      ]),
+    );
+    if (this.channel.isUp)
+      void this.runner.run('risk-report', () => this.sendRiskReports()).catch(() => {});
   }
 
   private async sendRiskReports(): Promise<void> {
@@ -309,12 +399,22 @@ export class Agent {
       const queue = store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? [];
       const hit = queue[0];
       if (!hit) return;
-      await this.channel.request({ riskReport: { rule: hit.rule, detail: hit.detail, atMs: hit.at } });
-      store.atomically(() => store.state.setJson(META_RISK_REPORTS, (store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []).slice(1)));
+      await this.channel.request({
+        riskReport: { rule: hit.rule, detail: hit.detail, atMs: hit.at },
+      });
+      store.atomically(() =>
+        store.state.setJson(
+          META_RISK_REPORTS,
+          (store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []).slice(1),
+        ),
+      );
     }
   }
 
   private logFailure(what: string, e: unknown): void {
-    this.log.warn({ what, code: isAgentError(e) ? e.code : undefined, err: (e as Error).message }, `${what} failed; will retry on next contact`);
+    this.log.warn(
+      { what, code: isAgentError(e) ? e.code : undefined, err: (e as Error).message },
+      `${what} failed; will retry on next contact`,
+    );
   }
 }

@@ -11,7 +11,9 @@ import type { BatchTotals, TypeTotal } from '../storage/batches.ts';
 const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
 
 export function computeTotals(rows: readonly TxnRow[], currency: string): BatchTotals {
-  const by = new Map<TxnType, TypeTotal>(TYPES.map((t) => [t, { type: t, count: 0, amount: 0, fee: 0 }]));
+  const by = new Map<TxnType, TypeTotal>(
+    TYPES.map((t) => [t, { type: t, count: 0, amount: 0, fee: 0 }]),
+  );
   let count = 0;
   let sales = 0n;
   let takenBack = 0n;
@@ -60,7 +62,9 @@ export function totalsEqual(a: BatchTotals, b: BatchTotals): boolean {
       t.netFee,
       t.netSettlement,
       t.currency,
-      [...t.byType].sort((x, y) => x.type.localeCompare(y.type)).map((x) => [x.type, x.count, x.amount, x.fee]),
+      [...t.byType]
+        .sort((x, y) => x.type.localeCompare(y.type))
+        .map((x) => [x.type, x.count, x.amount, x.fee]),
     ]);
   return key(a) === key(b);
 }

@@ -1,5 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+  rmSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { AgentError } from './errors.ts';
 
@@ -19,7 +28,17 @@ export interface CardInput {
   [other: string]: unknown;
 }
 
-const SENSITIVE_FIELDS = ['cvv', 'cvv2', 'cvc', 'track1', 'track2', 'track', 'pinBlock', 'pin', 'pin_block'];
+const SENSITIVE_FIELDS = [
+  'cvv',
+  'cvv2',
+  'cvc',
+  'track1',
+  'track2',
+  'track',
+  'pinBlock',
+  'pin',
+  'pin_block',
+];
 
 declare const protectedBrand: unique symbol;
 
@@ -53,7 +72,12 @@ export function maskPan(pan: string): string {
 export function sensitiveFieldsIn(input: Record<string, unknown>): string[] {
   return SENSITIVE_FIELDS.filter((f) => {
     const v = input[f];
-    return v !== undefined && v !== null && !(typeof v === 'string' && v === '') && !(v instanceof Uint8Array && v.length === 0);
+    return (
+      v !== undefined &&
+      v !== null &&
+      !(typeof v === 'string' && v === '') &&
+      !(v instanceof Uint8Array && v.length === 0)
+    );
   });
 }
 
@@ -70,7 +94,10 @@ export function protectCard(input: CardInput, tokenKey: Buffer): ProtectedCard {
   const pan = typeof input.pan === 'string' ? input.pan.replace(/[\s-]/g, '') : '';
   if (!/^\d{12,19}$/.test(pan) || !luhnValid(pan)) {
     // The context never echoes the input: it may be a PAN with a typo, or track data.
-    throw new AgentError('CARD_INVALID_PAN', 'the card number is not 12 to 19 digits with a valid check digit');
+    throw new AgentError(
+      'CARD_INVALID_PAN',
+      'the card number is not 12 to 19 digits with a valid check digit',
+    );
   }
   return {
     maskedPan: maskPan(pan),
@@ -89,7 +116,8 @@ export class TokenKeyFile {
   load(createIfMissing: boolean): Buffer {
     if (existsSync(this.file)) {
       const key = readFileSync(this.file);
-      if (key.length !== 32) throw new AgentError('CARD_KEY_MISSING', `the token key at ${this.file} is damaged`);
+      if (key.length !== 32)
+        throw new AgentError('CARD_KEY_MISSING', `the token key at ${this.file} is damaged`);
       return key;
     }
     if (!createIfMissing) throw new AgentError('CARD_KEY_MISSING', `no token key at ${this.file}`);

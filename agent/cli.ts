@@ -10,7 +10,8 @@ import { systemClock } from './clock.ts';
 import { batchView, entryView, statusView } from './views.ts';
 import { formatKeyValue, formatTable, table } from './console/table.ts';
 
-const renderTable = (headers: string[], rows: Array<Array<string | number>>) => formatTable(table(headers, rows)).join('\n');
+const renderTable = (headers: string[], rows: Array<Array<string | number>>) =>
+  formatTable(table(headers, rows)).join('\n');
 const renderKeyValues = (pairs: Array<[string, string]>) => formatKeyValue(pairs).join('\n');
 
 const HELP = `pos-agent: the firmware-side agent of a card-payment POS terminal
@@ -31,7 +32,10 @@ environment: POS_TERMINAL_ID, POS_DATA_DIR, POS_ACQUIRER_HOST, POS_ACQUIRER_PORT
 POS_SERIAL_PATH override the config file.`;
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
+const stdio: Out = {
+  out: (s) => process.stdout.write(s + '\n'),
+  err: (s) => process.stderr.write(s + '\n'),
+};
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
@@ -74,22 +78,37 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
           const r = store.journal.verify();
           if (flags.json) io.out(JSON.stringify(r, null, 2));
           if (r.ok) {
-            if (!flags.json) io.out(`journal ok: ${r.checked} rows, head ${r.headSeq} ${r.headHash}`);
+            if (!flags.json)
+              io.out(`journal ok: ${r.checked} rows, head ${r.headSeq} ${r.headHash}`);
             return 0;
           }
-          io.err(`journal BROKEN at row ${r.firstBad!.seq}: ${r.firstBad!.reason} (${r.checked} rows before it verify)`);
+          io.err(
+            `journal BROKEN at row ${r.firstBad!.seq}: ${r.firstBad!.reason} (${r.checked} rows before it verify)`,
+          );
           return 1;
         });
       }
       if (sub === 'tail') {
         return withStore(argv.slice(2), io, (store, flags) => {
           const n = Number(flags.n ?? 20);
-          if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new AgentError('CONSOLE_BAD_ARGUMENTS', '-n takes 1 to 10000');
+          if (!Number.isInteger(n) || n < 1 || n > 10_000)
+            throw new AgentError('CONSOLE_BAD_ARGUMENTS', '-n takes 1 to 10000');
           const views = store.journal.tail(n).map(entryView);
           io.out(
             flags.json
               ? JSON.stringify(views, null, 2)
-              : renderTable(['seq', 'time', 'what', 'amount', 'fee', 'status', 'card'], views.map((v) => [v.seq, v.at.slice(0, 19), v.what, v.amount ?? '', v.fee ?? '', v.status ?? '', v.card ?? ''])),
+              : renderTable(
+                  ['seq', 'time', 'what', 'amount', 'fee', 'status', 'card'],
+                  views.map((v) => [
+                    v.seq,
+                    v.at.slice(0, 19),
+                    v.what,
+                    v.amount ?? '',
+                    v.fee ?? '',
+                    v.status ?? '',
+                    v.card ?? '',
+                  ]),
+                ),
           );
           return 0;
         });
@@ -102,19 +121,35 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
           io.out(
             flags.json
               ? JSON.stringify(views, null, 2)
-              : renderTable(['batch', 'state', 'date', 'txns', 'net', 'fees'], views.map((b) => [b.batchId, b.state, b.businessDate ?? '', b.transactions ?? '', b.netAmount ?? '', b.netFee ?? ''])),
+              : renderTable(
+                  ['batch', 'state', 'date', 'txns', 'net', 'fees'],
+                  views.map((b) => [
+                    b.batchId,
+                    b.state,
+                    b.businessDate ?? '',
+                    b.transactions ?? '',
+                    b.netAmount ?? '',
+                    b.netFee ?? '',
+                  ]),
+                ),
           );
           return 0;
         });
       }
       break;
     case 'run': {
-      const { values } = parseArgs({ args: argv.slice(1), options: { config: { type: 'string' } } });
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { config: { type: 'string' } },
+      });
       const { runDaemon } = await import('./daemon.ts');
       return runDaemon(loadConfigFile(values.config));
     }
     case 'demo': {
-      const { values } = parseArgs({ args: argv.slice(1), options: { data: { type: 'string' }, 'no-console': { type: 'boolean' } } });
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { data: { type: 'string' }, 'no-console': { type: 'boolean' } },
+      });
       const { runDemo } = await import('./demo.ts');
       return runDemo({ dataRoot: values.data ?? '.pos-agent', console: !values['no-console'] });
     }
@@ -129,7 +164,8 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
       const chunks: Buffer[] = [];
       for await (const c of process.stdin) chunks.push(c as Buffer);
       const pin = Buffer.concat(chunks).toString('utf8').trim();
-      if (!/^\d{4,12}$/.test(pin)) throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'a PIN is 4 to 12 digits');
+      if (!/^\d{4,12}$/.test(pin))
+        throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'a PIN is 4 to 12 digits');
       io.out(await hashPin(pin));
       return 0;
     }
@@ -140,10 +176,18 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
 
 type Flags = { json?: boolean; n?: string };
 
-function withStore(args: string[], io: Out, fn: (store: Store, flags: Flags, dataDir: string) => number): number {
+function withStore(
+  args: string[],
+  io: Out,
+  fn: (store: Store, flags: Flags, dataDir: string) => number,
+): number {
   const { values } = parseArgs({
     args,
-    options: { data: { type: 'string' }, json: { type: 'boolean' }, n: { type: 'string', short: 'n' } },
+    options: {
+      data: { type: 'string' },
+      json: { type: 'boolean' },
+      n: { type: 'string', short: 'n' },
+    },
   });
   const dataDir = values.data ?? process.env.POS_DATA_DIR;
   if (!dataDir) throw new AgentError('CONFIG_INVALID', '--data DIR is required');
@@ -165,10 +209,17 @@ function flattenStatus(v: ReturnType<typeof statusView>): Array<[string, string]
     ['locks', v.locks.length ? v.locks.join(', ') : 'none'],
     ['may transact', v.mayTransact ? 'yes' : 'no'],
     ['merchant', v.merchant ?? '-'],
-    ['open batch', `${v.openBatch.batchId}: ${v.openBatch.transactions} txns, net ${v.openBatch.netAmount}, fees ${v.openBatch.netFee}`],
+    [
+      'open batch',
+      `${v.openBatch.batchId}: ${v.openBatch.transactions} txns, net ${v.openBatch.netAmount}, fees ${v.openBatch.netFee}`,
+    ],
     ['queued batches', String(v.queuedBatches)],
     ['journal head', `${v.journal.headSeq} ${v.journal.headHash.slice(0, 16)}`],
-    ...(v.link ? ([['link', `${v.link.up ? 'up' : 'down'}, clock offset ${v.link.clockOffsetMs ?? '?'} ms`]] as Array<[string, string]>) : []),
+    ...(v.link
+      ? ([
+          ['link', `${v.link.up ? 'up' : 'down'}, clock offset ${v.link.clockOffsetMs ?? '?'} ms`],
+        ] as Array<[string, string]>)
+      : []),
     ['versions', `agent ${v.versions.agent}, node ${v.versions.node}`],
   ];
 }

@@ -74,15 +74,27 @@ export class CommandProcessor {
       return this.apply(cmd);
     } catch (e) {
       const err = isAgentError(e) ? e : new AgentError('COMMAND_MALFORMED', (e as Error).message);
-      recordEvent(this.d.store, this.d.clock, this.d.log, 'command-refused', { code: err.code, reason: err.message, counter });
-      return { ...this.answer(counter, 'refused', err.code, err.message), applied: false, error: err };
+      recordEvent(this.d.store, this.d.clock, this.d.log, 'command-refused', {
+        code: err.code,
+        reason: err.message,
+        counter,
+      });
+      return {
+        ...this.answer(counter, 'refused', err.code, err.message),
+        applied: false,
+        error: err,
+      };
     }
   }
 
   /** Checks everything but the counter and returns the decoded command. */
   private authenticate(signed: pos.v1.ISignedCommand): pos.v1.Command {
     const key = this.pinnedKey();
-    if (!key) throw new AgentError('COMMAND_NO_KEY', 'no acquirer key is pinned: the terminal is not activated');
+    if (!key)
+      throw new AgentError(
+        'COMMAND_NO_KEY',
+        'no acquirer key is pinned: the terminal is not activated',
+      );
     const bytes = signed.command ?? new Uint8Array();
     const sig = signed.signature ?? new Uint8Array();
     if (sig.length === 0) throw new AgentError('COMMAND_UNSIGNED');
@@ -94,13 +106,23 @@ export class CommandProcessor {
       throw new AgentError('COMMAND_MALFORMED');
     }
     if (cmd.terminalId !== this.d.config.terminalId) {
-      throw new AgentError('COMMAND_WRONG_TERMINAL', `the command is for terminal ${cmd.terminalId.slice(0, 16)}`);
+      throw new AgentError(
+        'COMMAND_WRONG_TERMINAL',
+        `the command is for terminal ${cmd.terminalId.slice(0, 16)}`,
+      );
     }
     const acquirerNow = this.d.clock.now() + this.d.clockOffsetMs();
-    if (!Number.isSafeInteger(cmd.expiresAtMs) || acquirerNow > cmd.expiresAtMs + this.d.config.commands.expirySkewMs) {
-      throw new AgentError('COMMAND_EXPIRED', `the command expired at ${new Date(Number(cmd.expiresAtMs) || 0).toISOString()}`);
+    if (
+      !Number.isSafeInteger(cmd.expiresAtMs) ||
+      acquirerNow > cmd.expiresAtMs + this.d.config.commands.expirySkewMs
+    ) {
+      throw new AgentError(
+        'COMMAND_EXPIRED',
+        `the command expired at ${new Date(Number(cmd.expiresAtMs) || 0).toISOString()}`,
+      );
     }
-    if (!Number.isSafeInteger(cmd.counter) || cmd.counter <= 0) throw new AgentError('COMMAND_MALFORMED', 'the counter is not a positive whole number');
+    if (!Number.isSafeInteger(cmd.counter) || cmd.counter <= 0)
+      throw new AgentError('COMMAND_MALFORMED', 'the counter is not a positive whole number');
     if (!cmd.body) throw new AgentError('COMMAND_UNKNOWN');
     return cmd;
   }
@@ -113,7 +135,11 @@ export class CommandProcessor {
       const followUp = store.atomically(() => {
         this.claimCounter(cmd.counter);
         const f = this.effect(cmd, source);
-        store.journal.appendEvent('command-applied', { counter: cmd.counter, command: kind, detail: describe(cmd) }, this.d.clock.now());
+        store.journal.appendEvent(
+          'command-applied',
+          { counter: cmd.counter, command: kind, detail: describe(cmd) },
+          this.d.clock.now(),
+        );
         return f;
       });
       this.d.log.info({ counter: cmd.counter, command: kind }, 'command applied');
@@ -123,16 +149,28 @@ export class CommandProcessor {
       // A genuine command the terminal's state refuses still uses up its counter.
       store.atomically(() => {
         this.claimCounter(cmd.counter);
-        store.journal.appendEvent('command-refused', { counter: cmd.counter, command: kind, code: e.code, reason: e.message }, this.d.clock.now());
+        store.journal.appendEvent(
+          'command-refused',
+          { counter: cmd.counter, command: kind, code: e.code, reason: e.message },
+          this.d.clock.now(),
+        );
       });
-      this.d.log.warn({ counter: cmd.counter, command: kind, code: e.code }, 'command refused by state');
-      return { ...this.answer(cmd.counter, 'refused', e.code, e.message), applied: false, error: e };
+      this.d.log.warn(
+        { counter: cmd.counter, command: kind, code: e.code },
+        'command refused by state',
+      );
+      return {
+        ...this.answer(cmd.counter, 'refused', e.code, e.message),
+        applied: false,
+        error: e,
+      };
     }
   }
 
   private claimCounter(counter: number): void {
     const last = this.lastCounter();
-    if (counter <= last) throw new AgentError('COMMAND_REPLAYED', `counter ${counter} is not above ${last}`);
+    if (counter <= last)
+      throw new AgentError('COMMAND_REPLAYED', `counter ${counter} is not above ${last}`);
     this.d.store.state.setMeta(META_COMMAND_COUNTER, String(counter));
   }
 
@@ -140,12 +178,21 @@ export class CommandProcessor {
     const { terminal, store, clock } = this.d;
     switch (cmd.body) {
       case 'lock':
-        terminal.apply({ type: 'lock', source: 'remote', by: 'acquirer' }, cmd.lock!.reason || 'locked by the acquirer', source);
+        terminal.apply(
+          { type: 'lock', source: 'remote', by: 'acquirer' },
+          cmd.lock!.reason || 'locked by the acquirer',
+          source,
+        );
         return undefined;
       case 'unlock': {
         const s = cmd.unlock!.source || 'remote';
-        if (!isLockSource(s)) throw new AgentError('COMMAND_MALFORMED', `unknown lock source ${s.slice(0, 20)}`);
-        terminal.apply({ type: 'unlock', source: s, by: 'acquirer' }, cmd.unlock!.reason || `unlocked ${s} by the acquirer`, source);
+        if (!isLockSource(s))
+          throw new AgentError('COMMAND_MALFORMED', `unknown lock source ${s.slice(0, 20)}`);
+        terminal.apply(
+          { type: 'unlock', source: s, by: 'acquirer' },
+          cmd.unlock!.reason || `unlocked ${s} by the acquirer`,
+          source,
+        );
         return undefined;
       }
       case 'deactivate': {
@@ -159,29 +206,52 @@ export class CommandProcessor {
       }
       case 'riskFlag': {
         const f = cmd.riskFlag!;
-        store.journal.appendEvent('risk-flag', { code: f.code, severity: f.severity, reason: f.reason }, clock.now());
+        store.journal.appendEvent(
+          'risk-flag',
+          { code: f.code, severity: f.severity, reason: f.reason },
+          clock.now(),
+        );
         if ((f.severity ?? 0) >= this.d.config.risk.lockSeverity) {
-          terminal.apply({ type: 'lock', source: 'risk', by: 'acquirer' }, `risk flag ${f.code}: ${f.reason}`, source);
+          terminal.apply(
+            { type: 'lock', source: 'risk', by: 'acquirer' },
+            `risk flag ${f.code}: ${f.reason}`,
+            source,
+          );
         }
         return undefined;
       }
       case 'deactivationDecision': {
         const dd = cmd.deactivationDecision!;
         if (dd.approve) {
-          terminal.apply({ type: 'deactivation-approved' }, dd.reason || 'deactivation approved', source);
+          terminal.apply(
+            { type: 'deactivation-approved' },
+            dd.reason || 'deactivation approved',
+            source,
+          );
           return 'finalize-deactivation';
         }
-        terminal.apply({ type: 'deactivation-rejected' }, `deactivation rejected: ${dd.reason || 'no reason given'}`, source);
+        terminal.apply(
+          { type: 'deactivation-rejected' },
+          `deactivation rejected: ${dd.reason || 'no reason given'}`,
+          source,
+        );
         return undefined;
       }
       case 'feeSchedule': {
-        if (terminal.status().state === 'deactivated') throw new AgentError('LIFECYCLE_DEACTIVATED');
+        if (terminal.status().state === 'deactivated')
+          throw new AgentError('LIFECYCLE_DEACTIVATED');
         const spec = cmd.feeSchedule!.schedule;
         const schedule = parseFeeSchedule({
           version: spec?.version,
           currency: spec?.currency,
           effectiveFrom: Number(spec?.effectiveFromMs ?? 0),
-          rules: (spec?.rules ?? []).map((r) => ({ category: r.category, rateBp: r.rateBp, fixed: Number(r.fixed), minimum: Number(r.minimum), cap: Number(r.cap) || null })),
+          rules: (spec?.rules ?? []).map((r) => ({
+            category: r.category,
+            rateBp: r.rateBp,
+            fixed: Number(r.fixed),
+            minimum: Number(r.minimum),
+            cap: Number(r.cap) || null,
+          })),
         });
         installFeeSchedule({ store, clock }, schedule);
         return undefined;
@@ -192,7 +262,11 @@ export class CommandProcessor {
         return undefined;
       case 'rotateKey':
         this.pinKey(cmd.rotateKey!.newPublicKey ?? new Uint8Array());
-        store.journal.appendEvent('command-key-rotated', { key: Buffer.from(cmd.rotateKey!.newPublicKey ?? []).toString('base64') }, clock.now());
+        store.journal.appendEvent(
+          'command-key-rotated',
+          { key: Buffer.from(cmd.rotateKey!.newPublicKey ?? []).toString('base64') },
+          clock.now(),
+        );
         return undefined;
       default:
         throw new AgentError('COMMAND_UNKNOWN');
@@ -200,7 +274,12 @@ export class CommandProcessor {
   }
 
   /** A result signed by the terminal's own key, carrying where the terminal now stands. */
-  answer(counter: number, outcome: 'applied' | 'refused', code: ErrorCode | '', detail: string): { result: pos.v1.ICommandResult; body: pos.v1.ICommandResultBody } {
+  answer(
+    counter: number,
+    outcome: 'applied' | 'refused',
+    code: ErrorCode | '',
+    detail: string,
+  ): { result: pos.v1.ICommandResult; body: pos.v1.ICommandResultBody } {
     const status = this.d.terminal.status();
     const body: pos.v1.ICommandResultBody = {
       terminalId: this.d.config.terminalId,
@@ -215,7 +294,10 @@ export class CommandProcessor {
     };
     const bytes = encodeCommandResultBody(body);
     const key = this.d.terminalKey();
-    return { body, result: { body: bytes, signature: key ? signEd25519(key, bytes) : new Uint8Array() } };
+    return {
+      body,
+      result: { body: bytes, signature: key ? signEd25519(key, bytes) : new Uint8Array() },
+    };
   }
 }
 

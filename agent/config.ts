@@ -8,7 +8,6 @@ import { AgentError } from './errors.ts';
  * on a developer machine against the embedded simulator; a real terminal overrides
  * paths, the acquirer address and the technicians.
  */
-const lockSource = z.enum(['remote', 'risk', 'technician', 'hardware-fault', 'maintenance']);
 
 export const configSchema = z
   .object({
@@ -18,12 +17,17 @@ export const configSchema = z
       .default('T0001'),
     dataDir: z.string().min(1).default('.pos-agent/data'),
     firmwareVersion: z.string().default('0.1.0'),
-    currency: z.string().regex(/^[A-Z]{3}$/).default('CNY'),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/)
+      .default('CNY'),
     merchantCategory: z.string().default('default'),
     timeZone: z.string().default('Asia/Shanghai'),
     log: z
       .object({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info'),
         file: z.string().optional(),
       })
       .prefault({}),
@@ -88,7 +92,11 @@ export const configSchema = z
     activation: z
       .object({
         maxAttempts: z.number().int().min(1).default(5),
-        lockoutMs: z.number().int().positive().default(15 * 60_000),
+        lockoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(15 * 60_000),
       })
       .prefault({}),
     selftest: z
@@ -111,14 +119,22 @@ export const configSchema = z
         mode: z.enum(['none', 'stdio', 'serial']).default('none'),
         serialPath: z.string().optional(),
         baudRate: z.number().int().positive().default(115_200),
-        idleTimeoutMs: z.number().int().positive().default(10 * 60_000),
+        idleTimeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(10 * 60_000),
         maxLineBytes: z.number().int().min(16).max(4096).default(256),
         technicians: z
           .array(z.object({ id: z.string().min(1), pinHash: z.string().min(1) }))
           .default([]),
         maxFailures: z.number().int().min(1).default(3),
         lockoutAfter: z.number().int().min(1).default(5),
-        lockoutMs: z.number().int().positive().default(5 * 60_000),
+        lockoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(5 * 60_000),
       })
       .prefault({}),
     paymentSocket: z
@@ -132,7 +148,6 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
-export type LockSourceName = z.infer<typeof lockSource>;
 
 /** Validates a config object and lists every error with its path at once. */
 export function parseConfig(input: unknown): Config {
@@ -152,7 +167,10 @@ export function parseConfig(input: unknown): Config {
  * Environment overrides, documented in README: POS_TERMINAL_ID, POS_DATA_DIR,
  * POS_ACQUIRER_HOST, POS_ACQUIRER_PORT, POS_LOG_LEVEL, POS_SERIAL_PATH.
  */
-export function applyEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+export function applyEnv(
+  input: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): Record<string, unknown> {
   const out: Record<string, unknown> = structuredClone(input);
   const section = (key: string): Record<string, unknown> =>
     (out[key] ??= {}) as Record<string, unknown>;
@@ -169,13 +187,19 @@ export function applyEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv)
 }
 
 /** Reads a JSON config file, applies environment overrides and validates. */
-export function loadConfigFile(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfigFile(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Config {
   let raw: Record<string, unknown> = {};
   if (file) {
     try {
       raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new AgentError('CONFIG_INVALID', `cannot read config file ${file}: ${(e as Error).message}`);
+      throw new AgentError(
+        'CONFIG_INVALID',
+        `cannot read config file ${file}: ${(e as Error).message}`,
+      );
     }
   }
   return parseConfig(applyEnv(raw, env));

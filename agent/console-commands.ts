@@ -16,19 +16,27 @@ const TECH_SOURCE = (ctx: CommandContext) => `console:${ctx.technician}`;
 
 function sub(ctx: CommandContext, allowed: readonly string[]): string {
   const s = ctx.args[0] ?? allowed[0]!;
-  if (!allowed.includes(s)) throw new AgentError('CONSOLE_BAD_ARGUMENTS', `expected one of: ${allowed.join(', ')}`);
+  if (!allowed.includes(s))
+    throw new AgentError('CONSOLE_BAD_ARGUMENTS', `expected one of: ${allowed.join(', ')}`);
   return s;
 }
 
 function wholeNumber(s: string | undefined, what: string, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(s);
   if (!s || !/^\d+$/.test(s) || !Number.isSafeInteger(n) || n < 1 || n > max) {
-    throw new AgentError('CONSOLE_BAD_ARGUMENTS', `${what} must be a whole number from 1 to ${max}`);
+    throw new AgentError(
+      'CONSOLE_BAD_ARGUMENTS',
+      `${what} must be a whole number from 1 to ${max}`,
+    );
   }
   return n;
 }
 
-export function terminalCommands(agent: Agent, config: Config, setLogLevel: (level: string) => void): CommandRegistry {
+export function terminalCommands(
+  agent: Agent,
+  config: Config,
+  setLogLevel: (level: string) => void,
+): CommandRegistry {
   const reg = new CommandRegistry();
   const money = (n: number | null) => (n === null ? '' : formatMinor(n, config.currency));
 
@@ -49,7 +57,9 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
         merchant: s.merchant ?? '-',
         'open batch': `${s.openBatch.batchId}: ${s.openBatch.transactions} txns, net ${money(s.openBatch.netAmount)}, fees ${money(s.openBatch.netFee)}`,
         'queued batches': s.queuedBatches,
-        link: s.link ? `${s.link.up ? 'up' : 'down'}, clock offset ${s.link.clockOffsetMs ?? '?'} ms` : '-',
+        link: s.link
+          ? `${s.link.up ? 'up' : 'down'}, clock offset ${s.link.clockOffsetMs ?? '?'} ms`
+          : '-',
         'journal head': `${s.journal.headSeq} ${s.journal.headHash.slice(0, 16)}`,
         versions: `agent ${s.versions.agent}, node ${s.versions.node}`,
       };
@@ -70,8 +80,24 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
           const views = store.journal.tail(n).map(entryView);
           if (ctx.json) return views;
           return table(
-            ['seq', 'time', 'what', { header: 'amount', align: 'right' }, { header: 'fee', align: 'right' }, 'status', 'card'],
-            views.map((v) => [v.seq, v.at.slice(5, 19).replace('T', ' '), v.what, money(v.amount), money(v.fee), v.status ?? '', v.card ?? '']),
+            [
+              'seq',
+              'time',
+              'what',
+              { header: 'amount', align: 'right' },
+              { header: 'fee', align: 'right' },
+              'status',
+              'card',
+            ],
+            views.map((v) => [
+              v.seq,
+              v.at.slice(5, 19).replace('T', ' '),
+              v.what,
+              money(v.amount),
+              money(v.fee),
+              v.status ?? '',
+              v.card ?? '',
+            ]),
           );
         }
         case 'show': {
@@ -82,7 +108,11 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
         default: {
           const r = store.journal.verify();
           if (ctx.json) return { ...r };
-          if (!r.ok) throw new AgentError('STORAGE_CHAIN_BROKEN', `the chain breaks at row ${r.firstBad!.seq}: ${r.firstBad!.reason}`);
+          if (!r.ok)
+            throw new AgentError(
+              'STORAGE_CHAIN_BROKEN',
+              `the chain breaks at row ${r.firstBad!.seq}: ${r.firstBad!.reason}`,
+            );
           return `journal ok: ${r.checked} rows verified, head ${r.headSeq} ${r.headHash.slice(0, 16)}`;
         }
       }
@@ -101,8 +131,22 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
         const views = store.batches.list(50).map(batchView);
         if (ctx.json) return views;
         return table(
-          ['batch', 'state', 'date', { header: 'txns', align: 'right' }, { header: 'net', align: 'right' }, { header: 'fees', align: 'right' }],
-          views.map((b) => [b.batchId, b.state, b.businessDate ?? '', b.transactions ?? '', money(b.netAmount), money(b.netFee)]),
+          [
+            'batch',
+            'state',
+            'date',
+            { header: 'txns', align: 'right' },
+            { header: 'net', align: 'right' },
+            { header: 'fees', align: 'right' },
+          ],
+          views.map((b) => [
+            b.batchId,
+            b.state,
+            b.businessDate ?? '',
+            b.transactions ?? '',
+            money(b.netAmount),
+            money(b.netFee),
+          ]),
         );
       }
       const b = store.batches.get(ctx.args[1] ?? '');
@@ -119,7 +163,10 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     run: async (ctx) => {
       ctx.print('cutting over and settling...');
       const r = await agent.settleNow(`settle from console by ${ctx.technician}`);
-      const lines = [r.closed ? `closed batch ${r.closed}` : 'nothing new to close', `settled: ${r.settled.length ? r.settled.join(', ') : 'none'}`];
+      const lines = [
+        r.closed ? `closed batch ${r.closed}` : 'nothing new to close',
+        `settled: ${r.settled.length ? r.settled.join(', ') : 'none'}`,
+      ];
       if (r.pending.length) lines.push(`still queued: ${r.pending.join(', ')}`);
       if (r.error) lines.push(r.error.toDisplay('paused'));
       return lines.join('\n');
@@ -135,7 +182,10 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     run: async (ctx) => {
       const r = await agent.runSelfTest(true);
       if (ctx.json) return { ...r };
-      return table(['check', 'result', 'detail'], r.checks.map((c) => [c.name, c.ok ? 'ok' : 'FAILED', c.detail]));
+      return table(
+        ['check', 'result', 'detail'],
+        r.checks.map((c) => [c.name, c.ok ? 'ok' : 'FAILED', c.detail]),
+      );
     },
   });
 
@@ -155,7 +205,7 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     name: 'deactivate',
     summary: 'ask the acquirer to deactivate this terminal (stops transactions now)',
     usage: 'deactivate REASON...',
-    help: 'The terminal stops taking transactions at once and waits for the acquirer\'s review.\nApproved: a final settlement runs, then the terminal is deactivated for good.\nRejected: the terminal returns to active and status shows the reason.',
+    help: "The terminal stops taking transactions at once and waits for the acquirer's review.\nApproved: a final settlement runs, then the terminal is deactivated for good.\nRejected: the terminal returns to active and status shows the reason.",
     minArgs: 1,
     run: async (ctx) => {
       await agent.requestDeactivation(ctx.args.join(' '), TECH_SOURCE(ctx));
@@ -173,7 +223,8 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
         const c = agent.unlockCodes.challenge('risk');
         return `challenge: ${c.challenge}\nread it to the acquirer; then type: unlock-code ${c.challenge} <code>\nvalid until ${new Date(c.expiresAt).toISOString()}`;
       }
-      if (ctx.args.length !== 2) throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'give the challenge and the code');
+      if (ctx.args.length !== 2)
+        throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'give the challenge and the code');
       agent.unlockCodes.redeem(ctx.args[0]!, ctx.args[1]!, TECH_SOURCE(ctx));
       return 'risk lock cleared';
     },
@@ -187,10 +238,20 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     run: async (ctx) => {
       if (ctx.args[0] === 'maintenance') {
         const r = await agent.enterMaintenance(TECH_SOURCE(ctx));
-        return r.drained ? 'maintenance lock set' : 'maintenance lock set; an authorisation in flight did not finish in time';
+        return r.drained
+          ? 'maintenance lock set'
+          : 'maintenance lock set; an authorisation in flight did not finish in time';
       }
-      if (ctx.args[0] !== undefined && ctx.args[0] !== 'technician') throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'a technician may set only the technician or maintenance lock');
-      agent.core.terminal.applyOrRecord({ type: 'lock', source: 'technician', by: 'technician' }, `locked from the console by ${ctx.technician}`, TECH_SOURCE(ctx));
+      if (ctx.args[0] !== undefined && ctx.args[0] !== 'technician')
+        throw new AgentError(
+          'CONSOLE_BAD_ARGUMENTS',
+          'a technician may set only the technician or maintenance lock',
+        );
+      agent.core.terminal.applyOrRecord(
+        { type: 'lock', source: 'technician', by: 'technician' },
+        `locked from the console by ${ctx.technician}`,
+        TECH_SOURCE(ctx),
+      );
       return 'technician lock set';
     },
   });
@@ -235,7 +296,8 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     run: (ctx) => {
       sub(ctx, ['level']);
       const level = ctx.args[1]!;
-      if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(level)) throw new AgentError('CONSOLE_BAD_ARGUMENTS', `unknown log level ${level}`);
+      if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(level))
+        throw new AgentError('CONSOLE_BAD_ARGUMENTS', `unknown log level ${level}`);
       setLogLevel(level);
       return `log level ${level}`;
     },
@@ -265,7 +327,13 @@ export function terminalCommands(agent: Agent, config: Config, setLogLevel: (lev
     usage: 'version [--json]',
     readOnly: true,
     maxArgs: 0,
-    run: () => ({ agent: config.firmwareVersion, node: process.versions.node, sqlite: String((agent.core.store.db.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v) }),
+    run: () => ({
+      agent: config.firmwareVersion,
+      node: process.versions.node,
+      sqlite: String(
+        (agent.core.store.db.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v,
+      ),
+    }),
   });
 
   return reg;

@@ -49,7 +49,10 @@ export function openCore(
   configInput: Config | Record<string, unknown>,
   opts: { clock?: Clock; log?: Logger; onRecorded?: (row: TxnRow) => void } = {},
 ): Core {
-  const config = 'acquirer' in configInput && 'console' in configInput ? (configInput as Config) : parseConfig(configInput);
+  const config =
+    'acquirer' in configInput && 'console' in configInput
+      ? (configInput as Config)
+      : parseConfig(configInput);
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? silentLogger();
   const store = Store.open(journalPath(config));
@@ -85,11 +88,24 @@ export function openCore(
 }
 
 /** Installs a fee schedule version; an already installed version is left as it was. */
-export function installFeeSchedule(core: Pick<Core, 'store' | 'clock'>, schedule: FeeSchedule): boolean {
+export function installFeeSchedule(
+  core: Pick<Core, 'store' | 'clock'>,
+  schedule: FeeSchedule,
+): boolean {
   const s = parseFeeSchedule(schedule);
   return core.store.atomically(() => {
-    const added = core.store.state.installFeeSchedule(s.version, s.effectiveFrom, s, core.clock.now());
-    if (added) core.store.journal.appendEvent('fee-schedule', { version: s.version, effectiveFrom: s.effectiveFrom }, core.clock.now());
+    const added = core.store.state.installFeeSchedule(
+      s.version,
+      s.effectiveFrom,
+      s,
+      core.clock.now(),
+    );
+    if (added)
+      core.store.journal.appendEvent(
+        'fee-schedule',
+        { version: s.version, effectiveFrom: s.effectiveFrom },
+        core.clock.now(),
+      );
     return added;
   });
 }
@@ -98,10 +114,19 @@ export function installFeeSchedule(core: Pick<Core, 'store' | 'clock'>, schedule
  * Activates the terminal locally from an acquirer grant already verified by the caller:
  * identity, fee schedule and lifecycle transition commit together.
  */
-export function applyActivation(core: Core, identity: Identity, schedule: FeeSchedule, source: string): void {
+export function applyActivation(
+  core: Core,
+  identity: Identity,
+  schedule: FeeSchedule,
+  source: string,
+): void {
   core.store.atomically(() => {
     core.store.state.setJson('identity', identity);
     installFeeSchedule(core, schedule);
-    core.terminal.apply({ type: 'activate' }, `activated for merchant ${identity.merchantId}`, source);
+    core.terminal.apply(
+      { type: 'activate' },
+      `activated for merchant ${identity.merchantId}`,
+      source,
+    );
   });
 }

@@ -5,7 +5,10 @@ import { createRuntimeLogger, startRuntime, untilSignal } from './runtime.ts';
 export async function runDaemon(config: Config): Promise<number> {
   const log = createRuntimeLogger(config);
   const runtime = await startRuntime(config, { log });
-  log.info({ terminal: config.terminalId, state: runtime.agent.core.terminal.status().state }, 'pos-agent running');
+  log.info(
+    { terminal: config.terminalId, state: runtime.agent.core.terminal.status().state },
+    'pos-agent running',
+  );
   const sig = await untilSignal();
   log.info({ signal: sig }, 'stopping');
   await runtime.stop();

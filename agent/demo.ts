@@ -21,16 +21,30 @@ export const DEMO_TERMINAL = 'T0001';
 export const DEMO_CODE = 'DEMO-2026';
 export const DEMO_TECHNICIAN = { id: 'tech', pin: '1234' };
 
-export async function runDemo(o: { dataRoot: string; console: boolean; say?: (line: string) => void }): Promise<number> {
+export async function runDemo(o: {
+  dataRoot: string;
+  console: boolean;
+  say?: (line: string) => void;
+}): Promise<number> {
   const say = o.say ?? ((line: string) => process.stdout.write(line + '\n'));
   const root = path.resolve(o.dataRoot);
   mkdirSync(root, { recursive: true });
   const logFile = path.join(root, 'agent.log');
-  const log = createLogger({ level: 'info' }, pino.destination({ dest: logFile, sync: false, mkdir: true }));
+  const log = createLogger(
+    { level: 'info' },
+    pino.destination({ dest: logFile, sync: false, mkdir: true }),
+  );
 
   const sim = await AcquirerSimulator.start({
     dataDir: path.join(root, 'acquirer'),
-    terminals: [{ terminalId: DEMO_TERMINAL, activationCode: DEMO_CODE, merchantName: 'Noodle House', merchantCategory: 'catering' }],
+    terminals: [
+      {
+        terminalId: DEMO_TERMINAL,
+        activationCode: DEMO_CODE,
+        merchantName: 'Noodle House',
+        merchantCategory: 'catering',
+      },
+    ],
     logger: log.child({ part: 'simulator' }),
   });
   const tls = sim.tls;
@@ -44,13 +58,23 @@ export async function runDemo(o: { dataRoot: string; console: boolean; say?: (li
       keyFile: path.join(tls.dir, 'clients', `${DEMO_TERMINAL}.key`),
       heartbeatIntervalMs: 10_000,
     },
-    console: { mode: o.console ? 'stdio' : 'none', technicians: [{ id: DEMO_TECHNICIAN.id, pinHash: await hashPin(DEMO_TECHNICIAN.pin) }] },
+    console: {
+      mode: o.console ? 'stdio' : 'none',
+      technicians: [{ id: DEMO_TECHNICIAN.id, pinHash: await hashPin(DEMO_TECHNICIAN.pin) }],
+    },
   });
 
-  say(`pos-agent demo: acquirer simulator on 127.0.0.1:${sim.port}, data in ${root}, log in ${logFile}`);
+  say(
+    `pos-agent demo: acquirer simulator on 127.0.0.1:${sim.port}, data in ${root}, log in ${logFile}`,
+  );
   let runtime: Runtime | undefined;
   try {
-    runtime = await startRuntime(config, { log, banner: banner(config), deferConsole: true, allowQuit: true });
+    runtime = await startRuntime(config, {
+      log,
+      banner: banner(config),
+      deferConsole: true,
+      allowQuit: true,
+    });
     const { agent } = runtime;
     await agent.channel.waitUntilUp(15_000);
     say('link to the acquirer is up (mutual TLS)');
@@ -58,21 +82,36 @@ export async function runDemo(o: { dataRoot: string; console: boolean; say?: (li
       await agent.activate(DEMO_CODE, 'demo');
       say(`activated with code ${DEMO_CODE}: ${agent.status().merchant}`);
     }
-    if (agent.core.terminal.status().state === 'active' && agent.core.terminal.status().locks.length === 0) {
+    if (
+      agent.core.terminal.status().state === 'active' &&
+      agent.core.terminal.status().locks.length === 0
+    ) {
       const client = await PaymentClient.connect(runtime.paymentSocketPath!);
       try {
-        const report = await new CardSim(Date.now() % 100_000).drive(client, { count: 6, mix: { sale: 4, refund: 1, void: 1 }, amount: { min: 1_000, max: 90_000 } });
-        say(`card simulator: ${report.seqs.length} transactions journaled through the payment socket, net ${formatMinor(report.netAmount)} CNY, fees ${formatMinor(report.netFee)} CNY`);
+        const report = await new CardSim(Date.now() % 100_000).drive(client, {
+          count: 6,
+          mix: { sale: 4, refund: 1, void: 1 },
+          amount: { min: 1_000, max: 90_000 },
+        });
+        say(
+          `card simulator: ${report.seqs.length} transactions journaled through the payment socket, net ${formatMinor(report.netAmount)} CNY, fees ${formatMinor(report.netFee)} CNY`,
+        );
       } finally {
         client.close();
       }
       const settled = await agent.settleNow('demo settlement');
-      say(`settled batches: ${settled.settled.join(', ') || 'none'}${settled.error ? ` (${settled.error.toDisplay('paused')})` : ''}`);
+      say(
+        `settled batches: ${settled.settled.join(', ') || 'none'}${settled.error ? ` (${settled.error.toDisplay('paused')})` : ''}`,
+      );
     } else {
-      say(`the terminal is ${agent.core.terminal.status().state}${agent.core.terminal.status().locks.length ? ` and locked by ${agent.core.terminal.status().locks.join(', ')}` : ''}: no sales this time`);
+      say(
+        `the terminal is ${agent.core.terminal.status().state}${agent.core.terminal.status().locks.length ? ` and locked by ${agent.core.terminal.status().locks.join(', ')}` : ''}: no sales this time`,
+      );
     }
     if (!o.console) return 0;
-    say(`\nlog in as "${DEMO_TECHNICIAN.id}" with PIN ${DEMO_TECHNICIAN.pin}, then type help. Ctrl-C cancels a line; type quit to stop.\n`);
+    say(
+      `\nlog in as "${DEMO_TECHNICIAN.id}" with PIN ${DEMO_TECHNICIAN.pin}, then type help. Ctrl-C cancels a line; type quit to stop.\n`,
+    );
     runtime.console?.start();
     await Promise.race([untilSignal(), runtime.console ? onQuit(runtime) : new Promise(() => {})]);
     return 0;

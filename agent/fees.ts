@@ -33,7 +33,9 @@ export const feeScheduleSchema = z
     effectiveFrom: z.number().int().min(0),
     rules: z.array(feeRuleSchema).min(1),
   })
-  .refine((s) => s.rules.some((r) => r.category === 'default'), { message: 'a default rule is required' })
+  .refine((s) => s.rules.some((r) => r.category === 'default'), {
+    message: 'a default rule is required',
+  })
   .refine((s) => new Set(s.rules.map((r) => r.category)).size === s.rules.length, {
     message: 'a category appears twice',
   });
@@ -68,17 +70,24 @@ export const DEFAULT_FEE_SCHEDULE: FeeSchedule = Object.freeze({
 }) as FeeSchedule;
 
 export function ruleFor(schedule: FeeSchedule, category: string): FeeRule {
-  return schedule.rules.find((r) => r.category === category) ?? schedule.rules.find((r) => r.category === 'default')!;
+  return (
+    schedule.rules.find((r) => r.category === category) ??
+    schedule.rules.find((r) => r.category === 'default')!
+  );
 }
 
 function toSafe(v: bigint, what: string): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new AgentError('TXN_INVALID_AMOUNT', `${what} is too large`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new AgentError('TXN_INVALID_AMOUNT', `${what} is too large`);
   return Number(v);
 }
 
 export function assertMinorUnits(amount: unknown, what = 'amount'): asserts amount is number {
   if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount <= 0) {
-    throw new AgentError('TXN_INVALID_AMOUNT', `${what} must be a positive whole number of minor units, got ${String(amount)}`);
+    throw new AgentError(
+      'TXN_INVALID_AMOUNT',
+      `${what} must be a positive whole number of minor units, got ${String(amount)}`,
+    );
   }
 }
 

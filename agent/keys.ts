@@ -1,4 +1,11 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from './errors.ts';
@@ -13,8 +20,13 @@ const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /** A public key object from the raw 32 bytes carried on the wire. */
 export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
-  if (raw.length !== 32) throw new AgentError('COMMAND_NO_KEY', 'an Ed25519 public key is 32 bytes');
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, Buffer.from(raw)]), format: 'der', type: 'spki' });
+  if (raw.length !== 32)
+    throw new AgentError('COMMAND_NO_KEY', 'an Ed25519 public key is 32 bytes');
+  return createPublicKey({
+    key: Buffer.concat([SPKI_ED25519_PREFIX, Buffer.from(raw)]),
+    format: 'der',
+    type: 'spki',
+  });
 }
 
 /** The raw 32 bytes of an Ed25519 public key. */
@@ -24,7 +36,11 @@ export function rawPublicKey(key: KeyObject): Buffer {
 }
 
 /** Verifies without ever throwing: malformed keys or signatures simply do not verify. */
-export function verifyEd25519(publicKey: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
+export function verifyEd25519(
+  publicKey: KeyObject,
+  data: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   if (signature.length !== 64) return false;
   try {
     return verify(null, data, publicKey, signature);

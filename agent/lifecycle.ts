@@ -8,10 +8,22 @@ import type { ErrorCode } from './errors.ts';
  * status and journaling the cause happen in terminal-state.ts.
  */
 
-export const STATES = ['unactivated', 'active', 'deactivation-pending', 'deactivating', 'deactivated'] as const;
+export const STATES = [
+  'unactivated',
+  'active',
+  'deactivation-pending',
+  'deactivating',
+  'deactivated',
+] as const;
 export type State = (typeof STATES)[number];
 
-export const LOCK_SOURCES = ['remote', 'risk', 'technician', 'hardware-fault', 'maintenance'] as const;
+export const LOCK_SOURCES = [
+  'remote',
+  'risk',
+  'technician',
+  'hardware-fault',
+  'maintenance',
+] as const;
 export type LockSource = (typeof LOCK_SOURCES)[number];
 
 /** Who asks for a change: the acquirer (signed command), a technician (console), the agent itself (self-test, risk rules), or a signed one-time unlock code. */
@@ -41,15 +53,24 @@ export type Outcome =
   | { ok: false; code: ErrorCode; reason: string };
 
 /** Who may set and who may clear each lock. A risk lock is the acquirer's alone to clear. */
-export const LOCK_AUTHORITY: Record<LockSource, { lock: readonly Authority[]; unlock: readonly Authority[] }> = {
+export const LOCK_AUTHORITY: Record<
+  LockSource,
+  { lock: readonly Authority[]; unlock: readonly Authority[] }
+> = {
   remote: { lock: ['acquirer'], unlock: ['acquirer'] },
   risk: { lock: ['acquirer', 'agent'], unlock: ['acquirer', 'unlock-code'] },
   technician: { lock: ['technician'], unlock: ['technician', 'acquirer'] },
   'hardware-fault': { lock: ['agent'], unlock: ['agent', 'technician'] },
-  maintenance: { lock: ['agent', 'technician', 'acquirer'], unlock: ['agent', 'technician', 'acquirer'] },
+  maintenance: {
+    lock: ['agent', 'technician', 'acquirer'],
+    unlock: ['agent', 'technician', 'acquirer'],
+  },
 };
 
-type Rule<E extends EventType> = (s: TerminalStatus, e: Extract<LifecycleEvent, { type: E }>) => Outcome;
+type Rule<E extends EventType> = (
+  s: TerminalStatus,
+  e: Extract<LifecycleEvent, { type: E }>,
+) => Outcome;
 type Row = { [E in EventType]?: Rule<E> };
 
 const to =
@@ -58,25 +79,45 @@ const to =
 
 const lock: Rule<'lock'> = (s, e) => {
   if (!LOCK_AUTHORITY[e.source].lock.includes(e.by)) {
-    return { ok: false, code: 'LIFECYCLE_REFUSED', reason: `a ${e.by} may not set the ${e.source} lock` };
+    return {
+      ok: false,
+      code: 'LIFECYCLE_REFUSED',
+      reason: `a ${e.by} may not set the ${e.source} lock`,
+    };
   }
   if (s.locks.includes(e.source)) return { ok: true, next: s, changed: false };
-  return { ok: true, next: { state: s.state, locks: [...s.locks, e.source].sort() }, changed: true };
+  return {
+    ok: true,
+    next: { state: s.state, locks: [...s.locks, e.source].sort() },
+    changed: true,
+  };
 };
 
 const unlock: Rule<'unlock'> = (s, e) => {
   if (!LOCK_AUTHORITY[e.source].unlock.includes(e.by)) {
     const who = LOCK_AUTHORITY[e.source].unlock.join(' or ');
-    return { ok: false, code: 'LIFECYCLE_REFUSED', reason: `the ${e.source} lock can be cleared only by ${who}` };
+    return {
+      ok: false,
+      code: 'LIFECYCLE_REFUSED',
+      reason: `the ${e.source} lock can be cleared only by ${who}`,
+    };
   }
   if (!s.locks.includes(e.source)) return { ok: true, next: s, changed: false };
-  return { ok: true, next: { state: s.state, locks: s.locks.filter((l) => l !== e.source) }, changed: true };
+  return {
+    ok: true,
+    next: { state: s.state, locks: s.locks.filter((l) => l !== e.source) },
+    changed: true,
+  };
 };
 
 const finish: Rule<'final-settlement-done'> = (s, e) =>
   e.unsettled === 0
     ? { ok: true, next: { state: 'deactivated', locks: s.locks }, changed: true }
-    : { ok: false, code: 'LIFECYCLE_REFUSED', reason: `${e.unsettled} transactions are not settled yet` };
+    : {
+        ok: false,
+        code: 'LIFECYCLE_REFUSED',
+        reason: `${e.unsettled} transactions are not settled yet`,
+      };
 
 /** The whole lifecycle: state x event -> rule. */
 export const TABLE: Record<State, Row> = {
@@ -123,14 +164,21 @@ export function transition(s: TerminalStatus, e: LifecycleEvent): Outcome {
 }
 
 /** Whether the terminal may take a new transaction now, and why not. */
-export function mayTransact(s: TerminalStatus): { allowed: true } | { allowed: false; code: ErrorCode; reason: string } {
-  if (s.state === 'deactivated') return { allowed: false, code: 'LIFECYCLE_DEACTIVATED', reason: 'the terminal is deactivated' };
+export function mayTransact(
+  s: TerminalStatus,
+): { allowed: true } | { allowed: false; code: ErrorCode; reason: string } {
+  if (s.state === 'deactivated')
+    return { allowed: false, code: 'LIFECYCLE_DEACTIVATED', reason: 'the terminal is deactivated' };
   if (s.state !== 'active') {
     return { allowed: false, code: 'LIFECYCLE_NOT_ACTIVE', reason: `the terminal is ${s.state}` };
   }
   if (s.locks.length) {
     const hint = s.locks.includes('risk') ? '; ask the acquirer for an unlock code' : '';
-    return { allowed: false, code: 'LIFECYCLE_LOCKED', reason: `the terminal is locked by ${s.locks.join(', ')}${hint}` };
+    return {
+      allowed: false,
+      code: 'LIFECYCLE_LOCKED',
+      reason: `the terminal is locked by ${s.locks.join(', ')}${hint}`,
+    };
   }
   return { allowed: true };
 }

@@ -33,7 +33,8 @@ export class PaymentSocketServer {
   /** Listens on `path` (a stale socket file from a crash is replaced; anything else is refused). */
   async listen(path: string): Promise<void> {
     if (existsSync(path)) {
-      if (!lstatSync(path).isSocket()) throw new AgentError('CONFIG_INVALID', `${path} exists and is not a socket`);
+      if (!lstatSync(path).isSocket())
+        throw new AgentError('CONFIG_INVALID', `${path} exists and is not a socket`);
       rmSync(path);
     }
     const server = net.createServer((socket) => this.accept(socket));
@@ -51,14 +52,21 @@ export class PaymentSocketServer {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
   }
 
   private accept(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    const conn = localServerConnection(socket, { maxFrameBytes: this.d.maxFrameBytes, logger: this.d.log });
-    conn.on('protocol-error', (err) => this.d.log.warn({ code: err.code }, 'payment app sent a bad frame'));
+    const conn = localServerConnection(socket, {
+      maxFrameBytes: this.d.maxFrameBytes,
+      logger: this.d.log,
+    });
+    conn.on('protocol-error', (err) =>
+      this.d.log.warn({ code: err.code }, 'payment app sent a bad frame'),
+    );
     conn.on('message', (req) => {
       const reply = this.handle(req);
       if (!conn.closed) conn.send(reply);
@@ -74,13 +82,30 @@ export class PaymentSocketServer {
           const r = this.d.payments.record(recordInputFrom(req.record!));
           return {
             requestId,
-            record: { seq: r.seq, fee: r.fee, feeScheduleVersion: r.feeVersion ?? '', maskedPan: r.maskedPan ?? '', status: r.status, localId: r.localId, batchId: r.batchId, duplicate: r.duplicate },
+            record: {
+              seq: r.seq,
+              fee: r.fee,
+              feeScheduleVersion: r.feeVersion ?? '',
+              maskedPan: r.maskedPan ?? '',
+              status: r.status,
+              localId: r.localId,
+              batchId: r.batchId,
+              duplicate: r.duplicate,
+            },
           };
         }
         case 'mayTransact': {
           const s = this.d.terminal.status();
           const may = this.d.terminal.mayTransact();
-          return { requestId, mayTransact: { allowed: may.allowed, state: s.state, locks: s.locks, reason: may.allowed ? '' : may.reason } };
+          return {
+            requestId,
+            mayTransact: {
+              allowed: may.allowed,
+              state: s.state,
+              locks: s.locks,
+              reason: may.allowed ? '' : may.reason,
+            },
+          };
         }
         case 'query': {
           const row = this.d.store.journal.getTxn(Number(req.query!.seq));
@@ -140,7 +165,10 @@ function recordInputFrom(r: pos.v1.IRecordRequest): RecordInput {
  * requests correlated by id, each answered or failed.
  */
 export class PaymentClient {
-  private readonly waiting = new Map<string, { resolve: (r: pos.v1.LocalReply) => void; reject: (e: AgentError) => void }>();
+  private readonly waiting = new Map<
+    string,
+    { resolve: (r: pos.v1.LocalReply) => void; reject: (e: AgentError) => void }
+  >();
   private constructor(private readonly conn: ReturnType<typeof localClientConnection>) {
     conn.on('message', (reply) => {
       const w = this.waiting.get(reply.requestId);
@@ -170,10 +198,18 @@ export class PaymentClient {
     });
   }
 
-  private static unwrap<T>(reply: pos.v1.LocalReply, pick: (r: pos.v1.LocalReply) => T | null | undefined): T {
-    if (reply.error) throw new AgentError((reply.error.code || 'PROTOCOL_PEER_ERROR') as 'PROTOCOL_PEER_ERROR', reply.error.message ?? '');
+  private static unwrap<T>(
+    reply: pos.v1.LocalReply,
+    pick: (r: pos.v1.LocalReply) => T | null | undefined,
+  ): T {
+    if (reply.error)
+      throw new AgentError(
+        (reply.error.code || 'PROTOCOL_PEER_ERROR') as 'PROTOCOL_PEER_ERROR',
+        reply.error.message ?? '',
+      );
     const v = pick(reply);
-    if (v === null || v === undefined) throw new AgentError('PROTOCOL_UNEXPECTED', 'the agent answered with something else');
+    if (v === null || v === undefined)
+      throw new AgentError('PROTOCOL_UNEXPECTED', 'the agent answered with something else');
     return v;
   }
 
@@ -185,7 +221,9 @@ export class PaymentClient {
           type: input.type,
           amount: input.amount,
           currency: input.currency ?? '',
-          card: card ? { pan: card.pan, cvv: card.cvv ?? '', track2: card.track2 ?? '' } : undefined,
+          card: card
+            ? { pan: card.pan, cvv: card.cvv ?? '', track2: card.track2 ?? '' }
+            : undefined,
           status: input.status ?? 'approved',
           authCode: input.authCode ?? '',
           originalSeq: input.originalSeq ?? 0,
@@ -200,8 +238,8 @@ export class PaymentClient {
       feeVersion: r.feeScheduleVersion || null,
       maskedPan: r.maskedPan || null,
       status: r.status as TxnStatus,
-      localId: r.localId ?? "",
-      batchId: r.batchId ?? "",
+      localId: r.localId ?? '',
+      batchId: r.batchId ?? '',
       duplicate: r.duplicate ?? false,
     };
   }

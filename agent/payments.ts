@@ -6,7 +6,13 @@ import type { Logger } from './log.ts';
 import type { Config } from './config.ts';
 import { AgentError, isAgentError } from './errors.ts';
 import { protectCard, type CardInput, type ProtectedCard } from './card.ts';
-import { assertMinorUnits, parseFeeSchedule, refundFee, saleFee, type FeeSchedule } from './fees.ts';
+import {
+  assertMinorUnits,
+  parseFeeSchedule,
+  refundFee,
+  saleFee,
+  type FeeSchedule,
+} from './fees.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
 
 /**
@@ -59,7 +65,11 @@ const isSafeLocalId = (id: string): boolean => /^[\w.:-]{1,64}$/.test(id) && !/\
 
 export class Payments {
   private inFlight = 0;
-  private group: Array<{ input: RecordInput; resolve: (r: RecordResult) => void; reject: (e: unknown) => void }> = [];
+  private group: Array<{
+    input: RecordInput;
+    resolve: (r: RecordResult) => void;
+    reject: (e: unknown) => void;
+  }> = [];
   private draining = false;
 
   constructor(private readonly d: PaymentDeps) {}
@@ -85,7 +95,10 @@ export class Payments {
           reason: e.message,
           type: typeof input.type === 'string' ? input.type.slice(0, 16) : null,
           amount: Number.isSafeInteger(input.amount) ? input.amount : null,
-          localId: typeof input.localId === 'string' && isSafeLocalId(input.localId) ? input.localId : null,
+          localId:
+            typeof input.localId === 'string' && isSafeLocalId(input.localId)
+              ? input.localId
+              : null,
         });
       }
       throw e;
@@ -150,14 +163,24 @@ export class Payments {
     if (input.localId !== undefined && input.localId.length > 62) {
       // Room for the "-R" of the reversal a lock may force.
       return this.guard(input, () => {
-        throw new AgentError('TXN_INVALID', 'an authorisation local id may be at most 62 characters');
+        throw new AgentError(
+          'TXN_INVALID',
+          'an authorisation local id may be at most 62 characters',
+        );
       });
     }
     // A retry is answered from the journal: the host is never asked to authorise twice.
     if (input.localId !== undefined && this.d.store.journal.findByLocalId(input.localId)) {
       const prior = this.record({ ...input, status: 'approved' });
       const reversal = this.d.store.journal.findByLocalId(`${prior.localId}-R`);
-      return reversal ? { ...prior, status: 'declined', reversedSeq: reversal.seq, declinedBecause: 'reversed when a lock arrived' } : prior;
+      return reversal
+        ? {
+            ...prior,
+            status: 'declined',
+            reversedSeq: reversal.seq,
+            declinedBecause: 'reversed when a lock arrived',
+          }
+        : prior;
     }
     const may = this.d.terminal.mayTransact();
     // Refused up front: record() throws the lifecycle's reason and journals the refusal.
@@ -168,30 +191,58 @@ export class Payments {
       const status: TxnStatus = answer.approved ? 'approved' : 'declined';
       const now = this.d.terminal.mayTransact();
       if (now.allowed || !answer.approved) {
-        return this.guard(input, () => this.recordOrThrow({ ...input, status, authCode: answer.authCode }, { inFlight: true, lifecycleChecked: !now.allowed }));
+        return this.guard(input, () =>
+          this.recordOrThrow(
+            { ...input, status, authCode: answer.authCode },
+            { inFlight: true, lifecycleChecked: !now.allowed },
+          ),
+        );
       }
       // A lock arrived mid-authorisation: the host approved, the terminal must not. The
       // approval and its reversal commit together, so no approved sale stands alone.
       const { approved, reversal } = this.guard(input, () =>
         this.d.store.atomically(() => {
-          const approved = this.recordOrThrow({ ...input, status: 'approved', authCode: answer.authCode }, { inFlight: true, lifecycleChecked: true });
-          const reversal = this.recordOrThrow({ type: 'reversal', amount: input.amount, originalSeq: approved.seq, localId: `${approved.localId}-R` }, { inFlight: true });
+          const approved = this.recordOrThrow(
+            { ...input, status: 'approved', authCode: answer.authCode },
+            { inFlight: true, lifecycleChecked: true },
+          );
+          const reversal = this.recordOrThrow(
+            {
+              type: 'reversal',
+              amount: input.amount,
+              originalSeq: approved.seq,
+              localId: `${approved.localId}-R`,
+            },
+            { inFlight: true },
+          );
           return { approved, reversal };
         }),
       );
-      return { ...approved, status: 'declined', reversedSeq: reversal.seq, declinedBecause: now.reason };
+      return {
+        ...approved,
+        status: 'declined',
+        reversedSeq: reversal.seq,
+        declinedBecause: now.reason,
+      };
     } finally {
       this.inFlight--;
     }
   }
 
-  private recordOrThrow(input: RecordInput, opts: { inFlight?: boolean; lifecycleChecked?: boolean } = {}): RecordResult {
+  private recordOrThrow(
+    input: RecordInput,
+    opts: { inFlight?: boolean; lifecycleChecked?: boolean } = {},
+  ): RecordResult {
     const { store, clock, config } = this.d;
-    if (!TYPES.includes(input.type)) throw new AgentError('TXN_INVALID', `unknown transaction type "${String(input.type)}"`);
+    if (!TYPES.includes(input.type))
+      throw new AgentError('TXN_INVALID', `unknown transaction type "${String(input.type)}"`);
     assertMinorUnits(input.amount);
     const currency = input.currency ?? config.currency;
     if (currency !== config.currency) {
-      throw new AgentError('TXN_INVALID', `currency ${currency} is not this terminal's ${config.currency}`);
+      throw new AgentError(
+        'TXN_INVALID',
+        `currency ${currency} is not this terminal's ${config.currency}`,
+      );
     }
     const status: TxnStatus = input.status ?? 'approved';
     if (!['approved', 'declined', 'pending-offline'].includes(status)) {
@@ -199,18 +250,27 @@ export class Payments {
     }
     if (input.localId !== undefined && !isSafeLocalId(input.localId)) {
       // A long digit run could be a card number: never let one into the journal this way.
-      throw new AgentError('TXN_INVALID', 'the local id must be 1 to 64 letters, digits or . _ : - with no run of 12 digits');
+      throw new AgentError(
+        'TXN_INVALID',
+        'the local id must be 1 to 64 letters, digits or . _ : - with no run of 12 digits',
+      );
     }
     if (input.authCode !== undefined && !/^[\w]{0,12}$/.test(input.authCode)) {
       throw new AgentError('TXN_INVALID', 'the auth code must be up to 12 letters or digits');
     }
     // After deactivation the token key is gone: say why plainly instead of failing on the key.
-    if (this.d.terminal.status().state === 'deactivated') throw new AgentError('LIFECYCLE_DEACTIVATED');
+    if (this.d.terminal.status().state === 'deactivated')
+      throw new AgentError('LIFECYCLE_DEACTIVATED');
     // Masking happens before anything else touches the card, so no later error path sees a PAN.
-    const card: ProtectedCard | undefined = input.card ? protectCard(input.card, this.d.tokenKey()) : undefined;
+    const card: ProtectedCard | undefined = input.card
+      ? protectCard(input.card, this.d.tokenKey())
+      : undefined;
     if (input.type === 'sale' && !card) throw new AgentError('TXN_INVALID', 'a sale needs a card');
     if (input.type !== 'sale' && input.originalSeq === undefined) {
-      throw new AgentError('TXN_ORIGINAL_NOT_FOUND', `a ${input.type} must name its original transaction`);
+      throw new AgentError(
+        'TXN_ORIGINAL_NOT_FOUND',
+        `a ${input.type} must name its original transaction`,
+      );
     }
 
     const result = store.atomically(() => {
@@ -219,12 +279,16 @@ export class Payments {
         if (prior) return this.retryOf(prior, input, card);
       }
       const life = this.d.terminal.status();
-      if (this.draining && !opts.inFlight) throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
+      if (this.draining && !opts.inFlight)
+        throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
       if (!opts.lifecycleChecked) {
         // A reversal undoes money already moved; it is allowed while locked, never once deactivated.
-        const reversalOk = input.type === 'reversal' && ['active', 'deactivation-pending', 'deactivating'].includes(life.state);
+        const reversalOk =
+          input.type === 'reversal' &&
+          ['active', 'deactivation-pending', 'deactivating'].includes(life.state);
         const may = this.d.terminal.mayTransact();
-        if (!may.allowed && !reversalOk) throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
+        if (!may.allowed && !reversalOk)
+          throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
       }
       const now = clock.now();
       const schedule = this.scheduleAt(now);
@@ -265,13 +329,26 @@ export class Payments {
     });
     if (!result.duplicate) this.d.onRecorded?.(result.row);
     const r = result.row;
-    return { seq: r.seq, localId: r.localId, fee: r.fee, feeVersion: r.feeVersion, maskedPan: r.maskedPan, status: r.status, batchId: r.batchId, duplicate: result.duplicate };
+    return {
+      seq: r.seq,
+      localId: r.localId,
+      fee: r.fee,
+      feeVersion: r.feeVersion,
+      maskedPan: r.maskedPan,
+      status: r.status,
+      batchId: r.batchId,
+      duplicate: result.duplicate,
+    };
   }
 
   /** The fee schedule in force at `at`; none installed means no transaction may be priced. */
   scheduleAt(at: number): FeeSchedule {
     const spec = this.d.store.state.feeScheduleAt(at);
-    if (!spec) throw new AgentError('FEE_NO_SCHEDULE', 'no fee schedule is in force; activate the terminal first');
+    if (!spec)
+      throw new AgentError(
+        'FEE_NO_SCHEDULE',
+        'no fee schedule is in force; activate the terminal first',
+      );
     return parseFeeSchedule(spec);
   }
 
@@ -282,11 +359,23 @@ export class Payments {
     return id;
   }
 
-  private retryOf(prior: TxnRow, input: RecordInput, card: ProtectedCard | undefined): { row: TxnRow; duplicate: boolean } {
+  private retryOf(
+    prior: TxnRow,
+    input: RecordInput,
+    card: ProtectedCard | undefined,
+  ): { row: TxnRow; duplicate: boolean } {
     // A retry carries the same card; another card under the same id is a different transaction.
     const otherCard = card !== undefined && prior.panToken !== card.panToken;
-    if (otherCard || prior.type !== input.type || prior.amount !== input.amount || (prior.originalSeq ?? undefined) !== input.originalSeq) {
-      throw new AgentError('TXN_INVALID', `local id ${prior.localId} was already used for a different transaction`);
+    if (
+      otherCard ||
+      prior.type !== input.type ||
+      prior.amount !== input.amount ||
+      (prior.originalSeq ?? undefined) !== input.originalSeq
+    ) {
+      throw new AgentError(
+        'TXN_INVALID',
+        `local id ${prior.localId} was already used for a different transaction`,
+      );
     }
     return { row: prior, duplicate: true };
   }
@@ -294,23 +383,43 @@ export class Payments {
   private originalFor(input: RecordInput, openBatchId: string): TxnRow {
     const original = this.d.store.journal.getTxn(input.originalSeq!);
     if (!original || original.type !== 'sale' || original.status === 'declined') {
-      throw new AgentError('TXN_ORIGINAL_NOT_FOUND', `no approved sale with sequence number ${input.originalSeq}`);
+      throw new AgentError(
+        'TXN_ORIGINAL_NOT_FOUND',
+        `no approved sale with sequence number ${input.originalSeq}`,
+      );
     }
     const taken = this.d.store.journal.takenFrom(original.seq);
-    if (taken.cancelled) throw new AgentError('TXN_EXCEEDS_ORIGINAL', `sale ${original.seq} was already voided or reversed`);
+    if (taken.cancelled)
+      throw new AgentError(
+        'TXN_EXCEEDS_ORIGINAL',
+        `sale ${original.seq} was already voided or reversed`,
+      );
     if (input.type === 'refund') {
       if (taken.amount + input.amount > original.amount) {
-        throw new AgentError('TXN_EXCEEDS_ORIGINAL', `only ${original.amount - taken.amount} is left to refund on sale ${original.seq}`);
+        throw new AgentError(
+          'TXN_EXCEEDS_ORIGINAL',
+          `only ${original.amount - taken.amount} is left to refund on sale ${original.seq}`,
+        );
       }
       return original;
     }
     // Void and reversal cancel the whole original, before any refund took part of it.
-    if (taken.count > 0) throw new AgentError('TXN_EXCEEDS_ORIGINAL', `sale ${original.seq} was already partly refunded`);
+    if (taken.count > 0)
+      throw new AgentError(
+        'TXN_EXCEEDS_ORIGINAL',
+        `sale ${original.seq} was already partly refunded`,
+      );
     if (input.amount !== original.amount) {
-      throw new AgentError('TXN_INVALID', `a ${input.type} must be for the whole ${original.amount} of sale ${original.seq}`);
+      throw new AgentError(
+        'TXN_INVALID',
+        `a ${input.type} must be for the whole ${original.amount} of sale ${original.seq}`,
+      );
     }
     if (input.type === 'void' && original.batchId !== openBatchId) {
-      throw new AgentError('TXN_INVALID', `sale ${original.seq} is in a closed batch; refund it instead of voiding`);
+      throw new AgentError(
+        'TXN_INVALID',
+        `sale ${original.seq} is in a closed batch; refund it instead of voiding`,
+      );
     }
     return original;
   }
@@ -330,14 +439,20 @@ export class Payments {
   private checkOffline(input: RecordInput, now: number): void {
     const { offline } = this.d.config;
     if (input.amount > offline.maxAmount) {
-      throw new AgentError('TXN_OFFLINE_LIMIT', `an offline approval may not exceed ${offline.maxAmount}`);
+      throw new AgentError(
+        'TXN_OFFLINE_LIMIT',
+        `an offline approval may not exceed ${offline.maxAmount}`,
+      );
     }
     if (input.approvedAt !== undefined && now - input.approvedAt > offline.maxAgeMs) {
       throw new AgentError('TXN_OFFLINE_LIMIT', 'the offline approval is too old to be accepted');
     }
     const pending = this.pendingOfflineTotal();
     if (pending + input.amount > offline.maxTotal) {
-      throw new AgentError('TXN_OFFLINE_LIMIT', `offline approvals not yet settled already total ${pending}`);
+      throw new AgentError(
+        'TXN_OFFLINE_LIMIT',
+        `offline approvals not yet settled already total ${pending}`,
+      );
     }
   }
 
@@ -348,7 +463,8 @@ export class Payments {
     let total = 0;
     for (const b of batches) {
       if (b.state !== 'open' && !UNSETTLED_STATES.includes(b.state)) continue;
-      for (const r of store.journal.batchRows(b.batchId)) if (r.status === 'pending-offline') total += r.amount;
+      for (const r of store.journal.batchRows(b.batchId))
+        if (r.status === 'pending-offline') total += r.amount;
     }
     return total;
   }

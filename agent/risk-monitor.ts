@@ -40,14 +40,22 @@ export class RiskMonitor {
     if (row.status === 'declined') {
       this.declines = window(this.declines, now, r.declineWindowMs);
       if (this.declines.length >= r.declineBurst) {
-        this.trip({ rule: 'decline-burst', detail: `${this.declines.length} declines within ${r.declineWindowMs} ms`, at: now });
+        this.trip({
+          rule: 'decline-burst',
+          detail: `${this.declines.length} declines within ${r.declineWindowMs} ms`,
+          at: now,
+        });
         this.declines = [];
       }
     }
     if (row.amount <= r.tinyAmount) {
       this.tiny = window(this.tiny, now, r.tinyWindowMs);
       if (this.tiny.length >= r.tinyBurst) {
-        this.trip({ rule: 'tiny-burst', detail: `${this.tiny.length} sales of at most ${r.tinyAmount} within ${r.tinyWindowMs} ms`, at: now });
+        this.trip({
+          rule: 'tiny-burst',
+          detail: `${this.tiny.length} sales of at most ${r.tinyAmount} within ${r.tinyWindowMs} ms`,
+          at: now,
+        });
         this.tiny = [];
       }
     }
@@ -55,7 +63,11 @@ export class RiskMonitor {
 
   private trip(hit: RiskHit): void {
     try {
-      this.d.terminal.apply({ type: 'lock', source: 'risk', by: 'agent' }, `local risk rule ${hit.rule}: ${hit.detail}`, `risk-rule:${hit.rule}`);
+      this.d.terminal.apply(
+        { type: 'lock', source: 'risk', by: 'agent' },
+        `local risk rule ${hit.rule}: ${hit.detail}`,
+        `risk-rule:${hit.rule}`,
+      );
     } catch (e) {
       // A terminal that cannot be locked (deactivated) takes no transactions anyway.
       if (!isAgentError(e)) throw e;

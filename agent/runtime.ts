@@ -31,7 +31,11 @@ export interface Runtime {
 
 export function createRuntimeLogger(config: Config, destination?: NodeJS.WritableStream): Logger {
   if (destination) return createLogger({ level: config.log.level }, destination as never);
-  if (config.log.file) return createLogger({ level: config.log.level }, pino.destination({ dest: config.log.file, mkdir: true, sync: false }));
+  if (config.log.file)
+    return createLogger(
+      { level: config.log.level },
+      pino.destination({ dest: config.log.file, mkdir: true, sync: false }),
+    );
   return createLogger({ level: config.log.level });
 }
 
@@ -56,7 +60,13 @@ export async function startRuntime(
   let paymentSocketPath: string | undefined;
   if (config.paymentSocket.path) {
     paymentSocketPath = dataPath(config, config.paymentSocket.path);
-    paymentSocket = new PaymentSocketServer({ payments: agent.core.payments, terminal: agent.core.terminal, store: agent.core.store, log, maxFrameBytes: 64 * 1024 });
+    paymentSocket = new PaymentSocketServer({
+      payments: agent.core.payments,
+      terminal: agent.core.terminal,
+      store: agent.core.store,
+      log,
+      maxFrameBytes: 64 * 1024,
+    });
     await paymentSocket.listen(paymentSocketPath);
     log.info({ path: paymentSocketPath }, 'payment app socket listening');
   }
@@ -67,18 +77,30 @@ export async function startRuntime(
     stream = stdioStream();
     closeStream = () => stream!.destroy();
   } else if (!stream && config.console.mode === 'serial' && config.console.serialPath) {
-    const port = await openSerialConsoleStream({ path: config.console.serialPath, baudRate: config.console.baudRate });
+    const port = await openSerialConsoleStream({
+      path: config.console.serialPath,
+      baudRate: config.console.baudRate,
+    });
     stream = port;
     closeStream = () => port.close();
   }
   const quitters: Array<() => void> = [];
   let console_: Console | undefined;
   if (stream) {
-    const extra = opts.allowQuit ? (reg: CommandRegistry) => reg.register({ name: 'quit', summary: 'stop the demo', usage: 'quit', maxArgs: 0, run: (ctx) => {
-      ctx.logout();
-      setImmediate(() => quitters.forEach((q) => q()));
-      return 'stopping';
-    } }) : undefined;
+    const extra = opts.allowQuit
+      ? (reg: CommandRegistry) =>
+          reg.register({
+            name: 'quit',
+            summary: 'stop the demo',
+            usage: 'quit',
+            maxArgs: 0,
+            run: (ctx) => {
+              ctx.logout();
+              setImmediate(() => quitters.forEach((q) => q()));
+              return 'stopping';
+            },
+          })
+      : undefined;
     console_ = createConsole(agent, config, stream, opts.banner, extra);
     if (!opts.deferConsole) console_.start();
   }
@@ -102,14 +124,25 @@ export async function startRuntime(
 const META_THROTTLE = 'console_throttle';
 
 /** A console for the agent on one stream; logins and refusals go to the journal. */
-export function createConsole(agent: Agent, config: Config, stream: Duplex, banner?: string, extra?: (reg: CommandRegistry) => void): Console {
+export function createConsole(
+  agent: Agent,
+  config: Config,
+  stream: Duplex,
+  banner?: string,
+  extra?: (reg: CommandRegistry) => void,
+): Console {
   const { store, clock, log } = agent.core;
   const throttle = new LoginThrottle({
     clock,
-    policy: { maxFailures: config.console.maxFailures, lockoutAfter: config.console.lockoutAfter, lockoutMs: config.console.lockoutMs },
+    policy: {
+      maxFailures: config.console.maxFailures,
+      lockoutAfter: config.console.lockoutAfter,
+      lockoutMs: config.console.lockoutMs,
+    },
     // Persisted, so pulling the cable or restarting the agent does not reset the guess count.
     store: {
-      load: () => store.state.getJson<ThrottleState>(META_THROTTLE) ?? { failures: 0, lastFailureAt: 0 },
+      load: () =>
+        store.state.getJson<ThrottleState>(META_THROTTLE) ?? { failures: 0, lastFailureAt: 0 },
       save: (s) => store.atomically(() => store.state.setJson(META_THROTTLE, s)),
     },
   });
@@ -122,7 +155,9 @@ export function createConsole(agent: Agent, config: Config, stream: Duplex, bann
     audit: (event, detail) => recordEvent(store, clock, log, `console-${event}`, detail),
     clock,
     logger: log,
-    banner: banner ?? `pos-agent ${config.firmwareVersion} technician console, terminal ${config.terminalId}`,
+    banner:
+      banner ??
+      `pos-agent ${config.firmwareVersion} technician console, terminal ${config.terminalId}`,
     prompt: () => {
       const s = agent.core.terminal.status();
       return `${config.terminalId} ${s.state}${s.locks.length ? ` [${s.locks.join(',')}]` : ''}> `;

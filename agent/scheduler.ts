@@ -25,7 +25,11 @@ export class Scheduler {
       ['cutoverCron', o.cutoverCron],
       ['heartbeatCron', o.heartbeatCron],
     ] as const) {
-      if (!cron.validate(expr)) throw new AgentError('CONFIG_INVALID', `settlement.${name} "${expr}" is not a cron expression`);
+      if (!cron.validate(expr))
+        throw new AgentError(
+          'CONFIG_INVALID',
+          `settlement.${name} "${expr}" is not a cron expression`,
+        );
     }
   }
 
@@ -38,8 +42,16 @@ export class Scheduler {
       }
     };
     this.tasks = [
-      cron.schedule(this.o.cutoverCron, tick('cutover', this.o.onCutover), { timezone: this.o.timeZone, noOverlap: true, name: 'cutover' }),
-      cron.schedule(this.o.heartbeatCron, tick('heartbeat', this.o.onHeartbeat), { timezone: this.o.timeZone, noOverlap: true, name: 'heartbeat' }),
+      cron.schedule(this.o.cutoverCron, tick('cutover', this.o.onCutover), {
+        timezone: this.o.timeZone,
+        noOverlap: true,
+        name: 'cutover',
+      }),
+      cron.schedule(this.o.heartbeatCron, tick('heartbeat', this.o.onHeartbeat), {
+        timezone: this.o.timeZone,
+        noOverlap: true,
+        name: 'heartbeat',
+      }),
     ];
   }
 

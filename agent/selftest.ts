@@ -50,7 +50,11 @@ export class SelfTest {
     try {
       const res = this.d.store.integrityCheck();
       const ok = res.length === 1 && res[0] === 'ok';
-      return { name: 'journal pages', ok, detail: ok ? 'integrity_check ok' : res.slice(0, 3).join('; ') };
+      return {
+        name: 'journal pages',
+        ok,
+        detail: ok ? 'integrity_check ok' : res.slice(0, 3).join('; '),
+      };
     } catch (e) {
       return { name: 'journal pages', ok: false, detail: (e as Error).message };
     }
@@ -60,11 +64,24 @@ export class SelfTest {
   private chain(full: boolean): CheckResult {
     const { store } = this.d;
     try {
-      const from = full ? undefined : store.state.getJson<{ seq: number; hash: string }>(META_CHECKPOINT);
+      const from = full
+        ? undefined
+        : store.state.getJson<{ seq: number; hash: string }>(META_CHECKPOINT);
       const r = store.journal.verify(from);
-      if (!r.ok) return { name: 'hash chain', ok: false, detail: `row ${r.firstBad!.seq}: ${r.firstBad!.reason}` };
-      store.atomically(() => store.state.setJson(META_CHECKPOINT, { seq: r.headSeq, hash: r.headHash }));
-      return { name: 'hash chain', ok: true, detail: `${r.checked} rows verified, head ${r.headSeq}` };
+      if (!r.ok)
+        return {
+          name: 'hash chain',
+          ok: false,
+          detail: `row ${r.firstBad!.seq}: ${r.firstBad!.reason}`,
+        };
+      store.atomically(() =>
+        store.state.setJson(META_CHECKPOINT, { seq: r.headSeq, hash: r.headHash }),
+      );
+      return {
+        name: 'hash chain',
+        ok: true,
+        detail: `${r.checked} rows verified, head ${r.headSeq}`,
+      };
     } catch (e) {
       return { name: 'hash chain', ok: false, detail: (e as Error).message };
     }
@@ -84,13 +101,25 @@ export class SelfTest {
   private clockSanity(): CheckResult {
     const now = this.d.clock.now();
     if (now < this.d.config.selftest.minSaneTimeMs) {
-      return { name: 'clock', ok: false, detail: `the clock reads ${new Date(now).toISOString()}, before any plausible date` };
+      return {
+        name: 'clock',
+        ok: false,
+        detail: `the clock reads ${new Date(now).toISOString()}, before any plausible date`,
+      };
     }
     const offset = this.d.clockOffsetMs();
     if (offset !== null && Math.abs(offset) > 24 * 3600_000) {
-      return { name: 'clock', ok: false, detail: `the clock is ${Math.round(offset / 1000)} s away from the acquirer's` };
+      return {
+        name: 'clock',
+        ok: false,
+        detail: `the clock is ${Math.round(offset / 1000)} s away from the acquirer's`,
+      };
     }
-    return { name: 'clock', ok: true, detail: offset === null ? 'plausible (offset not measured yet)' : `offset ${offset} ms` };
+    return {
+      name: 'clock',
+      ok: true,
+      detail: offset === null ? 'plausible (offset not measured yet)' : `offset ${offset} ms`,
+    };
   }
 
   private settle(report: SelfTestReport): void {
@@ -98,10 +127,18 @@ export class SelfTest {
     const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
     try {
       if (failed.length) {
-        terminal.apply({ type: 'lock', source: 'hardware-fault', by: 'agent' }, `self-test failed: ${failed.join('; ')}`, 'selftest');
+        terminal.apply(
+          { type: 'lock', source: 'hardware-fault', by: 'agent' },
+          `self-test failed: ${failed.join('; ')}`,
+          'selftest',
+        );
         recordEvent(store, clock, log, 'selftest-failed', { failed });
       } else if (terminal.status().locks.includes('hardware-fault')) {
-        terminal.apply({ type: 'unlock', source: 'hardware-fault', by: 'agent' }, 'self-test passed', 'selftest');
+        terminal.apply(
+          { type: 'unlock', source: 'hardware-fault', by: 'agent' },
+          'self-test passed',
+          'selftest',
+        );
       }
     } catch (e) {
       // A deactivated terminal cannot be locked; a full disk cannot journal: both already refuse transactions.

@@ -25,7 +25,8 @@ export interface AcquirerLink {
   request(body: EnvelopeBody, opts?: { timeoutMs?: number }): Promise<Envelope>;
 }
 
-export type SettlementStep = 'closed' | 'sent' | 'acked' | 'out-of-balance' | 'detail-chunk' | 'detail-uploaded' | 'resolved';
+export type SettlementStep =
+  'closed' | 'sent' | 'acked' | 'out-of-balance' | 'detail-chunk' | 'detail-uploaded' | 'resolved';
 
 export interface SettlementDeps {
   store: Store;
@@ -64,10 +65,21 @@ export class Settlement {
       const digest = batchDigest(open.batchId, rows);
       const closed = store.batches.close(
         open.batchId,
-        { businessDate: date, firstSeq: rows[0]!.seq, lastSeq: rows.at(-1)!.seq, txnCount: rows.length, totals, digest },
+        {
+          businessDate: date,
+          firstSeq: rows[0]!.seq,
+          lastSeq: rows.at(-1)!.seq,
+          txnCount: rows.length,
+          totals,
+          digest,
+        },
         now,
       );
-      store.journal.appendEvent('batch-closed', { batchId: open.batchId, digest, businessDate: date, totals, reason: opts.reason }, now);
+      store.journal.appendEvent(
+        'batch-closed',
+        { batchId: open.batchId, digest, businessDate: date, totals, reason: opts.reason },
+        now,
+      );
       return closed;
     });
     if (batch) {
@@ -87,9 +99,13 @@ export class Settlement {
         await this.settleOne(batch.batchId);
         report.settled.push(batch.batchId);
       } catch (e) {
-        report.error = e instanceof AgentError ? e : new AgentError('SETTLEMENT_REJECTED', (e as Error).message);
+        report.error =
+          e instanceof AgentError ? e : new AgentError('SETTLEMENT_REJECTED', (e as Error).message);
         report.pending.push(...queue.slice(i).map((b) => b.batchId));
-        this.d.log.warn({ batchId: batch.batchId, code: report.error.code, err: report.error.message }, 'settlement paused');
+        this.d.log.warn(
+          { batchId: batch.batchId, code: report.error.code, err: report.error.message },
+          'settlement paused',
+        );
         break;
       }
     }
@@ -106,7 +122,10 @@ export class Settlement {
         case 'resolved':
           return batch;
         case 'open':
-          throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} is still open; cut over first`);
+          throw new AgentError(
+            'SETTLEMENT_REJECTED',
+            `batch ${batchId} is still open; cut over first`,
+          );
         case 'closed':
           this.step(batch, ['closed'], 'sent', 'batch-sent', {});
           break;
@@ -140,7 +159,9 @@ export class Settlement {
       const theirs = ack.acquirerTotals ? totalsFromWire(ack.acquirerTotals) : batch.totals!;
       if (batch.state === 'sent' && !totalsEqual(theirs, batch.totals!)) {
         // An ack whose totals disagree is treated as out of balance: we prove our rows.
-        this.step(batch, ['sent'], 'out-of-balance', 'batch-out-of-balance', { acquirerTotals: theirs });
+        this.step(batch, ['sent'], 'out-of-balance', 'batch-out-of-balance', {
+          acquirerTotals: theirs,
+        });
         return;
       }
       const to: BatchState = batch.state === 'sent' ? 'acked' : 'resolved';
@@ -155,10 +176,15 @@ export class Settlement {
       const oob = reply.outOfBalance;
       this.checkKey(batch, oob.batchId, oob.digest);
       const theirs = oob.acquirerTotals ? totalsFromWire(oob.acquirerTotals) : undefined;
-      this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', { acquirerTotals: theirs });
+      this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', {
+        acquirerTotals: theirs,
+      });
       return;
     }
-    throw new AgentError('PROTOCOL_UNEXPECTED', `the acquirer answered a batch with ${Object.keys(reply.toJSON()).join(',')}`);
+    throw new AgentError(
+      'PROTOCOL_UNEXPECTED',
+      `the acquirer answered a batch with ${Object.keys(reply.toJSON()).join(',')}`,
+    );
   }
 
   private async uploadDetail(batch: Batch): Promise<void> {
@@ -176,16 +202,29 @@ export class Settlement {
         },
       });
       const ack = reply.detailAck;
-      if (!ack || ack.chunkIndex !== i) throw new AgentError('PROTOCOL_UNEXPECTED', `chunk ${i} of batch ${batch.batchId} was not acknowledged`);
+      if (!ack || ack.chunkIndex !== i)
+        throw new AgentError(
+          'PROTOCOL_UNEXPECTED',
+          `chunk ${i} of batch ${batch.batchId} was not acknowledged`,
+        );
       this.checkKey(batch, ack.batchId, ack.digest);
       this.d.afterStep?.('detail-chunk', batch.batchId);
     }
-    this.step(batch, ['out-of-balance'], 'detail-uploaded', 'batch-detail-uploaded', { chunks: count });
+    this.step(batch, ['out-of-balance'], 'detail-uploaded', 'batch-detail-uploaded', {
+      chunks: count,
+    });
   }
 
-  private checkKey(batch: Batch, batchId: string | null | undefined, digest: string | null | undefined): void {
+  private checkKey(
+    batch: Batch,
+    batchId: string | null | undefined,
+    digest: string | null | undefined,
+  ): void {
     if (batchId !== batch.batchId || digest !== batch.digest) {
-      throw new AgentError('PROTOCOL_UNEXPECTED', `the acquirer answered for batch ${batchId}/${digest?.slice(0, 8)}, not ${batch.batchId}`);
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `the acquirer answered for batch ${batchId}/${digest?.slice(0, 8)}, not ${batch.batchId}`,
+      );
     }
   }
 
@@ -199,8 +238,15 @@ export class Settlement {
     const { store, clock } = this.d;
     store.atomically(() => {
       const now = clock.now();
-      store.batches.setState(batch.batchId, from, to, now, { settlementId: extra.settlementId, acquirerTotals: extra.acquirerTotals });
-      store.journal.appendEvent(event, { batchId: batch.batchId, digest: batch.digest, ...extra }, now);
+      store.batches.setState(batch.batchId, from, to, now, {
+        settlementId: extra.settlementId,
+        acquirerTotals: extra.acquirerTotals,
+      });
+      store.journal.appendEvent(
+        event,
+        { batchId: batch.batchId, digest: batch.digest, ...extra },
+        now,
+      );
     });
     this.d.log.info({ batchId: batch.batchId, from: batch.state, to }, 'batch step');
     this.d.afterStep?.(to as SettlementStep, batch.batchId);
@@ -217,7 +263,8 @@ export class Settlement {
 
 function num(v: unknown, what: string): number {
   const n = typeof v === 'number' ? v : Number(v ?? 0);
-  if (!Number.isSafeInteger(n)) throw new AgentError('PROTOCOL_MALFORMED', `${what} is not a whole number of minor units`);
+  if (!Number.isSafeInteger(n))
+    throw new AgentError('PROTOCOL_MALFORMED', `${what} is not a whole number of minor units`);
   return n;
 }
 

@@ -29,7 +29,10 @@ export class TerminalState {
     const row = this.store.state.lifecycle();
     if (!row) return { state: 'unactivated', locks: [], reason: null };
     if (!isState(row.state) || !row.locks.every(isLockSource)) {
-      throw new AgentError('STORAGE_CORRUPT', `the stored lifecycle state "${row.state}" is not one this agent knows`);
+      throw new AgentError(
+        'STORAGE_CORRUPT',
+        `the stored lifecycle state "${row.state}" is not one this agent knows`,
+      );
     }
     return { state: row.state, locks: row.locks.filter(isLockSource), reason: row.reason };
   }
@@ -44,13 +47,21 @@ export class TerminalState {
    * event goes with other writes (a command counter, a batch step); joins it if so.
    * A refused event throws and is recorded by the caller's refusal path.
    */
-  apply(event: LifecycleEvent, cause: string, source: string): TerminalStatus & { changed: boolean } {
+  apply(
+    event: LifecycleEvent,
+    cause: string,
+    source: string,
+  ): TerminalStatus & { changed: boolean } {
     return this.store.atomically(() => {
       const row = this.store.state.lifecycle();
       const before = this.status();
       const out = transition(before, event);
       if (!out.ok) {
-        throw new AgentError(out.code, out.reason, { event: event.type, state: before.state, locks: before.locks });
+        throw new AgentError(out.code, out.reason, {
+          event: event.type,
+          state: before.state,
+          locks: before.locks,
+        });
       }
       if (!out.changed) return { ...out.next, changed: false };
       const now = this.clock.now();
@@ -82,13 +93,27 @@ export class TerminalState {
         cause,
         journalSeq: entry.seq,
       });
-      this.log.info({ event: describeEvent(event), from: before.state, to: out.next.state, locks: out.next.locks, source, cause }, 'lifecycle transition');
+      this.log.info(
+        {
+          event: describeEvent(event),
+          from: before.state,
+          to: out.next.state,
+          locks: out.next.locks,
+          source,
+          cause,
+        },
+        'lifecycle transition',
+      );
       return { ...out.next, changed: true };
     });
   }
 
   /** Applies an event, recording a refusal in the journal before rethrowing it. */
-  applyOrRecord(event: LifecycleEvent, cause: string, source: string): TerminalStatus & { changed: boolean } {
+  applyOrRecord(
+    event: LifecycleEvent,
+    cause: string,
+    source: string,
+  ): TerminalStatus & { changed: boolean } {
     try {
       return this.apply(event, cause, source);
     } catch (e) {

@@ -31,7 +31,11 @@ export function formatUnlockCode(expiresAtMs: number, signature: Uint8Array): st
 
 export function parseUnlockCode(code: string): { expiresAtMs: number; signature: Buffer } {
   const m = /^([0-9a-z]{1,12})\.([A-Za-z0-9_-]{80,90})$/.exec(code.trim());
-  if (!m) throw new AgentError('UNLOCK_CODE_INVALID', 'the unlock code is not in the form the acquirer gives');
+  if (!m)
+    throw new AgentError(
+      'UNLOCK_CODE_INVALID',
+      'the unlock code is not in the form the acquirer gives',
+    );
   return { expiresAtMs: parseInt(m[1]!, 36), signature: Buffer.from(m[2]!, 'base64url') };
 }
 
@@ -73,22 +77,49 @@ export class UnlockCodes {
       store.atomically(() => {
         const now = clock.now();
         const row = store.state.challenge(challenge);
-        if (!row) throw new AgentError('UNLOCK_CODE_INVALID', 'that challenge was never shown on this terminal');
-        if (row.usedAt !== null) throw new AgentError('UNLOCK_CODE_INVALID', 'that challenge was already used');
-        if (now > row.expiresAt || now > expiresAtMs) throw new AgentError('UNLOCK_CODE_INVALID', 'the challenge or the code has expired');
+        if (!row)
+          throw new AgentError(
+            'UNLOCK_CODE_INVALID',
+            'that challenge was never shown on this terminal',
+          );
+        if (row.usedAt !== null)
+          throw new AgentError('UNLOCK_CODE_INVALID', 'that challenge was already used');
+        if (now > row.expiresAt || now > expiresAtMs)
+          throw new AgentError('UNLOCK_CODE_INVALID', 'the challenge or the code has expired');
         if (!isLockSource(row.source)) throw new AgentError('UNLOCK_CODE_INVALID');
-        const grant = encodeUnlockGrant({ terminalId: this.d.terminalId, challenge, expiresAtMs, source: row.source });
+        const grant = encodeUnlockGrant({
+          terminalId: this.d.terminalId,
+          challenge,
+          expiresAtMs,
+          source: row.source,
+        });
         if (!verifyEd25519(key, grant, signature)) {
-          throw new AgentError('UNLOCK_CODE_INVALID', 'the code was not signed by the acquirer for this challenge and terminal');
+          throw new AgentError(
+            'UNLOCK_CODE_INVALID',
+            'the code was not signed by the acquirer for this challenge and terminal',
+          );
         }
         store.state.useChallenge(challenge, now);
-        this.d.terminal.apply({ type: 'unlock', source: row.source, by: 'unlock-code' }, `offline unlock code for challenge ${challenge}`, by);
-        store.journal.appendEvent('unlock-code-accepted', { challenge, source: row.source, by }, now);
+        this.d.terminal.apply(
+          { type: 'unlock', source: row.source, by: 'unlock-code' },
+          `offline unlock code for challenge ${challenge}`,
+          by,
+        );
+        store.journal.appendEvent(
+          'unlock-code-accepted',
+          { challenge, source: row.source, by },
+          now,
+        );
       });
       log.info({ challenge, by }, 'unlock code accepted');
     } catch (e) {
       const err = e instanceof AgentError ? e : new AgentError('UNLOCK_CODE_INVALID');
-      recordEvent(store, clock, log, 'unlock-code-refused', { challenge: challenge.slice(0, 32), code: err.code, reason: err.message, by });
+      recordEvent(store, clock, log, 'unlock-code-refused', {
+        challenge: challenge.slice(0, 32),
+        code: err.code,
+        reason: err.message,
+        by,
+      });
       throw err;
     }
   }

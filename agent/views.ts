@@ -18,7 +18,14 @@ export interface StatusView {
   mayTransact: boolean;
   merchant: string | null;
   journal: { headSeq: number; headHash: string };
-  openBatch: { batchId: string; transactions: number; netAmount: number; netFee: number; netSettlement: number; currency: string };
+  openBatch: {
+    batchId: string;
+    transactions: number;
+    netAmount: number;
+    netFee: number;
+    netSettlement: number;
+    currency: string;
+  };
   queuedBatches: number;
   link?: { up: boolean; clockOffsetMs: number | null };
   versions: { agent: string; node: string };
@@ -27,7 +34,14 @@ export interface StatusView {
 export function statusView(
   store: Store,
   status: TerminalStatus & { reason: string | null },
-  ctx: { terminalId: string; identity?: Identity; currency: string; now: number; firmwareVersion: string; link?: StatusView['link'] },
+  ctx: {
+    terminalId: string;
+    identity?: Identity;
+    currency: string;
+    now: number;
+    firmwareVersion: string;
+    link?: StatusView['link'];
+  },
 ): StatusView {
   const open = store.batches.open(ctx.now);
   const rows = store.journal.batchRows(open.batchId);
@@ -39,7 +53,9 @@ export function statusView(
     locks: status.locks,
     reason: status.reason,
     mayTransact: status.state === 'active' && status.locks.length === 0,
-    merchant: ctx.identity ? `${ctx.identity.merchantId} ${ctx.identity.merchantName} (${ctx.identity.category})` : null,
+    merchant: ctx.identity
+      ? `${ctx.identity.merchantId} ${ctx.identity.merchantName} (${ctx.identity.category})`
+      : null,
     journal: { headSeq: head.seq, headHash: head.hash },
     openBatch: {
       batchId: open.batchId,
@@ -72,10 +88,33 @@ export interface EntryView {
 export function entryView(e: JournalEntry): EntryView {
   const at = new Date(e.createdAt).toISOString();
   if (e.kind === 'event') {
-    return { seq: e.seq, at, kind: 'event', what: e.event, amount: null, fee: null, status: null, card: null, batch: null, detail: e.detail, hash: e.hash };
+    return {
+      seq: e.seq,
+      at,
+      kind: 'event',
+      what: e.event,
+      amount: null,
+      fee: null,
+      status: null,
+      card: null,
+      batch: null,
+      detail: e.detail,
+      hash: e.hash,
+    };
   }
   const what = e.originalSeq ? `${e.type} of ${e.originalSeq}` : e.type;
-  return { seq: e.seq, at, kind: 'txn', what, amount: e.amount, fee: e.fee, status: e.status, card: e.maskedPan, batch: e.batchId, hash: e.hash };
+  return {
+    seq: e.seq,
+    at,
+    kind: 'txn',
+    what,
+    amount: e.amount,
+    fee: e.fee,
+    status: e.status,
+    card: e.maskedPan,
+    batch: e.batchId,
+    hash: e.hash,
+  };
 }
 
 export interface BatchView {

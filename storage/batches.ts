@@ -9,13 +9,7 @@ import { guarded, type Database } from './db.ts';
  */
 
 export type BatchState =
-  | 'open'
-  | 'closed'
-  | 'sent'
-  | 'acked'
-  | 'out-of-balance'
-  | 'detail-uploaded'
-  | 'resolved';
+  'open' | 'closed' | 'sent' | 'acked' | 'out-of-balance' | 'detail-uploaded' | 'resolved';
 
 export interface TypeTotal {
   type: 'sale' | 'refund' | 'void' | 'reversal';
@@ -87,16 +81,21 @@ function toBatch(r: RawBatch): Batch {
 }
 
 /** States from which a batch still has to reach the acquirer. */
-export const UNSETTLED_STATES: readonly BatchState[] = ['closed', 'sent', 'out-of-balance', 'detail-uploaded'];
+export const UNSETTLED_STATES: readonly BatchState[] = [
+  'closed',
+  'sent',
+  'out-of-balance',
+  'detail-uploaded',
+];
 
 export class Batches {
   constructor(private readonly db: Database) {}
 
   /** The open batch, creating the first one on a fresh journal. */
   open(now: number): Batch {
-    const row = guarded(() => this.db.prepare("SELECT * FROM batches WHERE state = 'open'").get()) as
-      | RawBatch
-      | undefined;
+    const row = guarded(() =>
+      this.db.prepare("SELECT * FROM batches WHERE state = 'open'").get(),
+    ) as RawBatch | undefined;
     return row ? toBatch(row) : this.create(now);
   }
 
@@ -118,9 +117,9 @@ export class Batches {
   }
 
   get(batchId: string): Batch | undefined {
-    const row = guarded(() => this.db.prepare('SELECT * FROM batches WHERE batch_id = ?').get(batchId)) as
-      | RawBatch
-      | undefined;
+    const row = guarded(() =>
+      this.db.prepare('SELECT * FROM batches WHERE batch_id = ?').get(batchId),
+    ) as RawBatch | undefined;
     return row && toBatch(row);
   }
 
@@ -136,7 +135,9 @@ export class Batches {
   unsettled(): Batch[] {
     const marks = UNSETTLED_STATES.map(() => '?').join(', ');
     const rows = guarded(() =>
-      this.db.prepare(`SELECT * FROM batches WHERE state IN (${marks}) ORDER BY number`).all(...UNSETTLED_STATES),
+      this.db
+        .prepare(`SELECT * FROM batches WHERE state IN (${marks}) ORDER BY number`)
+        .all(...UNSETTLED_STATES),
     ) as RawBatch[];
     return rows.map(toBatch);
   }
@@ -205,7 +206,10 @@ export class Batches {
     );
     const batch = this.get(batchId);
     if (res.changes !== 1 || !batch) {
-      throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} cannot move to ${to} from ${batch?.state ?? 'nowhere'}`);
+      throw new AgentError(
+        'SETTLEMENT_REJECTED',
+        `batch ${batchId} cannot move to ${to} from ${batch?.state ?? 'nowhere'}`,
+      );
     }
     return batch;
   }
@@ -213,7 +217,11 @@ export class Batches {
   /** The business date of the newest closed batch, for one-cutover-per-day. */
   lastBusinessDate(): string | null {
     const r = guarded(() =>
-      this.db.prepare('SELECT business_date AS d FROM batches WHERE business_date IS NOT NULL ORDER BY number DESC LIMIT 1').get(),
+      this.db
+        .prepare(
+          'SELECT business_date AS d FROM batches WHERE business_date IS NOT NULL ORDER BY number DESC LIMIT 1',
+        )
+        .get(),
     ) as { d: string } | undefined;
     return r?.d ?? null;
   }

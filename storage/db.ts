@@ -56,11 +56,24 @@ export function mapSqliteError(e: unknown): AgentError {
   if (e instanceof AgentError) return e;
   const code = (e as { code?: string }).code ?? '';
   const base = code.split('_').slice(0, 2).join('_');
-  const mapped = sqliteCodes[code] ?? sqliteCodes[base] ?? (code.startsWith('SQLITE_IOERR') ? 'STORAGE_IO' : undefined);
+  const mapped =
+    sqliteCodes[code] ??
+    sqliteCodes[base] ??
+    (code.startsWith('SQLITE_IOERR') ? 'STORAGE_IO' : undefined);
   if (!mapped) {
-    return new AgentError('STORAGE_IO', `journal error: ${(e as Error).message}`, { sqlite: code }, { cause: e });
+    return new AgentError(
+      'STORAGE_IO',
+      `journal error: ${(e as Error).message}`,
+      { sqlite: code },
+      { cause: e },
+    );
   }
-  return new AgentError(mapped, undefined, { sqlite: code, detail: (e as Error).message }, { cause: e });
+  return new AgentError(
+    mapped,
+    undefined,
+    { sqlite: code, detail: (e as Error).message },
+    { cause: e },
+  );
 }
 
 /** Runs fn and rethrows any SQLite error as an AgentError. */
@@ -99,7 +112,10 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
   }
   let db: Database | undefined;
   try {
-    db = new Driver(file, { readonly: options.readonly ?? false, fileMustExist: options.mustExist ?? false });
+    db = new Driver(file, {
+      readonly: options.readonly ?? false,
+      fileMustExist: options.mustExist ?? false,
+    });
     if (!options.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -127,14 +143,23 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
 }
 
 function runMigrations(db: Database): void {
-  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+  const tables = (
+    db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]
+  ).map((r) => r.name);
   if (tables.length > 0 && !tables.includes('schema_migrations')) {
     // Someone else's SQLite file: converting it in place would destroy evidence.
-    throw new AgentError('STORAGE_CORRUPT', `the file is a SQLite database but not a pos-agent journal (tables: ${tables.slice(0, 5).join(', ')})`);
+    throw new AgentError(
+      'STORAGE_CORRUPT',
+      `the file is a SQLite database but not a pos-agent journal (tables: ${tables.slice(0, 5).join(', ')})`,
+    );
   }
-  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
+  );
   const done = new Set(
-    (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+    (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
+      (r) => r.version,
+    ),
   );
   const newest = migrations.at(-1)?.version ?? 0;
   const unknown = [...done].filter((v) => v > newest);
@@ -148,7 +173,10 @@ function runMigrations(db: Database): void {
     if (done.has(m.version)) continue;
     db.transaction(() => {
       db.exec(m.sql);
-      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, Date.now());
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(
+        m.version,
+        Date.now(),
+      );
     })();
   }
 }
@@ -159,17 +187,28 @@ function runMigrations(db: Database): void {
  */
 function probe(db: Database, requireGuards: boolean): void {
   const tables = new Set(
-    (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name),
+    (
+      db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]
+    ).map((r) => r.name),
   );
   for (const t of ['journal', 'batches', 'lifecycle', 'meta']) {
-    if (!tables.has(t)) throw new AgentError('STORAGE_CORRUPT', `the journal file has no ${t} table`);
+    if (!tables.has(t))
+      throw new AgentError('STORAGE_CORRUPT', `the journal file has no ${t} table`);
   }
   const triggers = new Set(
-    (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'").all() as { name: string }[]).map((r) => r.name),
+    (
+      db.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'").all() as {
+        name: string;
+      }[]
+    ).map((r) => r.name),
   );
   for (const t of requireGuards ? ['journal_immutable_update', 'journal_immutable_delete'] : []) {
     // Only someone editing the journal by hand drops these: fail closed and keep the file.
-    if (!triggers.has(t)) throw new AgentError('STORAGE_CORRUPT', `the journal's ${t} guard was removed; the file may have been edited`);
+    if (!triggers.has(t))
+      throw new AgentError(
+        'STORAGE_CORRUPT',
+        `the journal's ${t} guard was removed; the file may have been edited`,
+      );
   }
   db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 8').all();
 }

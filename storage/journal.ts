@@ -210,7 +210,12 @@ export class Journal {
   }
 
   /** What later rows (refunds, voids, reversals) already took back from an original. */
-  takenFrom(originalSeq: number): { amount: number; fee: number; count: number; cancelled: boolean } {
+  takenFrom(originalSeq: number): {
+    amount: number;
+    fee: number;
+    count: number;
+    cancelled: boolean;
+  } {
     const r = guarded(() => this.settledAgainst.get(originalSeq)) as {
       amount: number;
       fee: number;
@@ -234,7 +239,9 @@ export class Journal {
   /** Transactions of one batch in sequence order. */
   batchRows(batchId: string): TxnRow[] {
     const rows = guarded(() =>
-      this.db.prepare("SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq").all(batchId),
+      this.db
+        .prepare("SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq")
+        .all(batchId),
     ) as RawRow[];
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
   }
@@ -243,7 +250,9 @@ export class Journal {
   events(name: string, limit = 1000): EventRow[] {
     const rows = guarded(() =>
       this.db
-        .prepare("SELECT * FROM journal WHERE kind = 'event' AND event = ? ORDER BY seq DESC LIMIT ?")
+        .prepare(
+          "SELECT * FROM journal WHERE kind = 'event' AND event = ? ORDER BY seq DESC LIMIT ?",
+        )
         .all(name, limit),
     ) as RawRow[];
     return rows.reverse().map((r) => toEntry(r) as { kind: 'event' } & EventRow);
@@ -257,7 +266,9 @@ export class Journal {
     let prev = from.hash;
     let expectedSeq = from.seq + 1;
     let checked = 0;
-    const it = guarded(() => this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq));
+    const it = guarded(() =>
+      this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq),
+    );
     try {
       for (const raw of it as Iterable<RawRow>) {
         const bad = (reason: string): VerifyResult => ({
@@ -275,7 +286,10 @@ export class Journal {
         checked++;
       }
     } catch (e) {
-      throw new AgentError('STORAGE_CORRUPT', `the journal could not be read while verifying: ${(e as Error).message}`);
+      throw new AgentError(
+        'STORAGE_CORRUPT',
+        `the journal could not be read while verifying: ${(e as Error).message}`,
+      );
     }
     return { ok: true, checked, headSeq: expectedSeq - 1, headHash: prev };
   }

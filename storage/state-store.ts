@@ -42,7 +42,15 @@ export class StateStore {
     const r = guarded(() => this.db.prepare('SELECT * FROM lifecycle WHERE id = 1').get()) as
       | { state: string; locks: string; reason: string | null; version: number; updated_at: number }
       | undefined;
-    return r && { state: r.state, locks: JSON.parse(r.locks) as string[], reason: r.reason, version: r.version, updatedAt: r.updated_at };
+    return (
+      r && {
+        state: r.state,
+        locks: JSON.parse(r.locks) as string[],
+        reason: r.reason,
+        version: r.version,
+        updatedAt: r.updated_at,
+      }
+    );
   }
 
   /** Writes the lifecycle row; `expectedVersion` guards against a lost update. */
@@ -52,17 +60,22 @@ export class StateStore {
     if (expectedVersion === 0) {
       guarded(() =>
         this.db
-          .prepare('INSERT INTO lifecycle (id, state, locks, reason, version, updated_at) VALUES (1, ?, ?, ?, ?, ?)')
+          .prepare(
+            'INSERT INTO lifecycle (id, state, locks, reason, version, updated_at) VALUES (1, ?, ?, ?, ?, ?)',
+          )
           .run(row.state, locks, row.reason, version, row.updatedAt),
       );
       return version;
     }
     const res = guarded(() =>
       this.db
-        .prepare('UPDATE lifecycle SET state = ?, locks = ?, reason = ?, version = ?, updated_at = ? WHERE id = 1 AND version = ?')
+        .prepare(
+          'UPDATE lifecycle SET state = ?, locks = ?, reason = ?, version = ?, updated_at = ? WHERE id = 1 AND version = ?',
+        )
         .run(row.state, locks, row.reason, version, row.updatedAt, expectedVersion),
     );
-    if (res.changes !== 1) throw new Error(`lifecycle changed underneath (expected version ${expectedVersion})`);
+    if (res.changes !== 1)
+      throw new Error(`lifecycle changed underneath (expected version ${expectedVersion})`);
     return version;
   }
 
@@ -73,7 +86,17 @@ export class StateStore {
           `INSERT INTO lifecycle_transitions (at, event, from_state, to_state, locks_before, locks_after, source, cause, journal_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(t.at, t.event, t.fromState, t.toState, JSON.stringify(t.locksBefore), JSON.stringify(t.locksAfter), t.source, t.cause, t.journalSeq),
+        .run(
+          t.at,
+          t.event,
+          t.fromState,
+          t.toState,
+          JSON.stringify(t.locksBefore),
+          JSON.stringify(t.locksAfter),
+          t.source,
+          t.cause,
+          t.journalSeq,
+        ),
     );
   }
 
@@ -97,15 +120,16 @@ export class StateStore {
 
   getMeta(key: string): string | undefined {
     const r = guarded(() => this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key)) as
-      | { value: string }
-      | undefined;
+      { value: string } | undefined;
     return r?.value;
   }
 
   setMeta(key: string, value: string): void {
     guarded(() =>
       this.db
-        .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+        .prepare(
+          'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        )
         .run(key, value),
     );
   }
@@ -126,7 +150,9 @@ export class StateStore {
   installFeeSchedule(version: string, effectiveFrom: number, spec: unknown, now: number): boolean {
     const res = guarded(() =>
       this.db
-        .prepare('INSERT OR IGNORE INTO fee_schedules (version, effective_from, spec, installed_at) VALUES (?, ?, ?, ?)')
+        .prepare(
+          'INSERT OR IGNORE INTO fee_schedules (version, effective_from, spec, installed_at) VALUES (?, ?, ?, ?)',
+        )
         .run(version, effectiveFrom, JSON.stringify(spec), now),
     );
     return res.changes === 1;
@@ -136,7 +162,9 @@ export class StateStore {
   feeScheduleAt(at: number): unknown {
     const r = guarded(() =>
       this.db
-        .prepare('SELECT spec FROM fee_schedules WHERE effective_from <= ? ORDER BY effective_from DESC, installed_at DESC LIMIT 1')
+        .prepare(
+          'SELECT spec FROM fee_schedules WHERE effective_from <= ? ORDER BY effective_from DESC, installed_at DESC LIMIT 1',
+        )
         .get(at),
     ) as { spec: string } | undefined;
     return r && JSON.parse(r.spec);
@@ -144,7 +172,11 @@ export class StateStore {
 
   feeSchedules(): Array<{ version: string; effectiveFrom: number }> {
     return (
-      guarded(() => this.db.prepare('SELECT version, effective_from FROM fee_schedules ORDER BY effective_from').all()) as Array<{
+      guarded(() =>
+        this.db
+          .prepare('SELECT version, effective_from FROM fee_schedules ORDER BY effective_from')
+          .all(),
+      ) as Array<{
         version: string;
         effective_from: number;
       }>
@@ -154,22 +186,42 @@ export class StateStore {
   addChallenge(c: Omit<ChallengeRow, 'usedAt'>): void {
     guarded(() =>
       this.db
-        .prepare('INSERT INTO unlock_challenges (challenge, source, created_at, expires_at) VALUES (?, ?, ?, ?)')
+        .prepare(
+          'INSERT INTO unlock_challenges (challenge, source, created_at, expires_at) VALUES (?, ?, ?, ?)',
+        )
         .run(c.challenge, c.source, c.createdAt, c.expiresAt),
     );
   }
 
   challenge(challenge: string): ChallengeRow | undefined {
-    const r = guarded(() => this.db.prepare('SELECT * FROM unlock_challenges WHERE challenge = ?').get(challenge)) as
-      | { challenge: string; source: string; created_at: number; expires_at: number; used_at: number | null }
+    const r = guarded(() =>
+      this.db.prepare('SELECT * FROM unlock_challenges WHERE challenge = ?').get(challenge),
+    ) as
+      | {
+          challenge: string;
+          source: string;
+          created_at: number;
+          expires_at: number;
+          used_at: number | null;
+        }
       | undefined;
-    return r && { challenge: r.challenge, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at, usedAt: r.used_at };
+    return (
+      r && {
+        challenge: r.challenge,
+        source: r.source,
+        createdAt: r.created_at,
+        expiresAt: r.expires_at,
+        usedAt: r.used_at,
+      }
+    );
   }
 
   /** Marks a challenge used; false when it was already used (single use). */
   useChallenge(challenge: string, now: number): boolean {
     const res = guarded(() =>
-      this.db.prepare('UPDATE unlock_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge),
+      this.db
+        .prepare('UPDATE unlock_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL')
+        .run(now, challenge),
     );
     return res.changes === 1;
   }

@@ -13,7 +13,10 @@ export class Store {
   readonly batches: Batches;
   readonly state: StateStore;
 
-  private constructor(readonly db: Database, readonly file: string) {
+  private constructor(
+    readonly db: Database,
+    readonly file: string,
+  ) {
     this.journal = new Journal(db);
     this.batches = new Batches(db);
     this.state = new StateStore(db);
@@ -40,7 +43,9 @@ export class Store {
 
   /** Full page-level check; slow on large files, so it runs on demand and in self-test. */
   integrityCheck(): string[] {
-    const rows = guarded(() => this.db.pragma('integrity_check')) as Array<{ integrity_check: string }>;
+    const rows = guarded(() => this.db.pragma('integrity_check')) as Array<{
+      integrity_check: string;
+    }>;
     return rows.map((r) => r.integrity_check);
   }
 

@@ -6,7 +6,13 @@ import { randomBytes } from 'node:crypto';
 import { openCore, applyActivation, type Core } from '../../agent/core.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
 import { CommandProcessor } from '../../agent/commands.ts';
-import { generateEd25519, rawPublicKey, signEd25519, TerminalKeyFile, verifyEd25519 } from '../../agent/keys.ts';
+import {
+  generateEd25519,
+  rawPublicKey,
+  signEd25519,
+  TerminalKeyFile,
+  verifyEd25519,
+} from '../../agent/keys.ts';
 import { ManualClock } from '../../agent/clock.ts';
 import { encodeCommand, decodeCommandResultBody, type pos } from '../../protocol/messages.ts';
 import { createPublicKey } from 'node:crypto';
@@ -26,7 +32,10 @@ let clock: ManualClock;
 let offset = 0;
 let processor: CommandProcessor;
 
-function command(body: Omit<pos.v1.ICommand, 'terminalId' | 'counter' | 'issuedAtMs' | 'expiresAtMs' | 'nonce'>, o: { counter: number; terminalId?: string; expiresInMs?: number }): Uint8Array {
+function command(
+  body: Omit<pos.v1.ICommand, 'terminalId' | 'counter' | 'issuedAtMs' | 'expiresAtMs' | 'nonce'>,
+  o: { counter: number; terminalId?: string; expiresInMs?: number },
+): Uint8Array {
   return encodeCommand({
     terminalId: o.terminalId ?? TERMINAL,
     counter: o.counter,
@@ -42,14 +51,30 @@ function signed(bytes: Uint8Array, key = acquirer.privateKey): pos.v1.ISignedCom
 }
 
 function snapshot() {
-  return { status: core.terminal.status(), counter: processor.lastCounter(), head: core.store.journal.headOf().seq };
+  return {
+    status: core.terminal.status(),
+    counter: processor.lastCounter(),
+    head: core.store.journal.headOf().seq,
+  };
 }
 
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'pa-cmd-'));
   clock = new ManualClock();
   core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
-  applyActivation(core, { terminalId: TERMINAL, merchantId: 'M1', merchantName: 'Shop', category: 'default', currency: 'CNY', activatedAt: clock.now() }, DEFAULT_FEE_SCHEDULE, 'test');
+  applyActivation(
+    core,
+    {
+      terminalId: TERMINAL,
+      merchantId: 'M1',
+      merchantName: 'Shop',
+      category: 'default',
+      currency: 'CNY',
+      activatedAt: clock.now(),
+    },
+    DEFAULT_FEE_SCHEDULE,
+    'test',
+  );
   const terminalKeys = new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem'));
   terminalKeys.loadOrCreate();
   offset = 0;
@@ -57,7 +82,11 @@ beforeEach(() => {
     store: core.store,
     clock,
     log: core.log,
-    config: { terminalId: TERMINAL, risk: { lockSeverity: 5 } as never, commands: { expirySkewMs: 30_000 } },
+    config: {
+      terminalId: TERMINAL,
+      risk: { lockSeverity: 5 } as never,
+      commands: { expirySkewMs: 30_000 },
+    },
     terminal: core.terminal,
     clockOffsetMs: () => offset,
     terminalKey: () => terminalKeys.load(),
@@ -72,7 +101,9 @@ afterEach(() => {
 
 describe('signed commands', () => {
   it('applies a genuine lock and answers with a result signed by the terminal', () => {
-    const out = processor.handle(signed(command({ lock: { reason: 'fraud review' } }, { counter: 1 })));
+    const out = processor.handle(
+      signed(command({ lock: { reason: 'fraud review' } }, { counter: 1 })),
+    );
     expect(out.applied).toBe(true);
     expect(core.terminal.status().locks).toEqual(['remote']);
     expect(processor.lastCounter()).toBe(1);
@@ -80,12 +111,18 @@ describe('signed commands', () => {
     expect(body.outcome).toBe('applied');
     expect(body.locks).toEqual(['remote']);
     expect(body.journalHeadHash).toBe(core.store.journal.headOf().hash);
-    const terminalPublic = createPublicKey(new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem')).load()!);
+    const terminalPublic = createPublicKey(
+      new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem')).load()!,
+    );
     expect(verifyEd25519(terminalPublic, out.result.body!, out.result.signature!)).toBe(true);
   });
 
   const attacks: Array<[string, () => pos.v1.ISignedCommand, string]> = [
-    ['forged (signed by another key)', () => signed(command({ lock: { reason: 'x' } }, { counter: 1 }), stranger.privateKey), 'COMMAND_BAD_SIGNATURE'],
+    [
+      'forged (signed by another key)',
+      () => signed(command({ lock: { reason: 'x' } }, { counter: 1 }), stranger.privateKey),
+      'COMMAND_BAD_SIGNATURE',
+    ],
     [
       'bit-flipped after signing',
       () => {
@@ -106,12 +143,31 @@ describe('signed commands', () => {
       },
       'COMMAND_BAD_SIGNATURE',
     ],
-    ['unsigned', () => ({ command: command({ lock: { reason: 'x' } }, { counter: 1 }), signature: new Uint8Array() }), 'COMMAND_UNSIGNED'],
-    ['for another terminal', () => signed(command({ lock: { reason: 'x' } }, { counter: 1, terminalId: 'T9999' })), 'COMMAND_WRONG_TERMINAL'],
-    ['expired', () => signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: -60_000 })), 'COMMAND_EXPIRED'],
+    [
+      'unsigned',
+      () => ({
+        command: command({ lock: { reason: 'x' } }, { counter: 1 }),
+        signature: new Uint8Array(),
+      }),
+      'COMMAND_UNSIGNED',
+    ],
+    [
+      'for another terminal',
+      () => signed(command({ lock: { reason: 'x' } }, { counter: 1, terminalId: 'T9999' })),
+      'COMMAND_WRONG_TERMINAL',
+    ],
+    [
+      'expired',
+      () => signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: -60_000 })),
+      'COMMAND_EXPIRED',
+    ],
     ['signed garbage', () => signed(randomBytes(40)), 'COMMAND_MALFORMED'],
     ['no body', () => signed(command({}, { counter: 1 })), 'COMMAND_UNKNOWN'],
-    ['counter zero', () => signed(command({ lock: { reason: 'x' } }, { counter: 0 })), 'COMMAND_MALFORMED'],
+    [
+      'counter zero',
+      () => signed(command({ lock: { reason: 'x' } }, { counter: 0 })),
+      'COMMAND_MALFORMED',
+    ],
   ];
 
   for (const [name, make, code] of attacks) {
@@ -135,7 +191,9 @@ describe('signed commands', () => {
     core.terminal.apply({ type: 'unlock', source: 'remote', by: 'acquirer' }, 'test reset', 'test');
     const before = snapshot();
     expect(processor.handle(first).error?.code).toBe('COMMAND_REPLAYED');
-    expect(processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 4 }))).error?.code).toBe('COMMAND_REPLAYED');
+    expect(
+      processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 4 }))).error?.code,
+    ).toBe('COMMAND_REPLAYED');
     expect(snapshot().status).toEqual(before.status);
     expect(processor.lastCounter()).toBe(5);
   });
@@ -150,12 +208,16 @@ describe('signed commands', () => {
   it('judges expiry by the acquirer clock measured by the heartbeat', () => {
     // The command expires in 60 s by the acquirer's clock; ours runs 5 minutes behind it.
     offset = 5 * 60_000;
-    const out = processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: 60_000 })));
+    const out = processor.handle(
+      signed(command({ lock: { reason: 'x' } }, { counter: 1, expiresInMs: 60_000 })),
+    );
     expect(out.error?.code).toBe('COMMAND_EXPIRED');
   });
 
   it('a genuine command the state refuses still uses up its counter', () => {
-    const out = processor.handle(signed(command({ deactivationDecision: { approve: true, reason: 'ok' } }, { counter: 3 })));
+    const out = processor.handle(
+      signed(command({ deactivationDecision: { approve: true, reason: 'ok' } }, { counter: 3 })),
+    );
     expect(out.applied).toBe(false);
     expect(out.error?.code).toBe('LIFECYCLE_REFUSED');
     expect(processor.lastCounter()).toBe(3);
@@ -163,22 +225,52 @@ describe('signed commands', () => {
   });
 
   it('a risk flag at the configured severity locks with source risk; below it only records', () => {
-    expect(processor.handle(signed(command({ riskFlag: { code: 'R1', severity: 3, reason: 'watch' } }, { counter: 1 }))).applied).toBe(true);
+    expect(
+      processor.handle(
+        signed(command({ riskFlag: { code: 'R1', severity: 3, reason: 'watch' } }, { counter: 1 })),
+      ).applied,
+    ).toBe(true);
     expect(core.terminal.status().locks).toEqual([]);
-    expect(processor.handle(signed(command({ riskFlag: { code: 'R2', severity: 7, reason: 'card testing' } }, { counter: 2 }))).applied).toBe(true);
+    expect(
+      processor.handle(
+        signed(
+          command(
+            { riskFlag: { code: 'R2', severity: 7, reason: 'card testing' } },
+            { counter: 2 },
+          ),
+        ),
+      ).applied,
+    ).toBe(true);
     expect(core.terminal.status().locks).toEqual(['risk']);
-    expect(() => core.payments.record({ type: 'sale', amount: 1000, card: { pan: '4111111111111111' } })).toThrow(/risk/);
+    expect(() =>
+      core.payments.record({ type: 'sale', amount: 1000, card: { pan: '4111111111111111' } }),
+    ).toThrow(/risk/);
   });
 
   it('rotates the key only by a command signed with the current key', () => {
     const next = generateEd25519();
-    expect(processor.handle(signed(command({ rotateKey: { newPublicKey: rawPublicKey(next.publicKey) } }, { counter: 1 }))).applied).toBe(true);
-    expect(processor.handle(signed(command({ lock: { reason: 'old key' } }, { counter: 2 }))).error?.code).toBe('COMMAND_BAD_SIGNATURE');
-    expect(processor.handle(signed(command({ lock: { reason: 'new key' } }, { counter: 2 }), next.privateKey)).applied).toBe(true);
+    expect(
+      processor.handle(
+        signed(
+          command({ rotateKey: { newPublicKey: rawPublicKey(next.publicKey) } }, { counter: 1 }),
+        ),
+      ).applied,
+    ).toBe(true);
+    expect(
+      processor.handle(signed(command({ lock: { reason: 'old key' } }, { counter: 2 }))).error
+        ?.code,
+    ).toBe('COMMAND_BAD_SIGNATURE');
+    expect(
+      processor.handle(
+        signed(command({ lock: { reason: 'new key' } }, { counter: 2 }), next.privateKey),
+      ).applied,
+    ).toBe(true);
   });
 
   it('survives a reopen: the counter and the effect were committed together', () => {
-    expect(processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 9 }))).applied).toBe(true);
+    expect(
+      processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 9 }))).applied,
+    ).toBe(true);
     core.close();
     core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
     expect(core.terminal.status().locks).toEqual(['remote']);

@@ -244,7 +244,9 @@ describe('tamper evidence', () => {
 
   it('the agent refuses to run on a journal whose immutability guards were dropped, and leaves it as it was', () => {
     const j = buildJournal();
-    attacker(j.file, (db) => db.prepare('UPDATE journal SET amount = amount + 1 WHERE seq = ?').run(j.saleSeqs[0]!));
+    attacker(j.file, (db) =>
+      db.prepare('UPDATE journal SET amount = amount + 1 WHERE seq = ?').run(j.saleSeqs[0]!),
+    );
     const before = readFileSync(j.file);
     expect(() => Store.open(j.file)).toThrow(expect.objectContaining({ code: 'STORAGE_CORRUPT' }));
     expect(readFileSync(j.file).equals(before)).toBe(true);

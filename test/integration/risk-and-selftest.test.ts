@@ -21,7 +21,13 @@ let monitor: RiskMonitor;
 function open(): void {
   const config = parseConfig({ dataDir: dir });
   core = openCore(config, { clock, onRecorded: (row: TxnRow) => monitor?.observe(row) });
-  monitor = new RiskMonitor({ clock, log: core.log, config, terminal: core.terminal, report: (h) => hits.push(h) });
+  monitor = new RiskMonitor({
+    clock,
+    log: core.log,
+    config,
+    terminal: core.terminal,
+    report: (h) => hits.push(h),
+  });
 }
 
 beforeEach(() => {
@@ -29,7 +35,19 @@ beforeEach(() => {
   clock = new ManualClock(Date.UTC(2026, 10, 26, 9));
   hits = [];
   open();
-  applyActivation(core, { terminalId: 'T0001', merchantId: 'M1', merchantName: 'Shop', category: 'default', currency: 'CNY', activatedAt: clock.now() }, DEFAULT_FEE_SCHEDULE, 'test');
+  applyActivation(
+    core,
+    {
+      terminalId: 'T0001',
+      merchantId: 'M1',
+      merchantName: 'Shop',
+      category: 'default',
+      currency: 'CNY',
+      activatedAt: clock.now(),
+    },
+    DEFAULT_FEE_SCHEDULE,
+    'test',
+  );
 });
 
 afterEach(() => {
@@ -47,7 +65,9 @@ describe('local risk rules', () => {
     core.payments.record({ type: 'sale', amount: 5000, card: { pan: PAN }, status: 'declined' });
     expect(core.terminal.status().locks).toEqual(['risk']);
     expect(hits.map((h) => h.rule)).toEqual(['decline-burst']);
-    expect(() => core.payments.record({ type: 'sale', amount: 5000, card: { pan: PAN } })).toThrow(/locked by risk/);
+    expect(() => core.payments.record({ type: 'sale', amount: 5000, card: { pan: PAN } })).toThrow(
+      /locked by risk/,
+    );
   });
 
   it('declines spread beyond the window do not trip the rule', () => {
@@ -59,7 +79,8 @@ describe('local risk rules', () => {
   });
 
   it('many tiny authorisations (card testing) lock with source risk', () => {
-    for (let i = 0; i < 5; i++) core.payments.record({ type: 'sale', amount: 1, card: { pan: PAN } });
+    for (let i = 0; i < 5; i++)
+      core.payments.record({ type: 'sale', amount: 1, card: { pan: PAN } });
     expect(core.terminal.status().locks).toEqual(['risk']);
     expect(hits[0]?.rule).toBe('tiny-burst');
   });
@@ -67,13 +88,22 @@ describe('local risk rules', () => {
 
 describe('self-test', () => {
   const selftest = () =>
-    new SelfTest({ store: core.store, clock, log: core.log, config: parseConfig({ dataDir: dir }), terminal: core.terminal, clockOffsetMs: () => null });
+    new SelfTest({
+      store: core.store,
+      clock,
+      log: core.log,
+      config: parseConfig({ dataDir: dir }),
+      terminal: core.terminal,
+      clockOffsetMs: () => null,
+    });
 
   it('passes on a healthy journal and moves the verify checkpoint', () => {
     core.payments.record({ type: 'sale', amount: 5000, card: { pan: PAN } });
     const r = selftest().run({ full: true });
     expect(r.ok).toBe(true);
-    expect(core.store.state.getJson<{ seq: number }>('verify_checkpoint')?.seq).toBe(core.store.journal.headOf().seq);
+    expect(core.store.state.getJson<{ seq: number }>('verify_checkpoint')?.seq).toBe(
+      core.store.journal.headOf().seq,
+    );
   });
 
   it('a tampered row fails the chain check and locks hardware-fault', () => {

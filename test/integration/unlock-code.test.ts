@@ -20,9 +20,22 @@ let core: Core;
 let clock: ManualClock;
 let codes: UnlockCodes;
 
-function codeFor(challenge: string, o: { terminalId?: string; expiresAt?: number; key?: typeof acquirer.privateKey; source?: string } = {}): string {
+function codeFor(
+  challenge: string,
+  o: {
+    terminalId?: string;
+    expiresAt?: number;
+    key?: typeof acquirer.privateKey;
+    source?: string;
+  } = {},
+): string {
   const expiresAt = o.expiresAt ?? clock.now() + 10 * 60_000;
-  const grant = encodeUnlockGrant({ terminalId: o.terminalId ?? TERMINAL, challenge, expiresAtMs: expiresAt, source: o.source ?? 'risk' });
+  const grant = encodeUnlockGrant({
+    terminalId: o.terminalId ?? TERMINAL,
+    challenge,
+    expiresAtMs: expiresAt,
+    source: o.source ?? 'risk',
+  });
   return formatUnlockCode(expiresAt, signEd25519(o.key ?? acquirer.privateKey, grant));
 }
 
@@ -40,18 +53,41 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'pa-unlock-'));
   clock = new ManualClock();
   core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
-  applyActivation(core, { terminalId: TERMINAL, merchantId: 'M1', merchantName: 'Shop', category: 'default', currency: 'CNY', activatedAt: clock.now() }, DEFAULT_FEE_SCHEDULE, 'test');
+  applyActivation(
+    core,
+    {
+      terminalId: TERMINAL,
+      merchantId: 'M1',
+      merchantName: 'Shop',
+      category: 'default',
+      currency: 'CNY',
+      activatedAt: clock.now(),
+    },
+    DEFAULT_FEE_SCHEDULE,
+    'test',
+  );
   const commands = new CommandProcessor({
     store: core.store,
     clock,
     log: core.log,
-    config: { terminalId: TERMINAL, risk: { lockSeverity: 5 } as never, commands: { expirySkewMs: 0 } },
+    config: {
+      terminalId: TERMINAL,
+      risk: { lockSeverity: 5 } as never,
+      commands: { expirySkewMs: 0 },
+    },
     terminal: core.terminal,
     clockOffsetMs: () => 0,
     terminalKey: () => undefined,
   });
   commands.pinKey(rawPublicKey(acquirer.publicKey));
-  codes = new UnlockCodes({ store: core.store, clock, log: core.log, terminalId: TERMINAL, terminal: core.terminal, commands });
+  codes = new UnlockCodes({
+    store: core.store,
+    clock,
+    log: core.log,
+    terminalId: TERMINAL,
+    terminal: core.terminal,
+    commands,
+  });
   core.terminal.apply({ type: 'lock', source: 'risk', by: 'acquirer' }, 'risk flag', 'test');
 });
 
@@ -62,7 +98,15 @@ afterEach(() => {
 
 describe('offline unlock code', () => {
   it('a technician alone can never clear a risk lock', () => {
-    expect(refusal(() => core.terminal.applyOrRecord({ type: 'unlock', source: 'risk', by: 'technician' }, 'please', 'console:tech'))).toBe('LIFECYCLE_REFUSED');
+    expect(
+      refusal(() =>
+        core.terminal.applyOrRecord(
+          { type: 'unlock', source: 'risk', by: 'technician' },
+          'please',
+          'console:tech',
+        ),
+      ),
+    ).toBe('LIFECYCLE_REFUSED');
     expect(core.terminal.status().locks).toEqual(['risk']);
     expect(core.store.journal.events('lifecycle-refused')).toHaveLength(1);
   });
@@ -73,7 +117,9 @@ describe('offline unlock code', () => {
     codes.redeem(challenge, code, 'console:tech');
     expect(core.terminal.status().locks).toEqual([]);
     core.terminal.apply({ type: 'lock', source: 'risk', by: 'acquirer' }, 'again', 'test');
-    expect(refusal(() => codes.redeem(challenge, code, 'console:tech'))).toBe('UNLOCK_CODE_INVALID');
+    expect(refusal(() => codes.redeem(challenge, code, 'console:tech'))).toBe(
+      'UNLOCK_CODE_INVALID',
+    );
     expect(core.terminal.status().locks).toEqual(['risk']);
   });
 
@@ -82,11 +128,23 @@ describe('offline unlock code', () => {
     const other = codes.challenge('risk').challenge;
     const stranger = generateEd25519();
     const cases: Array<[string, () => void]> = [
-      ['code expired', () => codes.redeem(challenge, codeFor(challenge, { expiresAt: clock.now() - 1 }), 'c')],
-      ['other terminal', () => codes.redeem(challenge, codeFor(challenge, { terminalId: 'T0002' }), 'c')],
-      ['forged', () => codes.redeem(challenge, codeFor(challenge, { key: stranger.privateKey }), 'c')],
+      [
+        'code expired',
+        () => codes.redeem(challenge, codeFor(challenge, { expiresAt: clock.now() - 1 }), 'c'),
+      ],
+      [
+        'other terminal',
+        () => codes.redeem(challenge, codeFor(challenge, { terminalId: 'T0002' }), 'c'),
+      ],
+      [
+        'forged',
+        () => codes.redeem(challenge, codeFor(challenge, { key: stranger.privateKey }), 'c'),
+      ],
       ['other challenge', () => codes.redeem(challenge, codeFor(other), 'c')],
-      ['other source', () => codes.redeem(challenge, codeFor(challenge, { source: 'remote' }), 'c')],
+      [
+        'other source',
+        () => codes.redeem(challenge, codeFor(challenge, { source: 'remote' }), 'c'),
+      ],
       ['never shown', () => codes.redeem('AAAAAAAAAA', codeFor('AAAAAAAAAA'), 'c')],
       ['garbage', () => codes.redeem(challenge, 'not-a-code', 'c')],
     ];
@@ -95,7 +153,11 @@ describe('offline unlock code', () => {
       expect(core.terminal.status().locks, name).toEqual(['risk']);
     }
     clock.advance(16 * 60_000);
-    expect(refusal(() => codes.redeem(challenge, codeFor(challenge, { expiresAt: clock.now() + 60_000 }), 'c'))).toBe('UNLOCK_CODE_INVALID');
+    expect(
+      refusal(() =>
+        codes.redeem(challenge, codeFor(challenge, { expiresAt: clock.now() + 60_000 }), 'c'),
+      ),
+    ).toBe('UNLOCK_CODE_INVALID');
     expect(core.store.journal.events('unlock-code-refused')).toHaveLength(cases.length + 1);
     expect(core.terminal.status().locks).toEqual(['risk']);
   });
