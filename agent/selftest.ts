@@ -64,10 +64,20 @@ export class SelfTest {
   private chain(full: boolean): CheckResult {
     const { store } = this.d;
     try {
-      const from = full
-        ? undefined
-        : store.state.getJson<{ seq: number; hash: string }>(META_CHECKPOINT);
-      const r = store.journal.verify(from);
+      const checkpoint = store.state.getJson<{ seq: number; hash: string }>(META_CHECKPOINT);
+      if (
+        checkpoint &&
+        checkpoint.seq > 0 &&
+        store.journal.get(checkpoint.seq)?.hash !== checkpoint.hash
+      ) {
+        // verify() alone cannot see a tail cut off or rewritten wholesale; the checkpoint can.
+        return {
+          name: 'hash chain',
+          ok: false,
+          detail: `row ${checkpoint.seq}, verified before, is missing or changed: the journal was truncated or rewritten`,
+        };
+      }
+      const r = store.journal.verify(full ? undefined : checkpoint);
       if (!r.ok)
         return {
           name: 'hash chain',

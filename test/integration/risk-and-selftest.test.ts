@@ -129,3 +129,30 @@ describe('self-test', () => {
     expect(core.terminal.status().locks).toEqual([]);
   });
 });
+
+describe('self-test checkpoint', () => {
+  it('a journal cut short after a verified checkpoint fails the self-test', () => {
+    const st = () =>
+      new SelfTest({
+        store: core.store,
+        clock,
+        log: core.log,
+        config: parseConfig({ dataDir: dir }),
+        terminal: core.terminal,
+        clockOffsetMs: () => null,
+      });
+    for (let i = 0; i < 5; i++)
+      core.payments.record({ type: 'sale', amount: 5000 + i, card: { pan: PAN } });
+    expect(st().run({ full: true }).ok).toBe(true);
+    const head = core.store.journal.headOf().seq;
+    const evil = new Database(path.join(dir, 'journal.db'));
+    evil.exec('DROP TRIGGER journal_immutable_delete');
+    evil.prepare('DELETE FROM journal WHERE seq >= ?').run(head - 2);
+    evil.close();
+    // The remaining chain still links from genesis; only the checkpoint shows the loss.
+    expect(core.store.journal.verify().ok).toBe(true);
+    const r = st().run({ full: true });
+    expect(r.ok).toBe(false);
+    expect(r.checks.find((c) => c.name === 'hash chain')?.detail).toMatch(/truncated or rewritten/);
+  });
+});
