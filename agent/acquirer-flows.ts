@@ -3,7 +3,7 @@ import { decodeActivationGrant } from '../protocol/messages.ts';
 import type { Core } from './core.ts';
 import { applyActivation } from './core.ts';
 import { AgentError, isAgentError } from './errors.ts';
-import { parseFeeSchedule } from './fees.ts';
+import { feeScheduleFromWire } from './fees.ts';
 import { publicKeyFromRaw, rawPublicKey, verifyEd25519 } from './keys.ts';
 import { createPublicKey } from 'node:crypto';
 import { recordEvent } from './terminal-state.ts';
@@ -86,18 +86,7 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
     if (grant.terminalId !== config.terminalId)
       throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is for another terminal');
     const spec = grant.feeSchedule;
-    const schedule = parseFeeSchedule({
-      version: spec?.version,
-      currency: spec?.currency,
-      effectiveFrom: Number(spec?.effectiveFromMs ?? 0),
-      rules: (spec?.rules ?? []).map((r) => ({
-        category: r.category,
-        rateBp: r.rateBp,
-        fixed: Number(r.fixed),
-        minimum: Number(r.minimum),
-        cap: Number(r.cap) || null,
-      })),
-    });
+    const schedule = feeScheduleFromWire(spec);
     store.atomically(() => {
       d.commands.pinKey(grant.commandPublicKey);
       applyActivation(

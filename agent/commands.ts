@@ -9,7 +9,7 @@ import { isLockSource } from './lifecycle.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
 import { publicKeyFromRaw, signEd25519, verifyEd25519 } from './keys.ts';
 import { installFeeSchedule } from './core.ts';
-import { parseFeeSchedule } from './fees.ts';
+import { feeScheduleFromWire } from './fees.ts';
 
 /**
  * Signed remote commands. A command is obeyed only if, in this order: a key is pinned,
@@ -241,18 +241,7 @@ export class CommandProcessor {
         if (terminal.status().state === 'deactivated')
           throw new AgentError('LIFECYCLE_DEACTIVATED');
         const spec = cmd.feeSchedule!.schedule;
-        const schedule = parseFeeSchedule({
-          version: spec?.version,
-          currency: spec?.currency,
-          effectiveFrom: Number(spec?.effectiveFromMs ?? 0),
-          rules: (spec?.rules ?? []).map((r) => ({
-            category: r.category,
-            rateBp: r.rateBp,
-            fixed: Number(r.fixed),
-            minimum: Number(r.minimum),
-            cap: Number(r.cap) || null,
-          })),
-        });
+        const schedule = feeScheduleFromWire(spec);
         installFeeSchedule({ store, clock }, schedule);
         return undefined;
       }

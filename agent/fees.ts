@@ -53,6 +53,36 @@ export function parseFeeSchedule(input: unknown): FeeSchedule {
   );
 }
 
+/** A schedule as the acquirer sends it (FeeScheduleSpec on the wire; 0 cap means none). */
+export interface FeeScheduleWire {
+  version?: string | null;
+  currency?: string | null;
+  effectiveFromMs?: number | null;
+  rules?: Array<{
+    category?: string | null;
+    rateBp?: number | null;
+    fixed?: number | null;
+    minimum?: number | null;
+    cap?: number | null;
+  }> | null;
+}
+
+/** Validates a schedule received from the acquirer (activation grant, fee-schedule command). */
+export function feeScheduleFromWire(spec: FeeScheduleWire | null | undefined): FeeSchedule {
+  return parseFeeSchedule({
+    version: spec?.version,
+    currency: spec?.currency,
+    effectiveFrom: Number(spec?.effectiveFromMs ?? 0),
+    rules: (spec?.rules ?? []).map((r) => ({
+      category: r.category,
+      rateBp: r.rateBp,
+      fixed: Number(r.fixed ?? 0),
+      minimum: Number(r.minimum ?? 0),
+      cap: Number(r.cap) || null,
+    })),
+  });
+}
+
 /**
  * The reference tariff: 0.6% with a 3 yuan minimum; catering and entertainment at their
  * own rates, public utilities lower with a cap, as acquirers price those categories.
