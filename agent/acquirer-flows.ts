@@ -71,7 +71,9 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
   try {
     if (!res.accepted)
       throw new AgentError(
-        'ACTIVATION_REFUSED',
+        res.errorCode === 'ACTIVATION_RETRY_LIMIT'
+          ? 'ACTIVATION_RETRY_LIMIT'
+          : 'ACTIVATION_REFUSED',
         `the acquirer refused the code: ${res.reason || res.errorCode || 'no reason given'}`,
       );
     const grantBytes = res.grant ?? new Uint8Array();
@@ -120,12 +122,16 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
       by,
       failures,
     });
-    const left = Math.max(0, max - failures);
+    // The acquirer's count is the one that blocks the code: never promise more attempts than it.
+    const acquirerLeft = res.accepted ? Infinity : (res.attemptsLeft ?? 0);
+    const left = Math.max(0, Math.min(max - failures, acquirerLeft));
     throw new AgentError(
       e.code,
-      left > 0
-        ? `${e.message} (${left} attempts left)`
-        : `${e.message}; activation is locked for a while`,
+      failures >= max
+        ? `${e.message}; activation is locked for a while`
+        : left > 0
+          ? `${e.message} (${left} attempts left)`
+          : e.message,
     );
   }
 }

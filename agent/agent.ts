@@ -215,7 +215,8 @@ export class Agent {
 
   activate(code: string, by: string): Promise<void> {
     return this.runner.run('activate', async () => {
-      this.terminalKeyFile.loadOrCreate();
+      // The flow makes the signing key only once it knows the terminal is unactivated:
+      // making it here would bring a destroyed key back on a deactivated terminal.
       await activate(this.flowDeps(), code, by);
     });
   }
@@ -332,7 +333,10 @@ export class Agent {
       return terminal.status().state === 'deactivated';
     this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' });
     const report = await this.settleIfUp();
-    const unsettled = this.settlement.unsettledTransactions();
+    // An authorisation still waiting for its host may yet journal an approval and its reversal:
+    // until it lands (and a later contact settles it) the terminal is not done.
+    const unsettled =
+      this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
     if (unsettled > 0) {
       this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
       return false;

@@ -10,7 +10,10 @@ import type { BatchTotals, TypeTotal } from '../storage/batches.ts';
 
 const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
 
-export function computeTotals(rows: readonly TxnRow[], currency: string): BatchTotals {
+export function computeTotals(
+  rows: readonly Pick<TxnRow, 'type' | 'status' | 'amount' | 'fee'>[],
+  currency: string,
+): BatchTotals {
   const by = new Map<TxnType, TypeTotal>(
     TYPES.map((t) => [t, { type: t, count: 0, amount: 0, fee: 0 }]),
   );
@@ -47,7 +50,10 @@ export function computeTotals(rows: readonly TxnRow[], currency: string): BatchT
 }
 
 /** SHA-256 over the batch id and every row hash in sequence order. */
-export function batchDigest(batchId: string, rows: readonly TxnRow[]): string {
+export function batchDigest(
+  batchId: string,
+  rows: readonly Pick<TxnRow, 'seq' | 'hash'>[],
+): string {
   const h = createHash('sha256').update(batchId);
   for (const r of rows) h.update('\n').update(String(r.seq)).update(':').update(r.hash);
   return h.digest('hex');

@@ -116,9 +116,14 @@ export class CommandProcessor {
       !Number.isSafeInteger(cmd.expiresAtMs) ||
       acquirerNow > cmd.expiresAtMs + this.d.config.commands.expirySkewMs
     ) {
+      // A signed but absurd expiry (beyond what a Date can hold) must not turn the refusal
+      // into a RangeError.
+      const at = new Date(Number(cmd.expiresAtMs) || 0);
       throw new AgentError(
         'COMMAND_EXPIRED',
-        `the command expired at ${new Date(Number(cmd.expiresAtMs) || 0).toISOString()}`,
+        Number.isNaN(at.getTime())
+          ? `the command's expiry ${String(cmd.expiresAtMs).slice(0, 24)} is not a valid time`
+          : `the command expired at ${at.toISOString()}`,
       );
     }
     if (!Number.isSafeInteger(cmd.counter) || cmd.counter <= 0)

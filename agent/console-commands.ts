@@ -54,6 +54,8 @@ export function terminalCommands(
         state: s.state,
         locks: s.locks.length ? s.locks.join(', ') : 'none',
         'may transact': s.mayTransact ? 'yes' : `no${s.reason ? ` (${s.reason})` : ''}`,
+        // Also when it may transact: a rejected deactivation's reason must stay visible.
+        ...(s.mayTransact && s.reason ? { 'last change': s.reason } : {}),
         merchant: s.merchant ?? '-',
         'open batch': `${s.openBatch.batchId}: ${s.openBatch.transactions} txns, net ${money(s.openBatch.netAmount)}, fees ${money(s.openBatch.netFee)}`,
         'queued batches': s.queuedBatches,

@@ -131,5 +131,10 @@ function banner(config: Config): string {
 
 /** Resolves when the technician types `quit` (registered by the runtime's demo hook) or stdin closes. */
 function onQuit(runtime: Runtime): Promise<void> {
-  return new Promise((resolve) => runtime.onQuit(resolve));
+  return new Promise((resolve) => {
+    runtime.onQuit(resolve);
+    // The console reads stdin: once it has ended nobody can type quit, so stop, not hang.
+    if (process.stdin.readableEnded) resolve();
+    else process.stdin.once('end', () => resolve());
+  });
 }

@@ -4,7 +4,7 @@ import { UNSETTLED_STATES } from '../storage/batches.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
 import type { Config } from './config.ts';
-import { AgentError, isAgentError } from './errors.ts';
+import { AgentError, isAgentError, isAreaError } from './errors.ts';
 import { protectCard, type CardInput, type ProtectedCard } from './card.ts';
 import {
   assertMinorUnits,
@@ -62,6 +62,8 @@ export interface PaymentDeps {
 const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
 /** A local id is short and plain, with no digit run long enough to be a card number. */
 const isSafeLocalId = (id: string): boolean => /^[\w.:-]{1,64}$/.test(id) && !/\d{12,}/.test(id);
+/** Cuts out any run of 12 or more digits (spaces or dashes between them too): a possible PAN. */
+const withoutCardNumbers = (s: string): string => s.replace(/\d(?:[ -]?\d){11,}/g, '[digits]');
 
 export class Payments {
   private inFlight = 0;
@@ -92,8 +94,10 @@ export class Payments {
       if (isAgentError(e)) {
         recordEvent(this.d.store, this.d.clock, this.d.log, 'txn-refused', {
           code: e.code,
-          reason: e.message,
-          type: typeof input.type === 'string' ? input.type.slice(0, 16) : null,
+          // The refusal may echo the payment app's own words (a type, a status, a currency):
+          // a card number put in the wrong field must not reach the journal that way.
+          reason: withoutCardNumbers(e.message),
+          type: typeof input.type === 'string' ? withoutCardNumbers(input.type.slice(0, 16)) : null,
           amount: Number.isSafeInteger(input.amount) ? input.amount : null,
           localId:
             typeof input.localId === 'string' && isSafeLocalId(input.localId)
@@ -132,7 +136,10 @@ export class Payments {
         }
       });
     } catch (e) {
-      for (const g of group) g.reject(e);
+      // When SQLite rolled the group back by itself (a full disk), the first storage refusal
+      // inside it says why better than the failed commit does.
+      const first = outcomes.find((o) => !o.ok && isAreaError(o.error, 'storage'));
+      for (const g of group) g.reject(first && !first.ok ? first.error : e);
       return;
     }
     group.forEach((g, i) => {

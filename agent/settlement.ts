@@ -59,7 +59,8 @@ export class Settlement {
       const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
       if (!opts.force && store.batches.lastBusinessDate() === date) return null;
       const open = store.batches.open(now);
-      const rows = store.journal.batchRows(open.batchId);
+      // Totals and digest need six columns, not whole rows (bench/settlement.ts).
+      const rows = store.journal.batchSums(open.batchId);
       if (rows.length === 0) return null;
       const totals = computeTotals(rows, config.currency);
       const digest = batchDigest(open.batchId, rows);
@@ -188,17 +189,22 @@ export class Settlement {
   }
 
   private async uploadDetail(batch: Batch): Promise<void> {
-    const rows = this.d.store.journal.batchRows(batch.batchId);
+    const { journal } = this.d.store;
     const size = this.d.config.settlement.detailChunkRows;
-    const count = Math.max(1, Math.ceil(rows.length / size));
+    const count = Math.max(1, Math.ceil(journal.batchCount(batch.batchId) / size));
+    // Each chunk is read when it is sent (the rows of a closed batch never change): a large
+    // batch is never held whole, and no single read stalls the event loop for a second.
+    let after = 0;
     for (let i = 0; i < count; i++) {
+      const rows = journal.batchRowsAfter(batch.batchId, after, size);
+      after = rows.at(-1)?.seq ?? after;
       const reply = await this.d.link.request({
         batchDetailChunk: {
           batchId: batch.batchId,
           digest: batch.digest,
           chunkIndex: i,
           chunkCount: count,
-          rows: rows.slice(i * size, (i + 1) * size).map(detailRow),
+          rows: rows.map(detailRow),
         },
       });
       const ack = reply.detailAck;

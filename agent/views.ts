@@ -44,7 +44,7 @@ export function statusView(
   },
 ): StatusView {
   const open = store.batches.open(ctx.now);
-  const rows = store.journal.batchRows(open.batchId);
+  const rows = store.journal.batchSums(open.batchId);
   const totals = computeTotals(rows, ctx.currency);
   const head = store.journal.headOf();
   return {

@@ -38,6 +38,9 @@ export interface TxnRow extends TxnRecord {
   hash: string;
 }
 
+/** What batch totals and the batch digest read of a transaction. */
+export type TxnSumRow = Pick<TxnRow, 'seq' | 'hash' | 'type' | 'status' | 'amount' | 'fee'>;
+
 export interface EventRow {
   seq: number;
   createdAt: number;
@@ -244,6 +247,44 @@ export class Journal {
         .all(batchId),
     ) as RawRow[];
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
+  }
+
+  /** How many transactions a batch has. */
+  batchCount(batchId: string): number {
+    const r = guarded(() =>
+      this.db
+        .prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'txn' AND batch_id = ?")
+        .get(batchId),
+    ) as { n: number };
+    return r.n;
+  }
+
+  /** Up to `limit` transactions of a batch after sequence number `afterSeq`, in order. */
+  batchRowsAfter(batchId: string, afterSeq: number, limit: number): TxnRow[] {
+    const rows = guarded(() =>
+      this.db
+        .prepare(
+          "SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .all(batchId, afterSeq, limit),
+    ) as RawRow[];
+    return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
+  }
+
+  /**
+   * The same rows as batchRows, but only the six columns a batch's totals and digest need:
+   * closing (or showing) a 100,000-row batch then reads a fraction of the bytes and builds
+   * no full row objects, so it blocks the event loop for far less time.
+   */
+  batchSums(batchId: string): TxnSumRow[] {
+    return guarded(() =>
+      this.db
+        .prepare(
+          `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
+             FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq`,
+        )
+        .all(batchId),
+    ) as TxnSumRow[];
   }
 
   /** Events of one name, newest last, for audits and tests. */

@@ -1,3 +1,4 @@
+import { AgentError } from '../agent/errors.ts';
 import { guarded, openDatabase, mapSqliteError, type Database, type OpenOptions } from './db.ts';
 import { Journal } from './journal.ts';
 import { Batches } from './batches.ts';
@@ -12,6 +13,8 @@ export class Store {
   readonly journal: Journal;
   readonly batches: Batches;
   readonly state: StateStore;
+  /** atomically() calls on the stack, to tell a lost outer transaction from none at all. */
+  private depth = 0;
 
   private constructor(
     readonly db: Database,
@@ -34,10 +37,22 @@ export class Store {
    */
   atomically<T>(fn: () => T): T {
     if (this.db.inTransaction) return this.db.transaction(fn)();
+    if (this.depth > 0) {
+      // Nested, yet no transaction: SQLite rolled the outer one back by itself (it does on
+      // SQLITE_FULL and I/O errors). Starting a fresh one here would commit this part alone
+      // while the caller still counts it as part of the outer transaction that failed.
+      throw new AgentError(
+        'STORAGE_IO',
+        'the journal transaction was rolled back after a storage error; nothing of it was written',
+      );
+    }
+    this.depth++;
     try {
       return this.db.transaction(fn).immediate();
     } catch (e) {
       throw mapSqliteError(e);
+    } finally {
+      this.depth--;
     }
   }
 

@@ -1,0 +1,278 @@
+/**
+ * Builds the large journals the benchmarks need, once, into bench/.cache/ (reused while the
+ * `built.txt` marker is there; delete the directory to rebuild):
+ *
+ * - a settlement backlog: N sales in one open batch, recorded through the agent's own entry
+ *   point with group commit (recordAsync lanes), so every row is exactly what the agent writes;
+ * - a history: ~N rows of a terminal that traded for months, 10,000 sales per batch, every
+ *   closed batch acked, with its batch-closed/sent/acked events, and today's batch still open.
+ *   Written with raw inserts in large transactions (minutes faster than the entry point), but
+ *   with the agent's own row hash, totals and digest, so `journal verify` passes on it.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { journalPath } from '../agent/core.ts';
+import { SelfTest } from '../agent/selftest.ts';
+import { batchDigest, computeTotals } from '../agent/batch-totals.ts';
+import { protectCard } from '../agent/card.ts';
+import { DEFAULT_FEE_SCHEDULE, saleFee } from '../agent/fees.ts';
+import { loadDriver } from '../storage/db.ts';
+import { rowHash, type TxnRow } from '../storage/journal.ts';
+import {
+  benchConfig,
+  cacheDir,
+  isBuilt,
+  openActivatedCore,
+  sale,
+  TEST_PAN,
+  type BenchOptions,
+} from './fixtures.ts';
+import { msBetween, nowNs } from './stats.ts';
+
+const MARKER = 'built.txt';
+
+/** Sales in one open batch, through `payments.recordAsync`; returns the cached data dir. */
+export async function ensureBacklog(rows: number, opts: BenchOptions): Promise<string> {
+  const dir = cacheDir(`backlog-${rows}`);
+  if (isBuilt(dir, MARKER)) return dir;
+  rmSync(dir, { recursive: true, force: true });
+  const t0 = nowNs();
+  const core = openActivatedCore(dir);
+  try {
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      for (let i = next++; i < rows; i = next++) {
+        // One sale in twenty declined: journaled and in the digest, but moving no money.
+        await core.payments.recordAsync({
+          ...sale(i),
+          status: i % 20 === 7 ? 'declined' : 'approved',
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: 256 }, lane));
+    // The checkpoint the agent's quick self-test starts from, as after a normal start.
+    new SelfTest({
+      store: core.store,
+      clock: core.clock,
+      log: core.log,
+      config: core.config,
+      terminal: core.terminal,
+      clockOffsetMs: () => null,
+    }).run({ full: false });
+  } finally {
+    core.close();
+  }
+  writeFileSync(path.join(dir, MARKER), `${rows} sales in one open batch\n`);
+  opts.log(`  built a ${rows}-sale backlog in ${(msBetween(t0) / 1000).toFixed(1)} s`);
+  return dir;
+}
+
+/** The self-test's checkpoint key in `meta` (agent/selftest.ts). */
+export const META_VERIFY_CHECKPOINT = 'verify_checkpoint';
+
+export interface History {
+  dir: string;
+  rows: number;
+  /** Where the last start's self-test left its checkpoint: before today's open batch. */
+  checkpoint: { seq: number; hash: string };
+}
+
+const BATCH_SALES = 10_000;
+const DAY_MS = 24 * 3600_000;
+
+/** ~`rows` journal rows of history; returns the cached data dir and the checkpoint to reset to. */
+export function ensureHistory(rows: number, opts: BenchOptions): History {
+  const dir = cacheDir(`history-${rows}`);
+  const file = path.join(dir, 'checkpoint.txt');
+  if (isBuilt(dir, MARKER))
+    return {
+      dir,
+      rows,
+      checkpoint: JSON.parse(readFileSync(file, 'utf8')) as History['checkpoint'],
+    };
+  rmSync(dir, { recursive: true, force: true });
+  const t0 = nowNs();
+  const core = openActivatedCore(dir);
+  const card = protectCard({ pan: TEST_PAN }, core.tokenKeys.load(true));
+  core.close();
+
+  const db = new (loadDriver())(journalPath(benchConfig(dir)));
+  db.pragma('journal_mode = WAL');
+  // A build step, not a measurement: the finished file is checkpointed and closed below.
+  db.pragma('synchronous = OFF');
+  const cols = [
+    'seq',
+    'kind',
+    'created_at',
+    'local_id',
+    'type',
+    'original_seq',
+    'amount',
+    'currency',
+    'category',
+    'fee',
+    'fee_version',
+    'masked_pan',
+    'pan_token',
+    'auth_code',
+    'status',
+    'batch_id',
+    'event',
+    'detail',
+  ] as const;
+  const insertRow = db.prepare(
+    `INSERT INTO journal (${cols.join(', ')}, prev_hash, hash) VALUES (${cols.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+  );
+  const insertBatch = db.prepare(
+    `INSERT INTO batches (batch_id, number, state, business_date, opened_at, closed_at, first_seq, last_seq,
+       txn_count, totals, digest, settlement_id, acquirer_totals, updated_at)
+     VALUES (@batch_id, @number, @state, @business_date, @opened_at, @closed_at, @first_seq, @last_seq,
+       @txn_count, @totals, @digest, @settlement_id, @acquirer_totals, @updated_at)`,
+  );
+  let head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1').get() as {
+    seq: number;
+    hash: string;
+  };
+  const append = (content: Record<(typeof cols)[number], unknown>): string => {
+    const hash = rowHash(head.hash, content as Parameters<typeof rowHash>[1]);
+    insertRow.run({ ...content, prev_hash: head.hash, hash });
+    head = { seq: content.seq as number, hash };
+    return hash;
+  };
+  const event = (at: number, name: string, detail: Record<string, unknown>): void =>
+    void append({
+      seq: head.seq + 1,
+      kind: 'event',
+      created_at: at,
+      local_id: null,
+      type: null,
+      original_seq: null,
+      amount: null,
+      currency: null,
+      category: null,
+      fee: null,
+      fee_version: null,
+      masked_pan: null,
+      pan_token: null,
+      auth_code: null,
+      status: null,
+      batch_id: null,
+      event: name,
+      detail: JSON.stringify(detail),
+    });
+
+  // Today's open batch gets the remainder: about half a batch, ~1% of a million-row journal.
+  const closedBatches = Math.max(
+    0,
+    Math.floor((rows - head.seq - BATCH_SALES / 2) / (BATCH_SALES + 3)),
+  );
+  const start = Date.now() - (closedBatches + 1) * DAY_MS;
+  let checkpoint = head;
+  for (let number = 1; number <= closedBatches + 1; number++) {
+    const open = number === closedBatches + 1;
+    const sales = open ? Math.max(1, rows - head.seq) : BATCH_SALES;
+    const batchId = `B${String(number).padStart(6, '0')}-${randomBytes(3).toString('hex').toUpperCase()}`;
+    const day = start + (number - 1) * DAY_MS;
+    if (open) checkpoint = head;
+    db.transaction(() => {
+      const txns: TxnRow[] = [];
+      for (let i = 0; i < sales; i++) {
+        const seq = head.seq + 1;
+        const amount = 1000 + (seq % 5000);
+        const r = {
+          seq,
+          kind: 'txn',
+          created_at: day + i * 5000,
+          local_id: `L${seq}`,
+          type: 'sale',
+          original_seq: null,
+          amount,
+          currency: 'CNY',
+          category: 'default',
+          fee: saleFee(DEFAULT_FEE_SCHEDULE, 'default', amount),
+          fee_version: DEFAULT_FEE_SCHEDULE.version,
+          masked_pan: card.maskedPan,
+          pan_token: card.panToken,
+          auth_code: null,
+          status: 'approved',
+          batch_id: batchId,
+          event: null,
+          detail: null,
+        };
+        const hash = append(r);
+        txns.push({
+          seq,
+          createdAt: r.created_at,
+          hash,
+          localId: r.local_id,
+          type: 'sale',
+          originalSeq: null,
+          amount,
+          currency: 'CNY',
+          category: 'default',
+          fee: r.fee,
+          feeVersion: r.fee_version,
+          maskedPan: card.maskedPan,
+          panToken: card.panToken,
+          authCode: null,
+          status: 'approved',
+          batchId,
+        });
+      }
+      const closedAt = day + DAY_MS - 3600_000;
+      const totals = computeTotals(txns, 'CNY');
+      const digest = batchDigest(batchId, txns);
+      const settlementId = `STL-${randomBytes(8).toString('hex').toUpperCase()}`;
+      insertBatch.run({
+        batch_id: batchId,
+        number,
+        state: open ? 'open' : 'acked',
+        business_date: open ? null : new Date(day).toISOString().slice(0, 10),
+        opened_at: day,
+        closed_at: open ? null : closedAt,
+        first_seq: open ? null : txns[0]!.seq,
+        last_seq: open ? null : txns.at(-1)!.seq,
+        txn_count: open ? null : txns.length,
+        totals: open ? null : JSON.stringify(totals),
+        digest: open ? null : digest,
+        settlement_id: open ? null : settlementId,
+        acquirer_totals: open ? null : JSON.stringify(totals),
+        updated_at: open ? day : closedAt,
+      });
+      if (open) return;
+      event(closedAt, 'batch-closed', { batchId, digest, totals, reason: 'nightly cutover' });
+      event(closedAt + 10, 'batch-sent', { batchId, digest });
+      event(closedAt + 50, 'batch-acked', {
+        batchId,
+        digest,
+        settlementId,
+        acquirerTotals: totals,
+        duplicate: false,
+      });
+    })();
+  }
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  writeFileSync(file, JSON.stringify(checkpoint) + '\n');
+  writeFileSync(
+    path.join(dir, MARKER),
+    `${head.seq} journal rows, ${closedBatches} acked batches + 1 open\n`,
+  );
+  opts.log(`  built a ${head.seq}-row history in ${(msBetween(t0) / 1000).toFixed(1)} s`);
+  return { dir, rows, checkpoint };
+}
+
+/** Puts the self-test checkpoint where `at` says (the state a restart finds). */
+export function resetCheckpoint(dataDir: string, at: { seq: number; hash: string } | null): void {
+  const db = new (loadDriver())(journalPath(benchConfig(dataDir)));
+  try {
+    if (at === null) db.prepare('DELETE FROM meta WHERE key = ?').run(META_VERIFY_CHECKPOINT);
+    else
+      db.prepare(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ).run(META_VERIFY_CHECKPOINT, JSON.stringify(at));
+  } finally {
+    db.close();
+  }
+}

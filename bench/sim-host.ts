@@ -1,0 +1,137 @@
+/**
+ * The parent side of bench/sim-child.ts: starts the acquirer simulator in its own process and
+ * talks to it over IPC. The simulator gets a fresh ledger per start (so a copied journal's batch
+ * ids were never seen) and the bench's cached TLS material (made once).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { CommandBody } from '../simulator/acquirer.ts';
+import type { BehaviourPatch } from '../simulator/behaviour.ts';
+import type { SettlementRecord } from '../simulator/ledger.ts';
+import { decodeSignedCommand, type pos } from '../protocol/messages.ts';
+import type { SimRequest } from './sim-child.ts';
+import { Agent, type AgentOptions } from '../agent/agent.ts';
+import type { Config } from '../agent/config.ts';
+import {
+  acquirerSection,
+  BENCH_TERMINAL,
+  benchConfig,
+  ensureBenchTls,
+  tempDir,
+} from './fixtures.ts';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+export class SimHost {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private constructor(
+    private readonly child: ChildProcess,
+    /** The simulator's TLS directory (CA, server and client certificates). */
+    readonly tlsDir: string,
+  ) {
+    child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.ok) p?.resolve(m.result);
+      else p?.reject(new Error(`simulator: ${m.error}`));
+    });
+    child.on('exit', (code) => {
+      for (const p of this.pending.values()) p.reject(new Error(`simulator exited (${code})`));
+      this.pending.clear();
+    });
+  }
+
+  port = 0;
+
+  /** A simulator that knows the bench terminal under `activationCode`. */
+  static async start(activationCode = 'BENCHCODE1'): Promise<SimHost> {
+    const tlsDir = ensureBenchTls();
+    const child = fork(path.join(import.meta.dirname, 'sim-child.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const host = new SimHost(child, tlsDir);
+    const { port } = await host.request<{ port: number }>({
+      op: 'start',
+      dataDir: tempDir('acquirer'),
+      tlsDir,
+      terminals: [{ terminalId: BENCH_TERMINAL, activationCode }],
+    });
+    host.port = port;
+    return host;
+  }
+
+  private request<T>(req: SimRequest): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ id, ...req });
+    });
+  }
+
+  behave(patch: BehaviourPatch): Promise<void> {
+    return this.request({ op: 'behave', patch });
+  }
+
+  /** Issues a signed command, pushed on the live link; `sentNs` is when its frame left. */
+  async issue(body: CommandBody): Promise<{ counter: number; pushed: boolean; sentNs: bigint }> {
+    const r = await this.request<{ counter: number; pushed: boolean; sentNs: string }>({
+      op: 'issue',
+      terminalId: BENCH_TERMINAL,
+      body,
+    });
+    return { ...r, sentNs: BigInt(r.sentNs) };
+  }
+
+  /** A genuine signed command (next counter), not queued or sent: for direct injection. */
+  async craft(body: CommandBody): Promise<{ counter: number; signed: pos.v1.SignedCommand }> {
+    const r = await this.request<{ counter: number; signed: string }>({
+      op: 'craft',
+      terminalId: BENCH_TERMINAL,
+      body,
+    });
+    return { counter: r.counter, signed: decodeSignedCommand(Buffer.from(r.signed, 'base64')) };
+  }
+
+  /** The raw 32-byte command key, as an activation grant would carry it. */
+  async commandPublicKey(): Promise<Buffer> {
+    return Buffer.from(await this.request<string>({ op: 'publicKey' }), 'base64');
+  }
+
+  settlement(batchId: string): Promise<SettlementRecord | null> {
+    return this.request({ op: 'settlement', terminalId: BENCH_TERMINAL, batchId });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    await this.request({ op: 'stop' }).catch(() => {});
+    this.child.disconnect();
+    await exited;
+  }
+}
+
+/** The bench terminal's config against a simulator; `extra` sections replace defaults. */
+export function benchAgentConfig(
+  dataDir: string,
+  sim: SimHost,
+  extra: Record<string, unknown> = {},
+): Config {
+  return benchConfig(dataDir, { acquirer: acquirerSection(sim.tlsDir, sim.port), ...extra });
+}
+
+/**
+ * The full agent on `dataDir` against a simulator, link up and the contact job on connect
+ * (risk reports, command poll, queued batches) finished, with no cron schedules.
+ */
+export async function startBenchAgent(
+  config: Config,
+  opts: { faultHook?: AgentOptions['faultHook'] } = {},
+): Promise<Agent> {
+  const agent = new Agent({ config, schedules: false, faultHook: opts.faultHook });
+  await agent.start();
+  await agent.channel.waitUntilUp(15_000);
+  await agent.runner.idle();
+  return agent;
+}
