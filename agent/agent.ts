@@ -135,10 +135,7 @@ export class Agent {
     });
     observe = (row) => this.risk.observe(row);
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
-    this.channel.on(
-      'up',
-      () => void this.runner.run('contact', () => this.contact()).catch(() => {}),
-    );
+    this.channel.on('up', () => this.runner.submit('contact', () => this.contact()));
   }
 
   get log(): Logger {
@@ -297,7 +294,7 @@ export class Agent {
     }
     await this.settlement.settleAll();
     if (this.core.terminal.status().state === 'deactivating') {
-      void this.runner.run('finalize-deactivation', () => this.finalizeDeactivation());
+      this.runner.submit('finalize-deactivation', () => this.finalizeDeactivation());
     }
   }
 
@@ -307,7 +304,7 @@ export class Agent {
       return;
     }
     const signed = env.command;
-    void this.runner.run('command', () => {
+    this.runner.submit('command', () => {
       const outcome = this.commands.handle(signed);
       reply({ commandResult: outcome.result });
       this.followUp(outcome.followUp);
@@ -317,9 +314,7 @@ export class Agent {
   private followUp(f: FollowUp): void {
     if (f === 'settle-now') void this.settleNow('settle-now command').catch(() => {});
     if (f === 'finalize-deactivation')
-      void this.runner
-        .run('finalize-deactivation', () => this.finalizeDeactivation())
-        .catch(() => {});
+      this.runner.submit('finalize-deactivation', () => this.finalizeDeactivation());
   }
 
   /**
@@ -393,8 +388,7 @@ export class Agent {
         hit,
       ]),
     );
-    if (this.channel.isUp)
-      void this.runner.run('risk-report', () => this.sendRiskReports()).catch(() => {});
+    if (this.channel.isUp) this.runner.submit('risk-report', () => this.sendRiskReports());
   }
 
   private async sendRiskReports(): Promise<void> {

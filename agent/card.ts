@@ -1,16 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  writeFileSync,
-  rmSync,
-  openSync,
-  fsyncSync,
-  closeSync,
-} from 'node:fs';
-import path from 'node:path';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { AgentError } from './errors.ts';
+import { writeSecretFile } from './secret-file.ts';
 
 /**
  * Card data enters the agent here and nowhere else. What leaves is a `ProtectedCard`:
@@ -121,19 +112,15 @@ export class TokenKeyFile {
       return key;
     }
     if (!createIfMissing) throw new AgentError('CARD_KEY_MISSING', `no token key at ${this.file}`);
-    mkdirSync(path.dirname(this.file), { recursive: true });
     const key = randomBytes(32);
-    writeFileSync(this.file, key, { mode: 0o600, flag: 'wx' });
-    const fd = openSync(this.file, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
+    writeSecretFile(this.file, key, { exclusive: true });
     return key;
   }
 
   /** Overwrites then removes the key: after deactivation no new token can be made. */
   destroy(): void {
     if (!existsSync(this.file)) return;
-    writeFileSync(this.file, randomBytes(32));
+    writeSecretFile(this.file, randomBytes(32));
     rmSync(this.file);
   }
 }

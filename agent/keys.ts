@@ -6,9 +6,9 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { AgentError } from './errors.ts';
+import { writeSecretFile } from './secret-file.ts';
 
 /**
  * Ed25519 helpers. The acquirer's command key is pinned as raw 32 bytes; the terminal's
@@ -68,9 +68,10 @@ export class TerminalKeyFile {
   /** Loads the key, making one the first time (at activation). */
   loadOrCreate(): KeyObject {
     if (existsSync(this.file)) return createPrivateKey(readFileSync(this.file));
-    mkdirSync(path.dirname(this.file), { recursive: true });
     const { privateKey } = generateEd25519();
-    writeFileSync(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    writeSecretFile(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      exclusive: true,
+    });
     return privateKey;
   }
 

@@ -31,6 +31,11 @@ export class SerialRunner {
     return result;
   }
 
+  /** Queues a job nobody awaits: its failure is logged by the runner and goes no further. */
+  submit(name: string, job: () => Promise<unknown> | unknown): void {
+    this.run(name, job).catch(() => {});
+  }
+
   /** Jobs queued or running. */
   get depth(): number {
     return this.pending;

@@ -190,6 +190,12 @@ describe(`crash campaign (${KILLS} kills, seed ${SEED})`, () => {
         .prepare("SELECT local_id AS id FROM journal WHERE kind = 'txn' AND local_id LIKE 'r%'")
         .all() as Array<{ id: string }>;
       const applied = store.journal.events('command-applied', 1_000_000).length;
+      // Approvals a lock overtook mid-authorisation: journaled with their reversal, together.
+      const reversals = (
+        store.db.prepare("SELECT count(*) AS n FROM journal WHERE type = 'reversal'").get() as {
+          n: number;
+        }
+      ).n;
       store.close();
       const unheard = journaled.filter((x) => !auditor.acked.has(x.id)).length;
 
@@ -199,7 +205,7 @@ describe(`crash campaign (${KILLS} kills, seed ${SEED})`, () => {
         `crash: ${KILLS} kills, ${auditor.acked.size} acknowledged, ${t.lost} lost, ${t.duplicated} duplicated, ${t.chainBreaks} chain breaks;` +
           ` ${ledger.batches} batches settled exactly once (${ledger.transactions} txns, ${ledger.resends} resends answered as duplicates);` +
           ` kills in start-up/settlement/load ${moments['start-up']}/${moments.settlement}/${moments.load};` +
-          ` ${applied} commands applied of ${JSON.stringify(mix.issued)};` +
+          ` ${applied} commands applied of ${JSON.stringify(mix.issued)}, ${reversals} lock-mid-authorisation reversals;` +
           ` ${t.unacknowledged + unheard} rows committed but killed before the ack; seed ${SEED}, ${seconds} s`,
       );
       expect(problems).toEqual([]);
