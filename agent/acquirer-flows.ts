@@ -5,7 +5,7 @@ import { applyActivation } from './core.ts';
 import { AgentError, isAgentError } from './errors.ts';
 import { feeScheduleFromWire } from './fees.ts';
 import { publicKeyFromRaw, rawPublicKey, verifyEd25519 } from './keys.ts';
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomUUID } from 'node:crypto';
 import { recordEvent } from './terminal-state.ts';
 import type { AcquirerLink } from './settlement.ts';
 import type { CommandProcessor } from './commands.ts';
@@ -152,7 +152,12 @@ export function requestDeactivation(d: FlowDeps, reason: string, by: string): vo
         `deactivation requested: ${reason}`,
         by,
       );
-      core.store.state.setJson(META_DEACTIVATION_REQUEST, { reason, by, at: core.clock.now() });
+      core.store.state.setJson(META_DEACTIVATION_REQUEST, {
+        reason,
+        by,
+        at: core.clock.now(),
+        requestId: randomUUID(),
+      });
     });
   } catch (e) {
     if (isAgentError(e))
@@ -169,12 +174,16 @@ export function requestDeactivation(d: FlowDeps, reason: string, by: string): vo
 /** Sends a pending deactivation request; safe to call on every contact. */
 export async function sendPendingDeactivationRequest(d: FlowDeps): Promise<boolean> {
   const { core } = d;
-  const pending = core.store.state.getJson<{ reason: string; by: string }>(
+  const pending = core.store.state.getJson<{ reason: string; by: string; requestId?: string }>(
     META_DEACTIVATION_REQUEST,
   );
   if (!pending) return false;
   const reply = await d.link.request({
-    deactivationRequest: { reason: pending.reason, requestedBy: pending.by },
+    deactivationRequest: {
+      reason: pending.reason,
+      requestedBy: pending.by,
+      requestId: pending.requestId ?? '',
+    },
   });
   if (!reply.deactivationRequestAck)
     throw new AgentError(

@@ -5,7 +5,7 @@
  *
  * The terminal is always the client certificate's CN (`cn` below), never a field of the message.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AgentError } from '../agent/errors.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../agent/fees.ts';
 import { decodeCommandResultBody, type pos } from '../protocol/messages.ts';
@@ -194,7 +194,13 @@ function onDeactivationRequest(
   cn: string,
   req: pos.v1.IDeactivationRequest,
 ): HandlerResult {
-  const reviewId = `RV-${randomBytes(6).toString('hex').toUpperCase()}`;
+  // A resend of the same request (its ack was lost) is answered with the same review.
+  const reviewId = req.requestId
+    ? `RV-${createHash('sha256').update(`${cn}\n${req.requestId}`).digest('hex').slice(0, 12).toUpperCase()}`
+    : `RV-${randomBytes(6).toString('hex').toUpperCase()}`;
+  if (ctx.ledger.reviews(cn).some((r) => r.reviewId === reviewId)) {
+    return reply({ deactivationRequestAck: { reviewId } });
+  }
   ctx.ledger.addReview({
     reviewId,
     terminalId: cn,

@@ -4808,6 +4808,9 @@ export namespace pos {
             /** DeactivationRequest requestedBy. */
             requestedBy: string;
 
+            /** DeactivationRequest requestId. */
+            requestId: string;
+
             /**
              * Creates a new DeactivationRequest instance using the specified properties.
              * @param [properties] Properties to set
@@ -4897,6 +4900,9 @@ export namespace pos {
 
                 /** DeactivationRequest requestedBy */
                 requestedBy?: (string|null);
+
+                /** DeactivationRequest requestId */
+                requestId?: (string|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

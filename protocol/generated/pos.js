@@ -13969,6 +13969,7 @@ export const pos = $root.pos = (() => {
              * @typedef {Object} pos.v1.DeactivationRequest.$Properties
              * @property {string|null} [reason] DeactivationRequest reason
              * @property {string|null} [requestedBy] DeactivationRequest requestedBy
+             * @property {string|null} [requestId] DeactivationRequest requestId
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -14017,6 +14018,14 @@ export const pos = $root.pos = (() => {
             DeactivationRequest.prototype.requestedBy = "";
 
             /**
+             * DeactivationRequest requestId.
+             * @member {string} requestId
+             * @memberof pos.v1.DeactivationRequest
+             * @instance
+             */
+            DeactivationRequest.prototype.requestId = "";
+
+            /**
              * Creates a new DeactivationRequest instance using the specified properties.
              * @function create
              * @memberof pos.v1.DeactivationRequest
@@ -14052,6 +14061,8 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 1, wireType 2 =*/10).string(message.reason);
                 if (message.requestedBy != null && $Object.hasOwnProperty.call(message, "requestedBy") && message.requestedBy !== "")
                     writer.uint32(/* id 2, wireType 2 =*/18).string(message.requestedBy);
+                if (message.requestId != null && $Object.hasOwnProperty.call(message, "requestId") && message.requestId !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.requestId);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -14127,6 +14138,15 @@ export const pos = $root.pos = (() => {
                                 delete message.requestedBy;
                             continue;
                         }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.requestId = value;
+                            else
+                                delete message.requestId;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -14181,6 +14201,9 @@ export const pos = $root.pos = (() => {
                 if (message.requestedBy != null && $Object.hasOwnProperty.call(message, "requestedBy"))
                     if (!$util.isString(message.requestedBy))
                         return "requestedBy: string expected";
+                if (message.requestId != null && $Object.hasOwnProperty.call(message, "requestId"))
+                    if (!$util.isString(message.requestId))
+                        return "requestId: string expected";
                 return null;
             };
 
@@ -14208,6 +14231,9 @@ export const pos = $root.pos = (() => {
                 if (object.requestedBy != null)
                     if (typeof object.requestedBy !== "string" || object.requestedBy.length)
                         message.requestedBy = $String(object.requestedBy);
+                if (object.requestId != null)
+                    if (typeof object.requestId !== "string" || object.requestId.length)
+                        message.requestId = $String(object.requestId);
                 return message;
             };
 
@@ -14231,11 +14257,14 @@ export const pos = $root.pos = (() => {
                 if (options.defaults) {
                     object.reason = "";
                     object.requestedBy = "";
+                    object.requestId = "";
                 }
                 if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
                     object.reason = message.reason;
                 if (message.requestedBy != null && $Object.hasOwnProperty.call(message, "requestedBy"))
                     object.requestedBy = message.requestedBy;
+                if (message.requestId != null && $Object.hasOwnProperty.call(message, "requestId"))
+                    object.requestId = message.requestId;
                 return object;
             };
 

@@ -480,6 +480,18 @@ describe('acquirer simulator: activation and commands', () => {
     expect(s.ledger.riskReports(T1)).toHaveLength(1);
   });
 
+  it('a resent deactivation request (lost ack) opens no second review', async () => {
+    const s = await sim({ behaviour: { deactivation: 'manual' } });
+    const c = await channel(s, T1);
+    const req = { reason: 'shop closes', requestedBy: 'tech1', requestId: 'req-1' };
+    const first = await c.request({ deactivationRequest: req });
+    const again = await c.request({ deactivationRequest: req });
+    expect(again.deactivationRequestAck?.reviewId).toBe(first.deactivationRequestAck?.reviewId);
+    expect(s.ledger.reviews(T1)).toHaveLength(1);
+    await c.request({ deactivationRequest: { ...req, requestId: 'req-2' } });
+    expect(s.ledger.reviews(T1)).toHaveLength(2);
+  });
+
   it('answers Hello with its own clock, shifted for offset tests', async () => {
     const s = await sim({ clockOffsetMs: 90_000 });
     const c = await channel(s);
