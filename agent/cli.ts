@@ -208,6 +208,7 @@ function flattenStatus(v: ReturnType<typeof statusView>): Array<[string, string]
     ['state', v.state],
     ['locks', v.locks.length ? v.locks.join(', ') : 'none'],
     ['may transact', v.mayTransact ? 'yes' : 'no'],
+    ['last change', v.reason ?? '-'],
     ['merchant', v.merchant ?? '-'],
     [
       'open batch',
