@@ -100,6 +100,7 @@ export class Agent {
       config,
       link: this.channel,
       afterStep: opts.faultHook,
+      runStep: (step) => this.runner.run('settle-step', step),
     });
     this.commands = new CommandProcessor({
       store: this.core.store,
@@ -135,7 +136,8 @@ export class Agent {
     });
     observe = (row) => this.risk.observe(row);
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
-    this.channel.on('up', () => this.runner.submit('contact', () => this.contact()));
+    // Not a runner job itself: contact queues its own steps, so commands slot in between.
+    this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
   }
 
   get log(): Logger {
@@ -187,27 +189,29 @@ export class Agent {
   }
 
   /** Cut over now (whatever the date) and settle every queued batch. */
-  settleNow(reason = 'settle now'): Promise<SettleReport & { closed: string | null }> {
-    return this.runner.run('settle-now', async () => {
-      const closed = this.settlement.cutover({ force: true, reason });
-      const report = await this.settleIfUp();
-      return { ...report, closed: closed?.batchId ?? null };
-    });
+  async settleNow(reason = 'settle now'): Promise<SettleReport & { closed: string | null }> {
+    const closed = await this.runner.run('cutover', () =>
+      this.settlement.cutover({ force: true, reason }),
+    );
+    const report = await this.settleQueued();
+    return { ...report, closed: closed?.batchId ?? null };
   }
 
   /** The cron's nightly ask: one cutover per business date, then settle. */
-  nightlyCutover(): Promise<SettleReport> {
-    return this.runner.run('nightly-cutover', async () => {
-      this.settlement.cutover({ force: false, reason: 'nightly cutover' });
-      return this.settleIfUp();
-    });
+  async nightlyCutover(): Promise<SettleReport> {
+    await this.runner.run('cutover', () =>
+      this.settlement.cutover({ force: false, reason: 'nightly cutover' }),
+    );
+    return this.settleQueued();
   }
 
-  /** The cron's heartbeat: contact the acquirer if the link is up. */
-  heartbeatTick(): Promise<void> {
-    return this.runner.run('heartbeat', async () => {
-      if (this.channel.isUp) await this.contact();
-    });
+  /**
+   * The cron's heartbeat: a quick self-test (which also moves the chain checkpoint, so a
+   * restart re-walks only recent rows) and, if the link is up, contact with the acquirer.
+   */
+  async heartbeatTick(): Promise<void> {
+    await this.runner.run('selftest', () => this.selfTest.run({ full: false }));
+    if (this.channel.isUp) await this.contact();
   }
 
   activate(code: string, by: string): Promise<void> {
@@ -265,7 +269,11 @@ export class Agent {
     };
   }
 
-  private async settleIfUp(): Promise<SettleReport> {
+  /**
+   * Settles queued batches in order. Each step is its own job on the serial runner, so
+   * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
+   */
+  private async settleQueued(): Promise<SettleReport> {
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
       return {
@@ -283,19 +291,18 @@ export class Agent {
   /** Everything owed to the acquirer on contact: reports, requests, commands, batches, final settlement. */
   private async contact(): Promise<void> {
     const deps = this.flowDeps();
-    await this.sendRiskReports().catch((e) => this.logFailure('risk reports', e));
-    await sendPendingDeactivationRequest(deps).catch((e) =>
-      this.logFailure('deactivation request', e),
-    );
+    const job = (name: string, fn: () => Promise<unknown>) =>
+      this.runner.run(name, fn).catch((e) => this.logFailure(name, e));
+    await job('risk-reports', () => this.sendRiskReports());
+    await job('deactivation-request', () => sendPendingDeactivationRequest(deps));
     if (this.commands.pinnedKey()) {
-      await this.channel
-        .request({ commandPoll: { afterCounter: this.commands.lastCounter() } })
-        .catch((e) => this.logFailure('command poll', e));
+      // Commands pushed in answer queue behind this job and run as soon as it ends.
+      await job('command-poll', () =>
+        this.channel.request({ commandPoll: { afterCounter: this.commands.lastCounter() } }),
+      );
     }
-    await this.settlement.settleAll();
-    if (this.core.terminal.status().state === 'deactivating') {
-      this.runner.submit('finalize-deactivation', () => this.finalizeDeactivation());
-    }
+    await this.settleQueued();
+    if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
   }
 
   private onUnsolicited(env: Envelope, reply: (body: EnvelopeBody) => void): void {
@@ -312,9 +319,10 @@ export class Agent {
   }
 
   private followUp(f: FollowUp): void {
-    if (f === 'settle-now') void this.settleNow('settle-now command').catch(() => {});
+    if (f === 'settle-now')
+      void this.settleNow('settle-now command').catch((e) => this.logFailure('settle now', e));
     if (f === 'finalize-deactivation')
-      this.runner.submit('finalize-deactivation', () => this.finalizeDeactivation());
+      void this.finalizeDeactivation().catch((e) => this.logFailure('final settlement', e));
   }
 
   /**
@@ -326,26 +334,35 @@ export class Agent {
     const { terminal } = this.core;
     if (terminal.status().state !== 'deactivating')
       return terminal.status().state === 'deactivated';
-    this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' });
-    const report = await this.settleIfUp();
-    // An authorisation still waiting for its host may yet journal an approval and its reversal:
-    // until it lands (and a later contact settles it) the terminal is not done.
-    const unsettled =
-      this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
-    if (unsettled > 0) {
-      this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
-      return false;
-    }
-    terminal.apply(
-      { type: 'final-settlement-done', unsettled },
-      'every transaction settled and acknowledged',
-      'final-settlement',
+    await this.runner.run('final-cutover', () =>
+      this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' }),
     );
-    this.opts.faultHook?.('deactivated', this.opts.config.terminalId);
-    this.finishDestroyingCredentials();
-    await this.scheduler?.stop();
-    void this.channel.close();
-    return true;
+    const report = await this.settleQueued();
+    const done = await this.runner.run('final-settlement', () => {
+      if (terminal.status().state !== 'deactivating')
+        return terminal.status().state === 'deactivated';
+      // An authorisation still waiting for its host may yet journal an approval and its reversal:
+      // until it lands (and a later contact settles it) the terminal is not done.
+      const unsettled =
+        this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
+      if (unsettled > 0) {
+        this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
+        return false;
+      }
+      terminal.apply(
+        { type: 'final-settlement-done', unsettled },
+        'every transaction settled and acknowledged',
+        'final-settlement',
+      );
+      this.opts.faultHook?.('deactivated', this.opts.config.terminalId);
+      this.finishDestroyingCredentials();
+      return true;
+    });
+    if (done) {
+      await this.scheduler?.stop();
+      void this.channel.close();
+    }
+    return done;
   }
 
   /** After deactivation: no token key, no signing key, no TLS key. Idempotent across crashes. */

@@ -10,8 +10,9 @@ import { systemClock } from './clock.ts';
 import { batchView, entryView, statusView } from './views.ts';
 import { formatKeyValue, formatTable, table } from './console/table.ts';
 
+// Fit a terminal's width; piped output (scripts, evidence) is never cut to 80 columns.
 const renderTable = (headers: string[], rows: Array<Array<string | number>>) =>
-  formatTable(table(headers, rows)).join('\n');
+  formatTable(table(headers, rows), { width: process.stdout.columns ?? Infinity }).join('\n');
 const renderKeyValues = (pairs: Array<[string, string]>) => formatKeyValue(pairs).join('\n');
 
 const HELP = `pos-agent: the firmware-side agent of a card-payment POS terminal

@@ -1,6 +1,11 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type { Store } from '../storage/store.ts';
-import { decodeCommand, encodeCommandResultBody, type pos } from '../protocol/messages.ts';
+import {
+  decodeCommand,
+  decodeCommandResultBody,
+  encodeCommandResultBody,
+  type pos,
+} from '../protocol/messages.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
 import type { Config } from './config.ts';
@@ -22,6 +27,20 @@ import { feeScheduleFromWire } from './fees.ts';
 
 export const META_COMMAND_KEY = 'command_key';
 export const META_COMMAND_COUNTER = 'command_counter';
+const META_LAST_COMMAND = 'last_command';
+
+interface LastCommand {
+  counter: number;
+  digest: string;
+  body: string;
+  signature: string;
+}
+
+function commandDigest(signed: pos.v1.ISignedCommand): string {
+  return createHash('sha256')
+    .update(signed.command ?? new Uint8Array())
+    .digest('hex');
+}
 
 /** Work a command asks for after its effect is committed (network, long-running). */
 export type FollowUp = 'settle-now' | 'finalize-deactivation' | undefined;
@@ -71,7 +90,9 @@ export class CommandProcessor {
     try {
       const cmd = this.authenticate(signed);
       counter = cmd.counter;
-      return this.apply(cmd);
+      const again = this.redelivery(signed, cmd);
+      if (again) return again;
+      return this.remember(signed, this.apply(cmd));
     } catch (e) {
       const err = isAgentError(e) ? e : new AgentError('COMMAND_MALFORMED', (e as Error).message);
       recordEvent(this.d.store, this.d.clock, this.d.log, 'command-refused', {
@@ -170,6 +191,40 @@ export class CommandProcessor {
         error: e,
       };
     }
+  }
+
+  /**
+   * The acquirer delivers at least once (a push and a poll can cross): the very command
+   * applied last, byte for byte, is answered again with its first result, not refused
+   * as a replay. Any other old counter is a replay.
+   */
+  private redelivery(
+    signed: pos.v1.ISignedCommand,
+    cmd: pos.v1.Command,
+  ): CommandOutcome | undefined {
+    const last = this.d.store.state.getJson<LastCommand>(META_LAST_COMMAND);
+    if (!last || last.counter !== cmd.counter || last.digest !== commandDigest(signed))
+      return undefined;
+    this.d.log.info(
+      { counter: cmd.counter },
+      'command delivered again; answered with its first result',
+    );
+    const result = {
+      body: Buffer.from(last.body, 'base64'),
+      signature: Buffer.from(last.signature, 'base64'),
+    };
+    return { result, body: decodeCommandResultBody(result.body), applied: false };
+  }
+
+  private remember(signed: pos.v1.ISignedCommand, outcome: CommandOutcome): CommandOutcome {
+    const last: LastCommand = {
+      counter: Number(outcome.body.counter),
+      digest: commandDigest(signed),
+      body: Buffer.from(outcome.result.body ?? []).toString('base64'),
+      signature: Buffer.from(outcome.result.signature ?? []).toString('base64'),
+    };
+    this.d.store.atomically(() => this.d.store.state.setJson(META_LAST_COMMAND, last));
+    return outcome;
   }
 
   private claimCounter(counter: number): void {

@@ -36,6 +36,11 @@ export interface SettlementDeps {
   link: AcquirerLink;
   /** Fault injection for crash tests: called after each step is durable. */
   afterStep?: (step: SettlementStep, batchId: string) => void;
+  /**
+   * Runs one step (at most one round trip). The agent passes its serial runner here, so a
+   * command queued meanwhile (a lock) waits for one step, never for a whole backlog.
+   */
+  runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
 export interface SettleReport {
@@ -45,6 +50,8 @@ export interface SettleReport {
 }
 
 export class Settlement {
+  private readonly detailCursor = new Map<string, { next: number; after: number; count: number }>();
+
   constructor(private readonly d: SettlementDeps) {}
 
   /**
@@ -113,33 +120,39 @@ export class Settlement {
     return report;
   }
 
-  /** Drives one batch from wherever it stands to acked or resolved. */
+  /** Drives one batch from wherever it stands to acked or resolved, one step at a time. */
   async settleOne(batchId: string): Promise<Batch> {
+    const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
-      const batch = this.d.store.batches.get(batchId);
-      if (!batch) throw new AgentError('STORAGE_NOT_FOUND', `no batch ${batchId}`);
-      switch (batch.state) {
-        case 'acked':
-        case 'resolved':
-          return batch;
-        case 'open':
-          throw new AgentError(
-            'SETTLEMENT_REJECTED',
-            `batch ${batchId} is still open; cut over first`,
-          );
-        case 'closed':
-          this.step(batch, ['closed'], 'sent', 'batch-sent', {});
-          break;
-        case 'sent':
-          await this.submit(batch);
-          break;
-        case 'out-of-balance':
-          await this.uploadDetail(batch);
-          break;
-        case 'detail-uploaded':
-          await this.submit(batch);
-          break;
-      }
+      const done = await run(() => this.advance(batchId));
+      if (done) return done;
+    }
+  }
+
+  /** Does the next step of a batch; returns the batch once it is settled. */
+  private async advance(batchId: string): Promise<Batch | undefined> {
+    const batch = this.d.store.batches.get(batchId);
+    if (!batch) throw new AgentError('STORAGE_NOT_FOUND', `no batch ${batchId}`);
+    switch (batch.state) {
+      case 'acked':
+      case 'resolved':
+        this.detailCursor.delete(batchId);
+        return batch;
+      case 'open':
+        throw new AgentError(
+          'SETTLEMENT_REJECTED',
+          `batch ${batchId} is still open; cut over first`,
+        );
+      case 'closed':
+        this.step(batch, ['closed'], 'sent', 'batch-sent', {});
+        return undefined;
+      case 'sent':
+      case 'detail-uploaded':
+        await this.submit(batch);
+        return undefined;
+      case 'out-of-balance':
+        await this.uploadNextChunk(batch);
+        return undefined;
     }
   }
 
@@ -176,6 +189,13 @@ export class Settlement {
     if (reply.outOfBalance) {
       const oob = reply.outOfBalance;
       this.checkKey(batch, oob.batchId, oob.digest);
+      if (batch.state === 'detail-uploaded') {
+        // Uploading the same rows again cannot change the acquirer's mind: a person must.
+        throw new AgentError(
+          'SETTLEMENT_REJECTED',
+          `the acquirer still disputes batch ${batch.batchId} after its detail upload`,
+        );
+      }
       const theirs = oob.acquirerTotals ? totalsFromWire(oob.acquirerTotals) : undefined;
       this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', {
         acquirerTotals: theirs,
@@ -188,36 +208,52 @@ export class Settlement {
     );
   }
 
-  private async uploadDetail(batch: Batch): Promise<void> {
+  /**
+   * Sends the next detail chunk of an out-of-balance batch. Chunks are read as they are
+   * sent (a closed batch never changes), so a large batch is never held whole. Progress
+   * is kept in memory only: after a restart the upload starts again from chunk 0, which
+   * the acquirer takes idempotently.
+   */
+  private async uploadNextChunk(batch: Batch): Promise<void> {
     const { journal } = this.d.store;
     const size = this.d.config.settlement.detailChunkRows;
-    const count = Math.max(1, Math.ceil(journal.batchCount(batch.batchId) / size));
-    // Each chunk is read when it is sent (the rows of a closed batch never change): a large
-    // batch is never held whole, and no single read stalls the event loop for a second.
-    let after = 0;
-    for (let i = 0; i < count; i++) {
-      const rows = journal.batchRowsAfter(batch.batchId, after, size);
-      after = rows.at(-1)?.seq ?? after;
-      const reply = await this.d.link.request({
-        batchDetailChunk: {
-          batchId: batch.batchId,
-          digest: batch.digest,
-          chunkIndex: i,
-          chunkCount: count,
-          rows: rows.map(detailRow),
-        },
-      });
-      const ack = reply.detailAck;
-      if (!ack || ack.chunkIndex !== i)
-        throw new AgentError(
-          'PROTOCOL_UNEXPECTED',
-          `chunk ${i} of batch ${batch.batchId} was not acknowledged`,
-        );
-      this.checkKey(batch, ack.batchId, ack.digest);
-      this.d.afterStep?.('detail-chunk', batch.batchId);
+    const cursor = this.detailCursor.get(batch.batchId) ?? {
+      next: 0,
+      after: 0,
+      count: Math.max(1, Math.ceil(journal.batchCount(batch.batchId) / size)),
+    };
+    const i = cursor.next;
+    const rows = journal.batchRowsAfter(batch.batchId, cursor.after, size);
+    const reply = await this.d.link.request({
+      batchDetailChunk: {
+        batchId: batch.batchId,
+        digest: batch.digest,
+        chunkIndex: i,
+        chunkCount: cursor.count,
+        rows: rows.map(detailRow),
+      },
+    });
+    const ack = reply.detailAck;
+    if (!ack || ack.chunkIndex !== i) {
+      this.detailCursor.delete(batch.batchId);
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `chunk ${i} of batch ${batch.batchId} was not acknowledged`,
+      );
     }
+    this.checkKey(batch, ack.batchId, ack.digest);
+    this.d.afterStep?.('detail-chunk', batch.batchId);
+    if (i + 1 < cursor.count) {
+      this.detailCursor.set(batch.batchId, {
+        ...cursor,
+        next: i + 1,
+        after: rows.at(-1)?.seq ?? cursor.after,
+      });
+      return;
+    }
+    this.detailCursor.delete(batch.batchId);
     this.step(batch, ['out-of-balance'], 'detail-uploaded', 'batch-detail-uploaded', {
-      chunks: count,
+      chunks: cursor.count,
     });
   }
 

@@ -163,7 +163,14 @@ export class ControlLedger {
     ).map(toCommand);
   }
 
+  /** Records a result; the same signed result delivered twice (a redelivery's answer) is kept once. */
   recordCommandResult(r: CommandResultRecord & { body: Buffer; signature: Buffer }): void {
+    const seen = this.db
+      .prepare(
+        'SELECT 1 FROM command_results WHERE terminal_id = ? AND counter = ? AND body = ? AND signature = ?',
+      )
+      .get(r.terminalId, r.counter, r.body, r.signature);
+    if (seen) return;
     this.db
       .prepare(
         `INSERT INTO command_results (terminal_id, command_id, counter, outcome, error_code, detail, verified, body, signature, received_at)

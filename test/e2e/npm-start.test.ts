@@ -204,11 +204,16 @@ describe('the offline CLI on the demo data', () => {
     const json = cli('status', '--data', terminalDir, '--json');
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'active', locks: [] });
 
-    const tail = cli('journal', 'tail', '--data', terminalDir, '-n', '5');
+    const tail = cli('journal', 'tail', '--data', terminalDir, '-n', '30');
     expect(tail.code, tail.stderr).toBe(0);
     const lines = tail.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^seq +time +what +amount +fee +status +card$/);
-    expect(lines).toHaveLength(2 + 5);
+    expect(lines).toHaveLength(2 + 30);
+    expect(tail.stdout).toMatch(/ sale +\d+ +\d+ +approved +\d{6}\*+\d{4}\n/);
+    // Piped output is for scripts and for evidence: nothing cut to fit an 80-column screen.
+    expect(tail.stdout).not.toContain('…');
+    for (const row of lines.slice(2))
+      expect(row).toMatch(/^ *\d+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d +\S/);
 
     const batches = cli('batch', 'list', '--data', terminalDir);
     expect(batches.code, batches.stderr).toBe(0);

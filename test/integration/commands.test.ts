@@ -188,14 +188,34 @@ describe('signed commands', () => {
   it('refuses a replay and a lower counter once a counter was applied', () => {
     const first = signed(command({ lock: { reason: 'x' } }, { counter: 5 }));
     expect(processor.handle(first).applied).toBe(true);
-    core.terminal.apply({ type: 'unlock', source: 'remote', by: 'acquirer' }, 'test reset', 'test');
+    expect(
+      processor.handle(
+        signed(command({ unlock: { source: 'remote', reason: 'done' } }, { counter: 6 })),
+      ).applied,
+    ).toBe(true);
     const before = snapshot();
+    // The captured lock, replayed after the unlock, must not lock the terminal again.
     expect(processor.handle(first).error?.code).toBe('COMMAND_REPLAYED');
     expect(
       processor.handle(signed(command({ lock: { reason: 'x' } }, { counter: 4 }))).error?.code,
     ).toBe('COMMAND_REPLAYED');
     expect(snapshot().status).toEqual(before.status);
-    expect(processor.lastCounter()).toBe(5);
+    expect(processor.lastCounter()).toBe(6);
+  });
+
+  it('answers a redelivery of the last command, byte for byte, with its first result', () => {
+    const lock = signed(command({ lock: { reason: 'x' } }, { counter: 7 }));
+    const first = processor.handle(lock);
+    expect(first.applied).toBe(true);
+    const head = core.store.journal.headOf().seq;
+    const again = processor.handle(lock);
+    expect(again.applied).toBe(false);
+    expect(again.error).toBeUndefined();
+    expect(Buffer.from(again.result.body!).equals(Buffer.from(first.result.body!))).toBe(true);
+    expect(core.store.journal.headOf().seq).toBe(head);
+    // The same counter with other bytes is no redelivery: it is refused as a replay.
+    const forgedTwin = signed(command({ lock: { reason: 'y' } }, { counter: 7 }));
+    expect(processor.handle(forgedTwin).error?.code).toBe('COMMAND_REPLAYED');
   });
 
   it('refuses everything when no key is pinned', () => {

@@ -6,9 +6,9 @@
  * and the test checks both what the screen shows and what the agent did.
  *
  * The technician's end is a socket, not a second serialport-opened pty: @serialport/bindings-cpp
- * 13's Poller restarts uv_poll with only the newest event, so a port waiting to write that then
- * waits to read stops writing until more input comes (see the report). Two such ports facing
- * each other through socat can stall each other for good; one is the product, one was a harness.
+ * 13's Poller restarts uv_poll with only the newest event, so a port that waits to write and
+ * then to read stops writing until more input comes. Two such ports facing each other through
+ * socat can starve each other for good, which would test the harness, not the console.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
@@ -90,7 +90,7 @@ const txnCount = (): number => agent.core.store.journal.tail(1e6, 'txn').length;
 beforeAll(async () => {
   const probe = spawnSync('socat', ['-V'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0)
-    throw new Error('this test needs socat for a real pty pair: apt-get install -y socat');
+    throw new Error('this test needs socat to make a real pty: apt-get install -y socat');
 
   sim = await AcquirerSimulator.start({ dataDir: path.join(root, 'acquirer') });
   sim.registerTerminal({ terminalId: TID, activationCode: CODE, merchantName: 'Pty Noodles' });
@@ -154,8 +154,11 @@ afterAll(async () => {
     socat.kill('SIGTERM');
     await exited;
   }
-  await agent?.stop();
-  await sim?.stop();
+  // Bounded, so an agent wedged by a failed beforeAll still leaves no temp dir behind.
+  const bounded = (p: Promise<unknown> | undefined) =>
+    Promise.race([p, new Promise((r) => setTimeout(r, 10_000))]);
+  await bounded(agent?.stop());
+  await bounded(sim?.stop());
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -294,9 +297,7 @@ describe('technician commands on a real pty', () => {
     expect(time).toMatch(/^acquirerOffsetMs: +-?\d+$/m);
     const version = (await run('version')).join('\n');
     expect(version).toMatch(/^agent: +0\.1\.0$/m);
-    expect(version).toMatch(
-      new RegExp(`^node: +${process.versions.node.replace(/\./g, '\\.')}$`, 'm'),
-    );
+    expect(version).toMatch(new RegExp(`^node: +${process.versions.node}$`, 'm'));
     expect(version).toMatch(/^sqlite: +3\.\d+\.\d+$/m);
   });
 
@@ -362,7 +363,7 @@ describe('technician commands on a real pty', () => {
       `> version\r\nagent: +0\\.1\\.0\r\nnode: +[\\d.]+\r\nsqlite: +[\\d.]+\r\n${prompt}$`,
     );
     await waitUntil('the marker command after the garbage', () => done.test(received), 10_000);
-    expect(nudges, 'stalled screens nudged with a NUL keystroke').toBeLessThan(LINES / 25);
+    expect(nudges, 'screens that froze until a NUL keystroke').toBeLessThanOrEqual(3);
     mark = received.length;
     expect(received).toContain('refused (CONSOLE_UNKNOWN_COMMAND)');
     expect(received).toContain('refused (CONSOLE_LINE_TOO_LONG)');
@@ -422,14 +423,10 @@ describe('login lock-out', () => {
       { technician: TECH, failures: 2 },
       { technician: TECH, failures: 3 },
     ]);
-    expect(events('console-login-locked-out')).toEqual([
-      // The remaining wait when it was journaled: the lock-out, less the time the failure took to save.
-      {
-        technician: TECH,
-        failures: 3,
-        lockoutMs: expect.toSatisfy((ms: number) => ms > 50_000 && ms <= 60_000),
-      },
-    ]);
+    // lockoutMs is the wait left when it was journaled: the lock-out less the save's few ms.
+    const lockedOut = events('console-login-locked-out');
+    expect(lockedOut).toMatchObject([{ technician: TECH, failures: 3 }]);
+    expect(lockedOut[0]!.lockoutMs).toBeGreaterThan(50_000);
     expect(events('console-login-refused').map((d) => d.code)).toEqual([
       'CONSOLE_LOGIN_THROTTLED',
       'CONSOLE_LOCKED_OUT',
