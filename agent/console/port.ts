@@ -43,7 +43,35 @@ export async function openSerialConsoleStream(options: SerialConsoleOptions): Pr
   await new Promise<void>((resolve, reject) => {
     port.open((err) => (err ? reject(portError(options.path, err)) : resolve()));
   });
+  keepBothPollEvents(port);
   return port;
+}
+
+const UV_READABLE = 1;
+const UV_WRITABLE = 2;
+
+/**
+ * @serialport/bindings-cpp 13 restarts its fd poll with only the event just asked for
+ * (poller.cpp passes `events`, not the union it keeps), so a read starting while a write
+ * waits for the line to drain drops the writable watch: output then stalls until the
+ * technician presses a key. Asking for every event that still has a waiter keeps both.
+ * The mock binding has no poller and is left alone.
+ */
+function keepBothPollEvents(port: SerialPort): void {
+  const poller = (port.port as unknown as { poller?: PollerLike } | undefined)?.poller;
+  if (!poller || typeof poller.poll !== 'function') return;
+  const poll = poller.poll.bind(poller);
+  poller.poll = (flag = 0) =>
+    poll(
+      flag |
+        (poller.listenerCount('readable') > 0 ? UV_READABLE : 0) |
+        (poller.listenerCount('writable') > 0 ? UV_WRITABLE : 0),
+    );
+}
+
+interface PollerLike {
+  poll(flag?: number): void;
+  listenerCount(event: string): number;
 }
 
 function portError(path: string, cause: unknown): AgentError {
