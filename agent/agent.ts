@@ -12,6 +12,7 @@ import { silentLogger } from './log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from './errors.ts';
 import { SerialRunner } from './serial-runner.ts';
+import { recordEvent } from './terminal-state.ts';
 import { Settlement, type SettleReport, type SettlementStep } from './settlement.ts';
 import { CommandProcessor, type FollowUp } from './commands.ts';
 import { TerminalKeyFile } from './keys.ts';
@@ -60,6 +61,8 @@ export class Agent {
   private readonly terminalKeyFile: TerminalKeyFile;
   private scheduler: Scheduler | undefined;
   private stopped = false;
+  /** The background page check of a large journal, when one runs (tests await it). */
+  pageCheck: Promise<boolean> | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     const config = opts.config;
@@ -148,6 +151,7 @@ export class Agent {
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
     this.selfTest.run({ full: false });
+    if (this.core.store.pageCheckDeferred) this.pageCheck = this.checkPagesInBackground();
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -171,6 +175,7 @@ export class Agent {
     this.stopped = true;
     await this.scheduler?.stop();
     await this.channel.close();
+    await this.pageCheck;
     await this.runner.idle().catch(() => {});
     this.core.close();
   }
@@ -258,6 +263,31 @@ export class Agent {
     } finally {
       payments.endDrain();
     }
+  }
+
+  /**
+   * A journal too big to check page by page before start is checked on a worker thread
+   * while the agent runs; damage found locks the terminal (hardware-fault) at once.
+   */
+  private async checkPagesInBackground(): Promise<boolean> {
+    const found = await this.core.store.checkPagesLater();
+    if (found.length === 1 && found[0] === 'ok') return true;
+    const detail = found.slice(0, 3).join('; ');
+    this.log.error({ found: detail }, 'the journal file is damaged');
+    if (this.stopped) return false;
+    await this.runner
+      .run('page-check', () => {
+        recordEvent(this.core.store, this.core.clock, this.log, 'page-check-failed', {
+          found: detail,
+        });
+        this.core.terminal.applyOrRecord(
+          { type: 'lock', source: 'hardware-fault', by: 'agent' },
+          `the journal file is damaged: ${detail}`,
+          'page-check',
+        );
+      })
+      .catch((e) => this.logFailure('page check', e));
+    return false;
   }
 
   private flowDeps(): FlowDeps {

@@ -137,6 +137,16 @@ export const configSchema = z
           .default(5 * 60_000),
       })
       .prefault({}),
+    storage: z
+      .object({
+        /** Journals up to this size are checked page by page before start; bigger ones in the background. */
+        syncPageCheckMaxBytes: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(64 * 1024 * 1024),
+      })
+      .prefault({}),
     paymentSocket: z
       .object({
         /** Unix socket path for the payment app; relative to dataDir; empty disables it. */

@@ -55,7 +55,9 @@ export function openCore(
       : parseConfig(configInput);
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? silentLogger();
-  const store = Store.open(journalPath(config));
+  const store = Store.open(journalPath(config), {
+    syncPageCheckMaxBytes: config.storage.syncPageCheckMaxBytes,
+  });
   const terminal = new TerminalState(store, clock, log);
   const tokenKeys = new TokenKeyFile(path.join(config.dataDir, 'keys', 'token.key'));
   const identity = (): Identity | undefined => store.state.getJson<Identity>('identity');

@@ -1,5 +1,13 @@
 import { AgentError } from '../agent/errors.ts';
-import { guarded, openDatabase, mapSqliteError, type Database, type OpenOptions } from './db.ts';
+import {
+  guarded,
+  openDatabase,
+  mapSqliteError,
+  pagesCheckedAtOpen,
+  type Database,
+  type OpenOptions,
+} from './db.ts';
+import { checkPagesInWorker } from './page-check.ts';
 import { Journal } from './journal.ts';
 import { Batches } from './batches.ts';
 import { StateStore } from './state-store.ts';
@@ -25,8 +33,19 @@ export class Store {
     this.state = new StateStore(db);
   }
 
+  /** True when the file was too big to check page by page at open: run `checkPagesLater`. */
+  pageCheckDeferred = false;
+
   static open(file: string, options?: OpenOptions): Store {
-    return new Store(openDatabase(file, options), file);
+    const deferred = !options?.readonly && !options?.forensic && !pagesCheckedAtOpen(file, options);
+    const store = new Store(openDatabase(file, options), file);
+    store.pageCheckDeferred = deferred;
+    return store;
+  }
+
+  /** The page-level check on a worker thread; `['ok']` when sound. */
+  checkPagesLater(): Promise<string[]> {
+    return checkPagesInWorker(this.file);
   }
 
   /**

@@ -1,0 +1,114 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtempSync, openSync, writeSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openCore, applyActivation } from '../../agent/core.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { parseConfig } from '../../agent/config.ts';
+import { Agent } from '../../agent/agent.ts';
+import { SelfTest } from '../../agent/selftest.ts';
+
+/**
+ * A journal too big to check before start is checked on a worker thread while the agent
+ * runs; a damaged page found there locks the terminal. A small one is refused at open.
+ */
+function buildJournal(dataDir: string): string {
+  const config = parseConfig({ dataDir });
+  const core = openCore(config);
+  applyActivation(
+    core,
+    {
+      terminalId: 'T0001',
+      merchantId: 'M1',
+      merchantName: 'Shop',
+      category: 'default',
+      currency: 'CNY',
+      activatedAt: Date.now(),
+    },
+    DEFAULT_FEE_SCHEDULE,
+    'test',
+  );
+  for (let i = 0; i < 3000; i++)
+    core.payments.record({ type: 'sale', amount: 1000 + i, card: { pan: '4111111111111111' } });
+  // A verified checkpoint at the head: the start-up chain walk then reads no old page.
+  new SelfTest({
+    store: core.store,
+    clock: core.clock,
+    log: core.log,
+    config,
+    terminal: core.terminal,
+    clockOffsetMs: () => null,
+  }).run({ full: true });
+  core.store.checkpoint();
+  core.close();
+  return path.join(dataDir, 'journal.db');
+}
+
+function damageMiddlePage(file: string): void {
+  const size = readFileSync(file).length;
+  const page = Math.floor(size / 4096 / 2);
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, page * 4096 + 200);
+  closeSync(fd);
+}
+
+describe('page check of the journal file', () => {
+  it('a big journal starts at once and a damaged page found in the background locks hardware-fault', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pa-pages-'));
+    try {
+      damageMiddlePage(buildJournal(dir));
+      const agent = new Agent({
+        config: parseConfig({
+          dataDir: dir,
+          storage: { syncPageCheckMaxBytes: 0 },
+          paymentSocket: { path: '' },
+        }),
+        schedules: false,
+      });
+      await agent.start();
+      expect(agent.core.store.pageCheckDeferred).toBe(true);
+      expect(await agent.pageCheck).toBe(false);
+      expect(agent.core.terminal.status().locks).toContain('hardware-fault');
+      expect(agent.core.store.journal.events('page-check-failed')).toHaveLength(1);
+      await agent.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a sound big journal passes the background check and stays unlocked', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pa-pages-'));
+    try {
+      buildJournal(dir);
+      const agent = new Agent({
+        config: parseConfig({
+          dataDir: dir,
+          storage: { syncPageCheckMaxBytes: 0 },
+          paymentSocket: { path: '' },
+        }),
+        schedules: false,
+      });
+      await agent.start();
+      expect(await agent.pageCheck).toBe(true);
+      expect(agent.core.terminal.status().locks).toEqual([]);
+      await agent.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a small damaged journal is refused at open and left as it was', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pa-pages-'));
+    try {
+      const file = buildJournal(dir);
+      damageMiddlePage(file);
+      const before = readFileSync(file);
+      expect(() => openCore({ dataDir: dir })).toThrow(
+        expect.objectContaining({ code: 'STORAGE_CORRUPT' }),
+      );
+      expect(readFileSync(file).equals(before)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
