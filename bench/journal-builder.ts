@@ -18,7 +18,7 @@ import { batchDigest, computeTotals } from '../agent/batch-totals.ts';
 import { protectCard } from '../agent/card.ts';
 import { DEFAULT_FEE_SCHEDULE, saleFee } from '../agent/fees.ts';
 import { loadDriver } from '../storage/db.ts';
-import { rowHash, type TxnRow } from '../storage/journal.ts';
+import { JOURNAL_COLUMNS, rowHash, type TxnRow } from '../storage/journal.ts';
 import {
   benchConfig,
   cacheDir,
@@ -101,26 +101,7 @@ export function ensureHistory(rows: number, opts: BenchOptions): History {
   db.pragma('journal_mode = WAL');
   // A build step, not a measurement: the finished file is checkpointed and closed below.
   db.pragma('synchronous = OFF');
-  const cols = [
-    'seq',
-    'kind',
-    'created_at',
-    'local_id',
-    'type',
-    'original_seq',
-    'amount',
-    'currency',
-    'category',
-    'fee',
-    'fee_version',
-    'masked_pan',
-    'pan_token',
-    'auth_code',
-    'status',
-    'batch_id',
-    'event',
-    'detail',
-  ] as const;
+  const cols = JOURNAL_COLUMNS;
   const insertRow = db.prepare(
     `INSERT INTO journal (${cols.join(', ')}, prev_hash, hash) VALUES (${cols.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
   );

@@ -74,7 +74,8 @@ interface RawRow {
   hash: string;
 }
 
-const columns = [
+/** Every content column of a journal row, in the order the hash covers them. */
+export const JOURNAL_COLUMNS = [
   'seq',
   'kind',
   'created_at',
@@ -95,11 +96,11 @@ const columns = [
   'detail',
 ] as const;
 
-type Content = Pick<RawRow, (typeof columns)[number]>;
+type Content = Pick<RawRow, (typeof JOURNAL_COLUMNS)[number]>;
 
 /** The hash of one row: covers the previous hash and every content column in order. */
 export function rowHash(prevHash: string, row: Content): string {
-  const canonical = JSON.stringify(columns.map((c) => row[c] ?? null));
+  const canonical = JSON.stringify(JOURNAL_COLUMNS.map((c) => row[c] ?? null));
   return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
 }
 
@@ -121,8 +122,8 @@ export class Journal {
 
   constructor(private readonly db: Database) {
     this.insert = db.prepare(
-      `INSERT INTO journal (${columns.join(', ')}, prev_hash, hash)
-       VALUES (${columns.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+      `INSERT INTO journal (${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash)
+       VALUES (${JOURNAL_COLUMNS.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
     );
     this.head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1');
     this.bySeq = db.prepare('SELECT * FROM journal WHERE seq = ?');
