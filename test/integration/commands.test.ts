@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { openCore, applyActivation, type Core } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore, type Core } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { CommandProcessor } from '../../agent/commands.ts';
 import {
   generateEd25519,
@@ -62,19 +62,7 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'pa-cmd-'));
   clock = new ManualClock();
   core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
-  applyActivation(
-    core,
-    {
-      terminalId: TERMINAL,
-      merchantId: 'M1',
-      merchantName: 'Shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: clock.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   const terminalKeys = new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem'));
   terminalKeys.loadOrCreate();
   offset = 0;

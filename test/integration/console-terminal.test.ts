@@ -25,6 +25,7 @@ import { openSerialConsoleStream } from '../../agent/console/port.ts';
 import { createConsole } from '../../agent/runtime.ts';
 import { formatUnlockCode } from '../../agent/unlock-code.ts';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
+import { seededRandom } from '../../simulator/card-sim.ts';
 
 const TID = 'TCON1';
 const CODE = 'CODE-CON-1';
@@ -305,15 +306,9 @@ describe('technician commands on a real pty', () => {
     const state = agent.core.terminal.status();
     const txns = txnCount();
     const batches = JSON.stringify(agent.core.store.batches.list());
-    // mulberry32, seeded, so a failure replays.
-    let seed = 0x0c0ffee;
-    const rnd = (): number => {
-      seed = (seed + 0x6d2b79f5) >>> 0;
-      let t = seed;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return (t ^ (t >>> 14)) >>> 0;
-    };
+    // Seeded, so a failure replays; 32-bit integers like the generator's raw output.
+    const random = seededRandom(0x0c0ffee);
+    const rnd = (): number => Math.floor(random() * 4_294_967_296);
     const LINES = Number(process.env.CONSOLE_GARBAGE_LINES ?? 3_000);
     const from = received.length;
     const prompt = `${TID} active> `;

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Store } from '../../storage/store.ts';
 import { applyActivation, openCore } from '../../agent/core.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { seededRandom } from '../../simulator/card-sim.ts';
 
 /**
  * INVARIANTS 1 and 9 under SIGKILL: a child appends transactions through Payments.record
@@ -19,16 +20,7 @@ const CHILD = path.join(ROOT, 'test/fixtures/append-child.ts');
 const KILLS = 24;
 const SEED = Number(process.env.CRASH_SEED ?? 0x0c0ffee);
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 interface RunResult {
   acks: Array<{ seq: number; localId: string }>;

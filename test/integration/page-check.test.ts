@@ -2,8 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, openSync, writeSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, applyActivation } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { parseConfig } from '../../agent/config.ts';
 import { Agent } from '../../agent/agent.ts';
 import { SelfTest } from '../../agent/selftest.ts';
@@ -15,19 +15,7 @@ import { SelfTest } from '../../agent/selftest.ts';
 function buildJournal(dataDir: string): string {
   const config = parseConfig({ dataDir });
   const core = openCore(config);
-  applyActivation(
-    core,
-    {
-      terminalId: 'T0001',
-      merchantId: 'M1',
-      merchantName: 'Shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: Date.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   for (let i = 0; i < 3000; i++)
     core.payments.record({ type: 'sale', amount: 1000 + i, card: { pan: '4111111111111111' } });
   // A verified checkpoint at the head: the start-up chain walk then reads no old page.

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { openCore, applyActivation, type Core } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore, type Core } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { RiskMonitor, type RiskHit } from '../../agent/risk-monitor.ts';
 import { SelfTest } from '../../agent/selftest.ts';
 import { ManualClock } from '../../agent/clock.ts';
@@ -35,19 +35,7 @@ beforeEach(() => {
   clock = new ManualClock(Date.UTC(2026, 10, 26, 9));
   hits = [];
   open();
-  applyActivation(
-    core,
-    {
-      terminalId: 'T0001',
-      merchantId: 'M1',
-      merchantName: 'Shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: clock.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
 });
 
 afterEach(() => {

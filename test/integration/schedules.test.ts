@@ -2,8 +2,8 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, applyActivation, type Core } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore, type Core } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { Settlement, type AcquirerLink } from '../../agent/settlement.ts';
 import { Scheduler } from '../../agent/scheduler.ts';
 import { SerialRunner } from '../../agent/serial-runner.ts';
@@ -35,19 +35,7 @@ beforeEach(() => {
   clock = new ManualClock(Date.UTC(2026, 10, 26, 14, 30));
   const config = parseConfig({ dataDir: dir, timeZone: 'Asia/Shanghai' });
   core = openCore(config, { clock });
-  applyActivation(
-    core,
-    {
-      terminalId: 'T0001',
-      merchantId: 'M1',
-      merchantName: 'Shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: clock.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   settlement = new Settlement({ store: core.store, clock, log: core.log, config, link: offline });
 });
 

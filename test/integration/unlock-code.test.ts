@@ -2,8 +2,8 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, applyActivation, type Core } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore, type Core } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { CommandProcessor } from '../../agent/commands.ts';
 import { UnlockCodes, formatUnlockCode } from '../../agent/unlock-code.ts';
 import { generateEd25519, rawPublicKey, signEd25519 } from '../../agent/keys.ts';
@@ -53,19 +53,7 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'pa-unlock-'));
   clock = new ManualClock();
   core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
-  applyActivation(
-    core,
-    {
-      terminalId: TERMINAL,
-      merchantId: 'M1',
-      merchantName: 'Shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: clock.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   const commands = new CommandProcessor({
     store: core.store,
     clock,

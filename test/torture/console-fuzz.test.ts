@@ -16,6 +16,7 @@ import { AgentError } from '../../agent/errors.ts';
 import { hashPin, LoginThrottle } from '../../agent/console/auth.ts';
 import { CommandRegistry } from '../../agent/console/commands.ts';
 import { Console } from '../../agent/console/console.ts';
+import { seededRandom } from '../../simulator/card-sim.ts';
 
 const LINES = Number(process.env.CONSOLE_FUZZ_LINES ?? 3000);
 const SEED = Number(process.env.CONSOLE_FUZZ_SEED ?? 0x5eed1e55);
@@ -28,20 +29,13 @@ beforeAll(async () => {
   pinHash = await hashPin(PIN, { N: 1024, r: 8, p: 1 });
 });
 
-/** mulberry32: tiny, fast, good enough to pick bytes, and reproducible from a seed. */
+/** A seeded generator with the helpers the fuzzer needs, reproducible from a seed. */
 function prng(seed: number): {
   next(): number;
   int(n: number): number;
   pick<T>(xs: readonly T[]): T;
 } {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (n: number): number => Math.floor(next() * n);
   return { next, int, pick: (xs) => xs[int(xs.length)] as (typeof xs)[number] };
 }

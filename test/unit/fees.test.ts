@@ -7,6 +7,7 @@ import {
   type FeeSchedule,
 } from '../../agent/fees.ts';
 import { AgentError } from '../../agent/errors.ts';
+import { seededRandom } from '../../simulator/card-sim.ts';
 
 /**
  * Fees are money: every expectation here is either a literal worked out by hand or an
@@ -32,17 +33,7 @@ function refFee(
   return fee;
 }
 
-/** mulberry32: a tiny seeded PRNG so a failing property run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 function codeOf(fn: () => unknown): string {
   try {
