@@ -57,7 +57,8 @@ export const configSchema = z
         /** node-cron expression in timeZone: nightly cutover. */
         cutoverCron: z.string().default('0 0 23 * * *'),
         heartbeatCron: z.string().default('*/30 * * * * *'),
-        detailChunkRows: z.number().int().min(1).max(10_000).default(500),
+        /** Rows per detail frame: about 250 bytes each, so 3,000 stay under the 1 MiB frame limit. */
+        detailChunkRows: z.number().int().min(1).max(3_000).default(2_000),
         /** Hour (0-23, in timeZone) at which a new business date starts. */
         businessDayStartHour: z.number().int().min(0).max(23).default(0),
       })

@@ -14,6 +14,7 @@ import {
   type FeeSchedule,
 } from './fees.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
+import { mayTransact } from './lifecycle.ts';
 
 /**
  * The payment entry point: the one place where the lifecycle, the fee schedule and the
@@ -73,6 +74,7 @@ export class Payments {
     reject: (e: unknown) => void;
   }> = [];
   private draining = false;
+  private schedule: FeeSchedule | undefined;
 
   constructor(private readonly d: PaymentDeps) {}
 
@@ -293,7 +295,7 @@ export class Payments {
         const reversalOk =
           input.type === 'reversal' &&
           ['active', 'deactivation-pending', 'deactivating'].includes(life.state);
-        const may = this.d.terminal.mayTransact();
+        const may = mayTransact(life);
         if (!may.allowed && !reversalOk)
           throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
       }
@@ -356,7 +358,11 @@ export class Payments {
         'FEE_NO_SCHEDULE',
         'no fee schedule is in force; activate the terminal first',
       );
-    return parseFeeSchedule(spec);
+    // A version is installed once and never changes, so its validated form can be kept.
+    const version = (spec as { version?: unknown }).version;
+    if (this.schedule?.version === version) return this.schedule;
+    this.schedule = parseFeeSchedule(spec);
+    return this.schedule;
   }
 
   /** `L<seq>`, unless the payment app already used that id for one of its own rows. */
