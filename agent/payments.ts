@@ -360,9 +360,11 @@ export class Payments {
       );
     // A version is installed once and never changes, so its validated form can be kept.
     const version = (spec as { version?: unknown }).version;
-    if (this.schedule?.version === version) return this.schedule;
-    this.schedule = parseFeeSchedule(spec);
-    return this.schedule;
+    const cached = this.schedule;
+    if (cached && cached.version === version) return cached;
+    const schedule = parseFeeSchedule(spec);
+    this.schedule = schedule;
+    return schedule;
   }
 
   /** `L<seq>`, unless the payment app already used that id for one of its own rows. */
