@@ -157,6 +157,7 @@ function recordInputFrom(r: pos.v1.IRecordRequest): RecordInput {
     authCode: r.authCode || undefined,
     originalSeq: r.originalSeq ? Number(r.originalSeq) : undefined,
     localId: r.localId || undefined,
+    approvedAt: r.approvedAtMs ? Number(r.approvedAtMs) : undefined,
   };
 }
 
@@ -228,6 +229,7 @@ export class PaymentClient {
           authCode: input.authCode ?? '',
           originalSeq: input.originalSeq ?? 0,
           localId: input.localId ?? '',
+          approvedAtMs: input.approvedAt ?? 0,
         },
       }),
       (x) => x.record,

@@ -5570,6 +5570,9 @@ export namespace pos {
             /** RecordRequest localId. */
             localId: string;
 
+            /** RecordRequest approvedAtMs. */
+            approvedAtMs: number;
+
             /**
              * Creates a new RecordRequest instance using the specified properties.
              * @param [properties] Properties to set
@@ -5677,6 +5680,9 @@ export namespace pos {
 
                 /** RecordRequest localId */
                 localId?: (string|null);
+
+                /** RecordRequest approvedAtMs */
+                approvedAtMs?: (number|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

@@ -15845,6 +15845,7 @@ export const pos = $root.pos = (() => {
              * @property {string|null} [authCode] RecordRequest authCode
              * @property {number|null} [originalSeq] RecordRequest originalSeq
              * @property {string|null} [localId] RecordRequest localId
+             * @property {number|null} [approvedAtMs] RecordRequest approvedAtMs
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -15941,6 +15942,14 @@ export const pos = $root.pos = (() => {
             RecordRequest.prototype.localId = "";
 
             /**
+             * RecordRequest approvedAtMs.
+             * @member {number} approvedAtMs
+             * @memberof pos.v1.RecordRequest
+             * @instance
+             */
+            RecordRequest.prototype.approvedAtMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
              * Creates a new RecordRequest instance using the specified properties.
              * @function create
              * @memberof pos.v1.RecordRequest
@@ -15988,6 +15997,8 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 7, wireType 0 =*/56).int64(message.originalSeq);
                 if (message.localId != null && $Object.hasOwnProperty.call(message, "localId") && message.localId !== "")
                     writer.uint32(/* id 8, wireType 2 =*/66).string(message.localId);
+                if (message.approvedAtMs != null && $Object.hasOwnProperty.call(message, "approvedAtMs") && (typeof message.approvedAtMs === "object" ? message.approvedAtMs.low || message.approvedAtMs.high : message.approvedAtMs !== 0))
+                    writer.uint32(/* id 9, wireType 0 =*/72).int64(message.approvedAtMs);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -16114,6 +16125,15 @@ export const pos = $root.pos = (() => {
                                 delete message.localId;
                             continue;
                         }
+                    case 9: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.approvedAtMs = value;
+                            else
+                                delete message.approvedAtMs;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -16188,6 +16208,9 @@ export const pos = $root.pos = (() => {
                 if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
                     if (!$util.isString(message.localId))
                         return "localId: string expected";
+                if (message.approvedAtMs != null && $Object.hasOwnProperty.call(message, "approvedAtMs"))
+                    if (!$util.isInteger(message.approvedAtMs) && !(message.approvedAtMs && $util.isInteger(message.approvedAtMs.low) && $util.isInteger(message.approvedAtMs.high)))
+                        return "approvedAtMs: integer|Long expected";
                 return null;
             };
 
@@ -16249,6 +16272,16 @@ export const pos = $root.pos = (() => {
                 if (object.localId != null)
                     if (typeof object.localId !== "string" || object.localId.length)
                         message.localId = $String(object.localId);
+                if (object.approvedAtMs != null)
+                    if (typeof object.approvedAtMs === "object" ? object.approvedAtMs.low || object.approvedAtMs.high : $Number(object.approvedAtMs) !== 0)
+                        if ($util.Long)
+                            message.approvedAtMs = $util.Long.fromValue(object.approvedAtMs, false);
+                        else if (typeof object.approvedAtMs === "string")
+                            message.approvedAtMs = $parseInt(object.approvedAtMs, 10);
+                        else if (typeof object.approvedAtMs === "number")
+                            message.approvedAtMs = object.approvedAtMs;
+                        else if (typeof object.approvedAtMs === "object")
+                            message.approvedAtMs = new $util.LongBits(object.approvedAtMs.low >>> 0, object.approvedAtMs.high >>> 0).toNumber();
                 return message;
             };
 
@@ -16286,6 +16319,11 @@ export const pos = $root.pos = (() => {
                     } else
                         object.originalSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
                     object.localId = "";
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.approvedAtMs = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.approvedAtMs = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
                 }
                 if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
                     object.type = message.type;
@@ -16313,6 +16351,13 @@ export const pos = $root.pos = (() => {
                         object.originalSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.originalSeq) : options.longs === $Number ? new $util.LongBits(message.originalSeq.low >>> 0, message.originalSeq.high >>> 0).toNumber() : message.originalSeq;
                 if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
                     object.localId = message.localId;
+                if (message.approvedAtMs != null && $Object.hasOwnProperty.call(message, "approvedAtMs"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.approvedAtMs = typeof message.approvedAtMs === "number" ? $BigInt(message.approvedAtMs) : $util.Long.fromBits(message.approvedAtMs.low >>> 0, message.approvedAtMs.high >>> 0, false).toBigInt();
+                    else if (typeof message.approvedAtMs === "number")
+                        object.approvedAtMs = options.longs === $String ? $String(message.approvedAtMs) : message.approvedAtMs;
+                    else
+                        object.approvedAtMs = options.longs === $String ? $util.Long.prototype.toString.call(message.approvedAtMs) : options.longs === $Number ? new $util.LongBits(message.approvedAtMs.low >>> 0, message.approvedAtMs.high >>> 0).toNumber() : message.approvedAtMs;
                 return object;
             };
 

@@ -1,0 +1,142 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openCore, type Core } from '../../agent/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
+import { ManualClock } from '../../agent/clock.ts';
+import { Settlement, type AcquirerLink } from '../../agent/settlement.ts';
+import { PaymentClient, PaymentSocketServer } from '../../agent/payment-socket.ts';
+import { isAgentError } from '../../agent/errors.ts';
+
+/**
+ * Offline approvals are journaled as pending-offline within the configured limits (per
+ * transaction, total not yet settled, age) and forwarded in settlement like any sale.
+ */
+const PAN = '4111111111111111';
+let dir: string;
+let core: Core;
+let clock: ManualClock;
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn();
+    return 'accepted';
+  } catch (e) {
+    if (isAgentError(e)) return e.code;
+    throw e;
+  }
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'pa-offline-'));
+  clock = new ManualClock(Date.UTC(2026, 10, 26, 6));
+  core = openCore(
+    { dataDir: dir, offline: { maxAmount: 50_000, maxTotal: 120_000, maxAgeMs: 3_600_000 } },
+    { clock },
+  );
+  activateForTest(core);
+});
+
+afterEach(() => {
+  core.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('offline approvals', () => {
+  it('are journaled pending-offline within the per-transaction, total and age limits', () => {
+    const offline =
+      (amount: number, approvedAt = clock.now()) =>
+      () =>
+        core.payments.record({
+          type: 'sale',
+          amount,
+          card: { pan: PAN },
+          status: 'pending-offline',
+          approvedAt,
+        });
+    expect(code(offline(50_001))).toBe('TXN_OFFLINE_LIMIT');
+    expect(code(offline(50_000))).toBe('accepted');
+    expect(code(offline(50_000))).toBe('accepted');
+    // 100,000 pending: 20,000 more fits under 120,000, one fen more does not.
+    expect(code(offline(20_001))).toBe('TXN_OFFLINE_LIMIT');
+    expect(code(offline(20_000))).toBe('accepted');
+    expect(code(offline(1_000, clock.now() - 3_600_001))).toBe('TXN_OFFLINE_LIMIT');
+    expect(core.payments.pendingOfflineTotal()).toBe(120_000);
+    expect(core.store.journal.events('txn-refused')).toHaveLength(3);
+  });
+
+  it('are forwarded in settlement and free the offline allowance once acknowledged', async () => {
+    core.payments.record({
+      type: 'sale',
+      amount: 50_000,
+      card: { pan: PAN },
+      status: 'pending-offline',
+    });
+    core.payments.record({ type: 'sale', amount: 10_000, card: { pan: PAN } });
+    const acquirer: AcquirerLink = {
+      isUp: true,
+      request: async (body) => {
+        const b = body.batchSubmit!;
+        return {
+          batchAck: {
+            batchId: b.batchId,
+            digest: b.digest,
+            settlementId: 'S1',
+            acquirerTotals: b.totals,
+          },
+        } as never;
+      },
+    };
+    const settlement = new Settlement({
+      store: core.store,
+      clock,
+      log: core.log,
+      config: core.config,
+      link: acquirer,
+    });
+    const batch = settlement.cutover({ reason: 'test' })!;
+    expect(batch.totals!.byType.find((t) => t.type === 'sale')).toMatchObject({
+      count: 2,
+      amount: 60_000,
+    });
+    expect(core.payments.pendingOfflineTotal()).toBe(50_000);
+    await settlement.settleAll();
+    expect(core.store.batches.get(batch.batchId)!.state).toBe('acked');
+    expect(core.payments.pendingOfflineTotal()).toBe(0);
+  });
+
+  it('carry their approval time over the payment-app socket', async () => {
+    const socketPath = path.join(dir, 'pay.sock');
+    const server = new PaymentSocketServer({
+      payments: core.payments,
+      terminal: core.terminal,
+      store: core.store,
+      log: core.log,
+    });
+    await server.listen(socketPath);
+    const client = await PaymentClient.connect(socketPath);
+    try {
+      await expect(
+        client.record({
+          type: 'sale',
+          amount: 1_000,
+          card: { pan: PAN },
+          status: 'pending-offline',
+          approvedAt: clock.now() - 7_200_000,
+        }),
+      ).rejects.toMatchObject({ code: 'TXN_OFFLINE_LIMIT' });
+      const ok = await client.record({
+        type: 'sale',
+        amount: 1_000,
+        card: { pan: PAN },
+        status: 'pending-offline',
+        approvedAt: clock.now(),
+      });
+      expect(ok.status).toBe('pending-offline');
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+});
