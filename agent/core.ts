@@ -60,7 +60,9 @@ export function openCore(
   });
   const terminal = new TerminalState(store, clock, log);
   const tokenKeys = new TokenKeyFile(path.join(config.dataDir, 'keys', 'token.key'));
-  const identity = (): Identity | undefined => store.state.getJson<Identity>('identity');
+  // Read on every transaction (its category prices the fee); written once, at activation.
+  let known: Identity | undefined;
+  const identity = (): Identity | undefined => (known ??= store.state.getJson<Identity>('identity'));
   let tokenKey: Buffer | undefined;
   const payments = new Payments({
     store,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { AgentError } from '../agent/errors.ts';
-import { guarded, type Database } from './db.ts';
+import type { Statement } from 'better-sqlite3';
+import { guarded, statementCache, type Database } from './db.ts';
 
 /**
  * Batches: a transaction gets the open batch's id when it is appended, so membership is
@@ -89,44 +90,43 @@ export const UNSETTLED_STATES: readonly BatchState[] = [
 ];
 
 export class Batches {
-  constructor(private readonly db: Database) {}
+  private readonly sql: (sql: string) => Statement;
+  constructor(private readonly db: Database) {
+    this.sql = statementCache(db);
+  }
 
   /** The open batch, creating the first one on a fresh journal. */
   open(now: number): Batch {
-    const row = guarded(() =>
-      this.db.prepare("SELECT * FROM batches WHERE state = 'open'").get(),
-    ) as RawBatch | undefined;
+    const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
+      RawBatch | undefined;
     return row ? toBatch(row) : this.create(now);
   }
 
   private create(now: number): Batch {
-    const last = guarded(() => this.db.prepare('SELECT MAX(number) AS n FROM batches').get()) as {
+    const last = guarded(() => this.sql('SELECT MAX(number) AS n FROM batches').get()) as {
       n: number | null;
     };
     const number = (last.n ?? 0) + 1;
     // The random part keeps a re-installed terminal, whose numbers restart, from reusing an id.
     const batchId = `B${String(number).padStart(6, '0')}-${randomBytes(3).toString('hex').toUpperCase()}`;
     guarded(() =>
-      this.db
-        .prepare(
-          "INSERT INTO batches (batch_id, number, state, opened_at, updated_at) VALUES (?, ?, 'open', ?, ?)",
-        )
-        .run(batchId, number, now, now),
+      this.sql(
+        "INSERT INTO batches (batch_id, number, state, opened_at, updated_at) VALUES (?, ?, 'open', ?, ?)",
+      ).run(batchId, number, now, now),
     );
     return this.get(batchId)!;
   }
 
   get(batchId: string): Batch | undefined {
-    const row = guarded(() =>
-      this.db.prepare('SELECT * FROM batches WHERE batch_id = ?').get(batchId),
-    ) as RawBatch | undefined;
+    const row = guarded(() => this.sql('SELECT * FROM batches WHERE batch_id = ?').get(batchId)) as
+      RawBatch | undefined;
     return row && toBatch(row);
   }
 
   /** Every batch, oldest first (or the newest `limit`). */
   list(limit = 1000): Batch[] {
     const rows = guarded(() =>
-      this.db.prepare('SELECT * FROM batches ORDER BY number DESC LIMIT ?').all(limit),
+      this.sql('SELECT * FROM batches ORDER BY number DESC LIMIT ?').all(limit),
     ) as RawBatch[];
     return rows.reverse().map(toBatch);
   }
@@ -135,9 +135,9 @@ export class Batches {
   unsettled(): Batch[] {
     const marks = UNSETTLED_STATES.map(() => '?').join(', ');
     const rows = guarded(() =>
-      this.db
-        .prepare(`SELECT * FROM batches WHERE state IN (${marks}) ORDER BY number`)
-        .all(...UNSETTLED_STATES),
+      this.sql(`SELECT * FROM batches WHERE state IN (${marks}) ORDER BY number`).all(
+        ...UNSETTLED_STATES,
+      ),
     ) as RawBatch[];
     return rows.map(toBatch);
   }
@@ -156,23 +156,21 @@ export class Batches {
     now: number,
   ): Batch {
     const res = guarded(() =>
-      this.db
-        .prepare(
-          `UPDATE batches SET state = 'closed', business_date = ?, closed_at = ?, first_seq = ?, last_seq = ?,
+      this.sql(
+        `UPDATE batches SET state = 'closed', business_date = ?, closed_at = ?, first_seq = ?, last_seq = ?,
              txn_count = ?, totals = ?, digest = ?, updated_at = ?
            WHERE batch_id = ? AND state = 'open'`,
-        )
-        .run(
-          facts.businessDate,
-          now,
-          facts.firstSeq,
-          facts.lastSeq,
-          facts.txnCount,
-          JSON.stringify(facts.totals),
-          facts.digest,
-          now,
-          batchId,
-        ),
+      ).run(
+        facts.businessDate,
+        now,
+        facts.firstSeq,
+        facts.lastSeq,
+        facts.txnCount,
+        JSON.stringify(facts.totals),
+        facts.digest,
+        now,
+        batchId,
+      ),
     );
     if (res.changes !== 1) throw new AgentError('SETTLEMENT_BUSY', `batch ${batchId} is not open`);
     this.create(now);
@@ -189,20 +187,18 @@ export class Batches {
   ): Batch {
     const marks = from.map(() => '?').join(', ');
     const res = guarded(() =>
-      this.db
-        .prepare(
-          `UPDATE batches SET state = ?, updated_at = ?,
+      this.sql(
+        `UPDATE batches SET state = ?, updated_at = ?,
              settlement_id = COALESCE(?, settlement_id), acquirer_totals = COALESCE(?, acquirer_totals)
            WHERE batch_id = ? AND state IN (${marks})`,
-        )
-        .run(
-          to,
-          now,
-          extra.settlementId ?? null,
-          extra.acquirerTotals ? JSON.stringify(extra.acquirerTotals) : null,
-          batchId,
-          ...from,
-        ),
+      ).run(
+        to,
+        now,
+        extra.settlementId ?? null,
+        extra.acquirerTotals ? JSON.stringify(extra.acquirerTotals) : null,
+        batchId,
+        ...from,
+      ),
     );
     const batch = this.get(batchId);
     if (res.changes !== 1 || !batch) {
@@ -217,11 +213,9 @@ export class Batches {
   /** The business date of the newest closed batch, for one-cutover-per-day. */
   lastBusinessDate(): string | null {
     const r = guarded(() =>
-      this.db
-        .prepare(
-          'SELECT business_date AS d FROM batches WHERE business_date IS NOT NULL ORDER BY number DESC LIMIT 1',
-        )
-        .get(),
+      this.sql(
+        'SELECT business_date AS d FROM batches WHERE business_date IS NOT NULL ORDER BY number DESC LIMIT 1',
+      ).get(),
     ) as { d: string } | undefined;
     return r?.d ?? null;
   }

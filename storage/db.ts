@@ -280,3 +280,19 @@ function probe(db: Database, requireGuards: boolean): void {
   }
   db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 8').all();
 }
+
+/**
+ * Prepared statements, made once per SQL text: preparing costs more than running the
+ * small queries a transaction makes, and the journal runs them on every record.
+ */
+export function statementCache(db: Database): (sql: string) => BetterSqlite3.Statement {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return (sql) => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = db.prepare(sql);
+      cache.set(sql, stmt);
+    }
+    return stmt;
+  };
+}

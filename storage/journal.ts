@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { AgentError } from '../agent/errors.ts';
-import { guarded, type Database } from './db.ts';
+import { guarded, statementCache, type Database } from './db.ts';
 
 /**
  * The hash-chained journal. Each row's hash is SHA-256 over the previous row's hash and
@@ -114,6 +114,7 @@ export interface VerifyResult {
 }
 
 export class Journal {
+  private readonly sql: (sql: string) => Statement;
   private readonly insert: Statement;
   private readonly head: Statement;
   private readonly bySeq: Statement;
@@ -121,6 +122,7 @@ export class Journal {
   private readonly settledAgainst: Statement;
 
   constructor(private readonly db: Database) {
+    this.sql = statementCache(db);
     this.insert = db.prepare(
       `INSERT INTO journal (${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash)
        VALUES (${JOURNAL_COLUMNS.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
@@ -233,9 +235,9 @@ export class Journal {
   tail(n: number, kind?: 'txn' | 'event'): JournalEntry[] {
     const where = kind ? 'WHERE kind = ?' : '';
     const rows = guarded(() =>
-      this.db
-        .prepare(`SELECT * FROM journal ${where} ORDER BY seq DESC LIMIT ?`)
-        .all(...(kind ? [kind, n] : [n])),
+      this.sql(`SELECT * FROM journal ${where} ORDER BY seq DESC LIMIT ?`).all(
+        ...(kind ? [kind, n] : [n]),
+      ),
     ) as RawRow[];
     return rows.reverse().map(toEntry);
   }
@@ -243,9 +245,9 @@ export class Journal {
   /** Transactions of one batch in sequence order. */
   batchRows(batchId: string): TxnRow[] {
     const rows = guarded(() =>
-      this.db
-        .prepare("SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq")
-        .all(batchId),
+      this.sql("SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq").all(
+        batchId,
+      ),
     ) as RawRow[];
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
   }
@@ -253,9 +255,9 @@ export class Journal {
   /** How many transactions a batch has. */
   batchCount(batchId: string): number {
     const r = guarded(() =>
-      this.db
-        .prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'txn' AND batch_id = ?")
-        .get(batchId),
+      this.sql("SELECT COUNT(*) AS n FROM journal WHERE kind = 'txn' AND batch_id = ?").get(
+        batchId,
+      ),
     ) as { n: number };
     return r.n;
   }
@@ -263,11 +265,9 @@ export class Journal {
   /** Up to `limit` transactions of a batch after sequence number `afterSeq`, in order. */
   batchRowsAfter(batchId: string, afterSeq: number, limit: number): TxnRow[] {
     const rows = guarded(() =>
-      this.db
-        .prepare(
-          "SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .all(batchId, afterSeq, limit),
+      this.sql(
+        "SELECT * FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+      ).all(batchId, afterSeq, limit),
     ) as RawRow[];
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
   }
@@ -279,23 +279,19 @@ export class Journal {
    */
   batchSums(batchId: string): TxnSumRow[] {
     return guarded(() =>
-      this.db
-        .prepare(
-          `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
+      this.sql(
+        `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
              FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq`,
-        )
-        .all(batchId),
+      ).all(batchId),
     ) as TxnSumRow[];
   }
 
   /** Events of one name, newest last, for audits and tests. */
   events(name: string, limit = 1000): EventRow[] {
     const rows = guarded(() =>
-      this.db
-        .prepare(
-          "SELECT * FROM journal WHERE kind = 'event' AND event = ? ORDER BY seq DESC LIMIT ?",
-        )
-        .all(name, limit),
+      this.sql(
+        "SELECT * FROM journal WHERE kind = 'event' AND event = ? ORDER BY seq DESC LIMIT ?",
+      ).all(name, limit),
     ) as RawRow[];
     return rows.reverse().map((r) => toEntry(r) as { kind: 'event' } & EventRow);
   }
@@ -309,7 +305,7 @@ export class Journal {
     let expectedSeq = from.seq + 1;
     let checked = 0;
     const it = guarded(() =>
-      this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq),
+      this.sql('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq),
     );
     try {
       for (const raw of it as Iterable<RawRow>) {

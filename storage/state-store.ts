@@ -1,4 +1,5 @@
-import { guarded, type Database } from './db.ts';
+import type { Statement } from 'better-sqlite3';
+import { guarded, statementCache, type Database } from './db.ts';
 
 /**
  * Persisted terminal state beside the journal: the lifecycle row and its transition
@@ -36,10 +37,13 @@ export interface ChallengeRow {
 }
 
 export class StateStore {
-  constructor(private readonly db: Database) {}
+  private readonly sql: (sql: string) => Statement;
+  constructor(private readonly db: Database) {
+    this.sql = statementCache(db);
+  }
 
   lifecycle(): LifecycleRow | undefined {
-    const r = guarded(() => this.db.prepare('SELECT * FROM lifecycle WHERE id = 1').get()) as
+    const r = guarded(() => this.sql('SELECT * FROM lifecycle WHERE id = 1').get()) as
       | { state: string; locks: string; reason: string | null; version: number; updated_at: number }
       | undefined;
     return (
@@ -59,20 +63,16 @@ export class StateStore {
     const locks = JSON.stringify(row.locks);
     if (expectedVersion === 0) {
       guarded(() =>
-        this.db
-          .prepare(
-            'INSERT INTO lifecycle (id, state, locks, reason, version, updated_at) VALUES (1, ?, ?, ?, ?, ?)',
-          )
-          .run(row.state, locks, row.reason, version, row.updatedAt),
+        this.sql(
+          'INSERT INTO lifecycle (id, state, locks, reason, version, updated_at) VALUES (1, ?, ?, ?, ?, ?)',
+        ).run(row.state, locks, row.reason, version, row.updatedAt),
       );
       return version;
     }
     const res = guarded(() =>
-      this.db
-        .prepare(
-          'UPDATE lifecycle SET state = ?, locks = ?, reason = ?, version = ?, updated_at = ? WHERE id = 1 AND version = ?',
-        )
-        .run(row.state, locks, row.reason, version, row.updatedAt, expectedVersion),
+      this.sql(
+        'UPDATE lifecycle SET state = ?, locks = ?, reason = ?, version = ?, updated_at = ? WHERE id = 1 AND version = ?',
+      ).run(row.state, locks, row.reason, version, row.updatedAt, expectedVersion),
     );
     if (res.changes !== 1)
       throw new Error(`lifecycle changed underneath (expected version ${expectedVersion})`);
@@ -81,28 +81,26 @@ export class StateStore {
 
   addTransition(t: Omit<TransitionRow, 'id'>): void {
     guarded(() =>
-      this.db
-        .prepare(
-          `INSERT INTO lifecycle_transitions (at, event, from_state, to_state, locks_before, locks_after, source, cause, journal_seq)
+      this.sql(
+        `INSERT INTO lifecycle_transitions (at, event, from_state, to_state, locks_before, locks_after, source, cause, journal_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          t.at,
-          t.event,
-          t.fromState,
-          t.toState,
-          JSON.stringify(t.locksBefore),
-          JSON.stringify(t.locksAfter),
-          t.source,
-          t.cause,
-          t.journalSeq,
-        ),
+      ).run(
+        t.at,
+        t.event,
+        t.fromState,
+        t.toState,
+        JSON.stringify(t.locksBefore),
+        JSON.stringify(t.locksAfter),
+        t.source,
+        t.cause,
+        t.journalSeq,
+      ),
     );
   }
 
   transitions(limit = 100): TransitionRow[] {
     const rows = guarded(() =>
-      this.db.prepare('SELECT * FROM lifecycle_transitions ORDER BY id DESC LIMIT ?').all(limit),
+      this.sql('SELECT * FROM lifecycle_transitions ORDER BY id DESC LIMIT ?').all(limit),
     ) as Array<Record<string, unknown>>;
     return rows.reverse().map((r) => ({
       id: r.id as number,
@@ -119,23 +117,21 @@ export class StateStore {
   }
 
   getMeta(key: string): string | undefined {
-    const r = guarded(() => this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key)) as
+    const r = guarded(() => this.sql('SELECT value FROM meta WHERE key = ?').get(key)) as
       { value: string } | undefined;
     return r?.value;
   }
 
   setMeta(key: string, value: string): void {
     guarded(() =>
-      this.db
-        .prepare(
-          'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-        )
-        .run(key, value),
+      this.sql(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ).run(key, value),
     );
   }
 
   deleteMeta(key: string): void {
-    guarded(() => this.db.prepare('DELETE FROM meta WHERE key = ?').run(key));
+    guarded(() => this.sql('DELETE FROM meta WHERE key = ?').run(key));
   }
 
   getJson<T>(key: string): T | undefined {
@@ -149,11 +145,9 @@ export class StateStore {
 
   installFeeSchedule(version: string, effectiveFrom: number, spec: unknown, now: number): boolean {
     const res = guarded(() =>
-      this.db
-        .prepare(
-          'INSERT OR IGNORE INTO fee_schedules (version, effective_from, spec, installed_at) VALUES (?, ?, ?, ?)',
-        )
-        .run(version, effectiveFrom, JSON.stringify(spec), now),
+      this.sql(
+        'INSERT OR IGNORE INTO fee_schedules (version, effective_from, spec, installed_at) VALUES (?, ?, ?, ?)',
+      ).run(version, effectiveFrom, JSON.stringify(spec), now),
     );
     return res.changes === 1;
   }
@@ -161,11 +155,9 @@ export class StateStore {
   /** The schedule in force at `at`: the latest effective_from not after it. */
   feeScheduleAt(at: number): unknown {
     const r = guarded(() =>
-      this.db
-        .prepare(
-          'SELECT spec FROM fee_schedules WHERE effective_from <= ? ORDER BY effective_from DESC, installed_at DESC LIMIT 1',
-        )
-        .get(at),
+      this.sql(
+        'SELECT spec FROM fee_schedules WHERE effective_from <= ? ORDER BY effective_from DESC, installed_at DESC LIMIT 1',
+      ).get(at),
     ) as { spec: string } | undefined;
     return r && JSON.parse(r.spec);
   }
@@ -173,9 +165,7 @@ export class StateStore {
   feeSchedules(): Array<{ version: string; effectiveFrom: number }> {
     return (
       guarded(() =>
-        this.db
-          .prepare('SELECT version, effective_from FROM fee_schedules ORDER BY effective_from')
-          .all(),
+        this.sql('SELECT version, effective_from FROM fee_schedules ORDER BY effective_from').all(),
       ) as Array<{
         version: string;
         effective_from: number;
@@ -185,17 +175,15 @@ export class StateStore {
 
   addChallenge(c: Omit<ChallengeRow, 'usedAt'>): void {
     guarded(() =>
-      this.db
-        .prepare(
-          'INSERT INTO unlock_challenges (challenge, source, created_at, expires_at) VALUES (?, ?, ?, ?)',
-        )
-        .run(c.challenge, c.source, c.createdAt, c.expiresAt),
+      this.sql(
+        'INSERT INTO unlock_challenges (challenge, source, created_at, expires_at) VALUES (?, ?, ?, ?)',
+      ).run(c.challenge, c.source, c.createdAt, c.expiresAt),
     );
   }
 
   challenge(challenge: string): ChallengeRow | undefined {
     const r = guarded(() =>
-      this.db.prepare('SELECT * FROM unlock_challenges WHERE challenge = ?').get(challenge),
+      this.sql('SELECT * FROM unlock_challenges WHERE challenge = ?').get(challenge),
     ) as
       | {
           challenge: string;
@@ -219,9 +207,9 @@ export class StateStore {
   /** Marks a challenge used; false when it was already used (single use). */
   useChallenge(challenge: string, now: number): boolean {
     const res = guarded(() =>
-      this.db
-        .prepare('UPDATE unlock_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL')
-        .run(now, challenge),
+      this.sql(
+        'UPDATE unlock_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL',
+      ).run(now, challenge),
     );
     return res.changes === 1;
   }

@@ -8,6 +8,7 @@ import {
   type OpenOptions,
 } from './db.ts';
 import { checkPagesInWorker } from './page-check.ts';
+import type BetterSqlite3 from 'better-sqlite3';
 import { Journal } from './journal.ts';
 import { Batches } from './batches.ts';
 import { StateStore } from './state-store.ts';
@@ -28,10 +29,14 @@ export class Store {
     readonly db: Database,
     readonly file: string,
   ) {
+    this.runInTransaction = db.transaction((fn: () => unknown) => fn());
     this.journal = new Journal(db);
     this.batches = new Batches(db);
     this.state = new StateStore(db);
   }
+
+  /** Built once: better-sqlite3 prepares BEGIN, COMMIT and the savepoint statements per wrapper. */
+  private readonly runInTransaction: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
 
   /** True when the file was too big to check page by page at open: run `checkPagesLater`. */
   pageCheckDeferred = false;
@@ -55,7 +60,7 @@ export class Store {
    * its own writes, and they become durable when the outermost transaction commits.
    */
   atomically<T>(fn: () => T): T {
-    if (this.db.inTransaction) return this.db.transaction(fn)();
+    if (this.db.inTransaction) return this.runInTransaction(fn) as T;
     if (this.depth > 0) {
       // Nested, yet no transaction: SQLite rolled the outer one back by itself (it does on
       // SQLITE_FULL and I/O errors). Starting a fresh one here would commit this part alone
@@ -67,7 +72,7 @@ export class Store {
     }
     this.depth++;
     try {
-      return this.db.transaction(fn).immediate();
+      return this.runInTransaction.immediate(fn) as T;
     } catch (e) {
       throw mapSqliteError(e);
     } finally {
