@@ -266,7 +266,12 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
       const { terminalId } = this.opts;
       conn.send({ ...body, messageId, terminalId, sentAtMs: this.clock.now() });
     } catch (e) {
-      this.pending.reject(messageId, toAgentError(e, 'PROTOCOL_DISCONNECTED'));
+      const err = toAgentError(e, 'PROTOCOL_DISCONNECTED');
+      this.pending.reject(messageId, err);
+      // A link that cannot take a write is dead, even when its socket never said so (a TLS
+      // socket can end both ways and never emit 'close'): drop it, or the channel stays "up"
+      // on it for good and every request fails at once.
+      if (isAgentError(err, 'PROTOCOL_DISCONNECTED') && conn === this.conn) conn.destroy(err);
     }
     return reply;
   }

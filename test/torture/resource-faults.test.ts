@@ -378,10 +378,13 @@ describe('a corrupt journal at start', () => {
         mkdirSync(d, { recursive: true });
         const file = path.join(d, 'journal.db');
         writeFileSync(file, b);
-        // The oracle: what SQLite itself and the hash chain say about this copy.
+        // The oracle: what SQLite itself and the hash chain say about a copy. Read-write on
+        // purpose: a read-only connection's integrity_check skips CHECK constraints.
+        const copy = path.join(d, 'oracle.db');
+        writeFileSync(copy, b);
         let damaged: boolean;
         try {
-          const db = new (loadDriver())(file, { readonly: true });
+          const db = new (loadDriver())(copy);
           damaged =
             (db.pragma('integrity_check') as Array<{ integrity_check: string }>)[0]
               ?.integrity_check !== 'ok';
