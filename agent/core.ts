@@ -62,7 +62,8 @@ export function openCore(
   const tokenKeys = new TokenKeyFile(path.join(config.dataDir, 'keys', 'token.key'));
   // Read on every transaction (its category prices the fee); written once, at activation.
   let known: Identity | undefined;
-  const identity = (): Identity | undefined => (known ??= store.state.getJson<Identity>('identity'));
+  const identity = (): Identity | undefined =>
+    (known ??= store.state.getJson<Identity>('identity'));
   let tokenKey: Buffer | undefined;
   const payments = new Payments({
     store,
