@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openCore, type Core } from '../../agent/core.ts';
-import { activateForTest } from '../fixtures/core.ts';
+import { activateForTest, commandProcessorFor } from '../fixtures/core.ts';
 import { CommandProcessor } from '../../agent/commands.ts';
 import {
   generateEd25519,
@@ -66,20 +66,11 @@ beforeEach(() => {
   const terminalKeys = new TerminalKeyFile(path.join(dir, 'keys', 'terminal.pem'));
   terminalKeys.loadOrCreate();
   offset = 0;
-  processor = new CommandProcessor({
-    store: core.store,
-    clock,
-    log: core.log,
-    config: {
-      terminalId: TERMINAL,
-      risk: { lockSeverity: 5 } as never,
-      commands: { expirySkewMs: 30_000 },
-    },
-    terminal: core.terminal,
+  processor = commandProcessorFor(core, {
+    acquirerPublicKey: acquirer.publicKey,
     clockOffsetMs: () => offset,
     terminalKey: () => terminalKeys.load(),
   });
-  processor.pinKey(rawPublicKey(acquirer.publicKey));
 });
 
 afterEach(() => {

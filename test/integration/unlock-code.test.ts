@@ -3,10 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openCore, type Core } from '../../agent/core.ts';
-import { activateForTest } from '../fixtures/core.ts';
-import { CommandProcessor } from '../../agent/commands.ts';
+import { activateForTest, commandProcessorFor } from '../fixtures/core.ts';
 import { UnlockCodes, formatUnlockCode } from '../../agent/unlock-code.ts';
-import { generateEd25519, rawPublicKey, signEd25519 } from '../../agent/keys.ts';
+import { generateEd25519, signEd25519 } from '../../agent/keys.ts';
 import { ManualClock } from '../../agent/clock.ts';
 import { encodeUnlockGrant } from '../../protocol/messages.ts';
 import { isAgentError } from '../../agent/errors.ts';
@@ -54,20 +53,10 @@ beforeEach(() => {
   clock = new ManualClock();
   core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
   activateForTest(core);
-  const commands = new CommandProcessor({
-    store: core.store,
-    clock,
-    log: core.log,
-    config: {
-      terminalId: TERMINAL,
-      risk: { lockSeverity: 5 } as never,
-      commands: { expirySkewMs: 0 },
-    },
-    terminal: core.terminal,
-    clockOffsetMs: () => 0,
-    terminalKey: () => undefined,
+  const commands = commandProcessorFor(core, {
+    acquirerPublicKey: acquirer.publicKey,
+    expirySkewMs: 0,
   });
-  commands.pinKey(rawPublicKey(acquirer.publicKey));
   codes = new UnlockCodes({
     store: core.store,
     clock,
