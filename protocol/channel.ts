@@ -268,10 +268,12 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     } catch (e) {
       const err = toAgentError(e, 'PROTOCOL_DISCONNECTED');
       this.pending.reject(messageId, err);
-      // A link that cannot take a write is dead, even when its socket never said so (a TLS
-      // socket can end both ways and never emit 'close'): drop it, or the channel stays "up"
-      // on it for good and every request fails at once.
-      if (isAgentError(err, 'PROTOCOL_DISCONNECTED') && conn === this.conn) conn.destroy(err);
+      // A link that cannot take a write though nobody is closing it is dead, even when its
+      // socket never said so (a TLS socket can end both ways and never emit 'close'): drop it,
+      // or the channel stays "up" on it for good and every request fails at once. A link we
+      // are already ending (close(), a refusal) is left to finish its graceful close.
+      const dead = conn === this.conn && !conn.closed && !this.closed;
+      if (dead && isAgentError(err, 'PROTOCOL_DISCONNECTED')) conn.destroy(err);
     }
     return reply;
   }
