@@ -10,6 +10,7 @@ import { parseConfig, type Config } from '../agent/config.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../agent/fees.ts';
 import type { RecordInput } from '../agent/payments.ts';
 import { ensureTlsMaterial } from '../protocol/tls-material.ts';
+import { CardSim } from '../simulator/card-sim.ts';
 
 export interface BenchOptions {
   /** A ~30 s smoke run: smaller data, shorter windows, fewer samples. */
@@ -20,8 +21,8 @@ export interface BenchOptions {
 
 /** The terminal every benchmark runs as (its TLS client certificate has this CN). */
 export const BENCH_TERMINAL = 'BENCH0001';
-/** A Luhn-valid test card number; only its mask and token reach the journal. */
-export const TEST_PAN = '4111111111111111';
+/** A Luhn-valid number from the card simulator's test range; only its mask and token reach the journal. */
+export const TEST_PAN = new CardSim(7).pan();
 
 /** Built journals kept between runs (gitignored by bench/.gitignore). */
 export const CACHE_DIR = path.join(import.meta.dirname, '.cache');
