@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Store } from '../../storage/store.ts';
-import { applyActivation, openCore } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore } from '../../agent/core.ts';
 import { seededRandom } from '../../simulator/card-sim.ts';
+import { activateForTest } from '../fixtures/core.ts';
 
 /**
  * INVARIANTS 1 and 9 under SIGKILL: a child appends transactions through Payments.record
@@ -183,19 +183,7 @@ describe('SIGKILL while appending', () => {
     const core = openCore({ dataDir: dir });
     try {
       if (core.terminal.status().state === 'unactivated') {
-        applyActivation(
-          core,
-          {
-            terminalId: 'T0001',
-            merchantId: 'M',
-            merchantName: 'M',
-            category: 'default',
-            currency: 'CNY',
-            activatedAt: 0,
-          },
-          DEFAULT_FEE_SCHEDULE,
-          'x',
-        );
+        activateForTest(core);
       }
       // rows committed by a child killed before it could print the acknowledgement
       const journaled = core.store.db

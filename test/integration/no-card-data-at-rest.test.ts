@@ -8,6 +8,7 @@ import { createLogger } from '../../agent/log.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
 import { AgentError } from '../../agent/errors.ts';
 import type { RecordInput } from '../../agent/payments.ts';
+import { luhnCheckDigit } from '../../simulator/card-sim.ts';
 
 /**
  * INVARIANT 5 checked on the raw bytes: after real sales, refunds, voids and refused
@@ -17,18 +18,8 @@ import type { RecordInput } from '../../agent/payments.ts';
  * proves the scan reads the files the agent actually wrote.
  */
 
-function withCheckDigit(body: string): string {
-  let sum = 0;
-  for (let i = 0; i < body.length; i++) {
-    let d = Number(body[body.length - 1 - i]);
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return body + String((10 - (sum % 10)) % 10);
-}
+/** Completes `body` with its Luhn check digit (the card simulator's, not the code under test). */
+const withCheckDigit = (body: string): string => body + String(luhnCheckDigit(body));
 
 const PAN = '4111111111111111';
 const PAN_B = withCheckDigit('622848040256489'); // 16 digits, distinctive middle

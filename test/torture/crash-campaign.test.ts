@@ -24,11 +24,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { Store } from '../../storage/store.ts';
 import { loadDriver } from '../../storage/db.ts';
-import { applyActivation, openCore } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
+import { openCore } from '../../agent/core.ts';
 import { JournalAuditor, checkLedger } from '../fixtures/journal-audit.ts';
 import { LoadProcess } from '../fixtures/load-process.ts';
 import { CommandMix, agentConfig, envInt, rng } from '../fixtures/torture-env.ts';
+import { activateForTest } from '../fixtures/core.ts';
 
 const KILLS = envInt('TORTURE_KILLS', 50);
 const SEED = envInt('TORTURE_SEED', 0xc4a5, 0);
@@ -70,19 +70,7 @@ describe(`crash campaign (${KILLS} kills, seed ${SEED})`, () => {
   it('its checks are not vacuous: a lost row, a changed amount, a broken chain are all named', () => {
     const dataDir = path.join(root, 'self-check');
     const core = openCore({ dataDir });
-    applyActivation(
-      core,
-      {
-        terminalId: 'T0001',
-        merchantId: 'M',
-        merchantName: 'M',
-        category: 'default',
-        currency: 'CNY',
-        activatedAt: 0,
-      },
-      DEFAULT_FEE_SCHEDULE,
-      'self-check',
-    );
+    activateForTest(core);
     const acks = [1_000, 2_000, 3_000].map((amount, i) => {
       const r = core.payments.record({
         type: 'sale',

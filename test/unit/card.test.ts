@@ -12,20 +12,10 @@ import {
   type CardInput,
 } from '../../agent/card.ts';
 import { AgentError } from '../../agent/errors.ts';
+import { luhnCheckDigit } from '../../simulator/card-sim.ts';
 
-/** Completes `body` with its Luhn check digit (computed here, not by the code under test). */
-function withCheckDigit(body: string): string {
-  let sum = 0;
-  for (let i = 0; i < body.length; i++) {
-    let d = Number(body[body.length - 1 - i]);
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return body + String((10 - (sum % 10)) % 10);
-}
+/** Completes `body` with its Luhn check digit (the card simulator's, not the code under test). */
+const withCheckDigit = (body: string): string => body + String(luhnCheckDigit(body));
 
 /** A Luhn-valid PAN of `length` digits with distinctive, non-repeating middle digits. */
 function panOfLength(length: number, prefix = '622848'): string {
