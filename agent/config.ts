@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { AgentError } from './errors.ts';
+import { AgentError } from '../base/errors.ts';
 
 /**
  * The whole configuration as one validated object. Every field has a default that runs

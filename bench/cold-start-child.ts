@@ -25,7 +25,7 @@ function ready(fields: Record<string, unknown>): never {
 }
 
 if (mode === 'agent') {
-  const { Agent } = await import('../agent/agent.ts');
+  const { Agent } = await import('../agent/runtime/agent.ts');
   const { parseConfig } = await import('../agent/config.ts');
   const imported = performance.now();
   const rssImportedMb = process.memoryUsage.rss() / 1048576;

@@ -27,7 +27,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { journalPath } from '../agent/core.ts';
+import { journalPath } from '../agent/runtime/core.ts';
 import { loadDriver } from '../storage/db.ts';
 import {
   acquirerSection,

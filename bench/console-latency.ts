@@ -7,9 +7,9 @@
  * with nothing else running. p50 and p99 of each.
  */
 import { Duplex } from 'node:stream';
-import { createConsole } from '../agent/runtime.ts';
+import { createConsole } from '../agent/runtime/runtime.ts';
 import { hashPin } from '../agent/console/auth.ts';
-import type { Agent } from '../agent/agent.ts';
+import type { Agent } from '../agent/runtime/agent.ts';
 import type { Config } from '../agent/config.ts';
 import type { Console } from '../agent/console/console.ts';
 import { BENCH_TERMINAL, type BenchOptions } from './fixtures.ts';

@@ -5,10 +5,10 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { applyActivation, openCore, type Core, type Identity } from '../agent/core.ts';
+import { applyActivation, openCore, type Core, type Identity } from '../agent/runtime/core.ts';
 import { parseConfig, type Config } from '../agent/config.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../agent/fees.ts';
-import type { RecordInput } from '../agent/payments.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../agent/policy/fees.ts';
+import type { RecordInput } from '../agent/policy/payments.ts';
 import { ensureTlsMaterial } from '../protocol/tls-material.ts';
 import { CardSim } from '../simulator/card-sim.ts';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Database, Statement } from 'better-sqlite3';
 import { loadDriver } from '../storage/db.ts';
 import { migrations } from '../storage/migrations.ts';
-import type { Core } from '../agent/core.ts';
+import type { Core } from '../agent/runtime/core.ts';
 import { openActivatedCore, sale, tempDir, type BenchOptions } from './fixtures.ts';
 import type { Figure } from './report.ts';
 import { msBetween, nowNs, perSecond, rateFor } from './stats.ts';

@@ -12,11 +12,11 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { journalPath } from '../agent/core.ts';
-import { SelfTest } from '../agent/selftest.ts';
-import { batchDigest, computeTotals } from '../agent/batch-totals.ts';
-import { protectCard } from '../agent/card.ts';
-import { DEFAULT_FEE_SCHEDULE, saleFee } from '../agent/fees.ts';
+import { journalPath } from '../agent/runtime/core.ts';
+import { SelfTest } from '../agent/policy/selftest.ts';
+import { batchDigest, computeTotals } from '../agent/policy/batch-totals.ts';
+import { protectCard } from '../agent/policy/card.ts';
+import { DEFAULT_FEE_SCHEDULE, saleFee } from '../agent/policy/fees.ts';
 import { loadDriver } from '../storage/db.ts';
 import { JOURNAL_COLUMNS, rowHash, type TxnRow } from '../storage/journal.ts';
 import {

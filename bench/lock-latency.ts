@@ -15,8 +15,8 @@
  * between the agent's cycles so both see the same disk.
  */
 import path from 'node:path';
-import { isAgentError } from '../agent/errors.ts';
-import type { Agent } from '../agent/agent.ts';
+import { isAgentError } from '../base/errors.ts';
+import type { Agent } from '../agent/runtime/agent.ts';
 import { loadDriver } from '../storage/db.ts';
 import type { pos } from '../protocol/messages.ts';
 import { sale, tempDir, type BenchOptions } from './fixtures.ts';

@@ -7,11 +7,11 @@
  * second, against protobufjs encoding the same rows as DetailRow messages (the raw cost of
  * putting them on the wire). Every run ends checked against the simulator's own ledger.
  */
-import type { Agent } from '../agent/agent.ts';
+import type { Agent } from '../agent/runtime/agent.ts';
 import type { Config } from '../agent/config.ts';
 import { Store } from '../storage/store.ts';
-import { journalPath } from '../agent/core.ts';
-import { detailRow, type SettlementStep } from '../agent/settlement.ts';
+import { journalPath } from '../agent/runtime/core.ts';
+import { detailRow, type SettlementStep } from '../agent/policy/settlement.ts';
 import { pos } from '../protocol/messages.ts';
 import { benchConfig, copyDataDir, type BenchOptions } from './fixtures.ts';
 import { ensureBacklog } from './journal-builder.ts';

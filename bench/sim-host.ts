@@ -10,7 +10,7 @@ import type { BehaviourPatch } from '../simulator/behaviour.ts';
 import type { SettlementRecord } from '../simulator/ledger.ts';
 import { decodeSignedCommand, type pos } from '../protocol/messages.ts';
 import type { SimRequest } from './sim-child.ts';
-import { Agent, type AgentOptions } from '../agent/agent.ts';
+import { Agent, type AgentOptions } from '../agent/runtime/agent.ts';
 import type { Config } from '../agent/config.ts';
 import {
   acquirerSection,

@@ -10,10 +10,10 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { AgentError, isAgentError, toAgentError } from '../agent/errors.ts';
-import type { Logger } from '../agent/log.ts';
-import { silentLogger } from '../agent/log.ts';
-import { systemClock, type Clock } from '../agent/clock.ts';
+import { AgentError, isAgentError, toAgentError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { silentLogger } from '../base/log.ts';
+import { systemClock, type Clock } from '../base/clock.ts';
 import { classifySocketError, envelopeConnection, type FrameConnection } from './connection.ts';
 import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from './messages.ts';
 import { PendingRequests } from './pending-requests.ts';

@@ -8,11 +8,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { AgentError, toAgentError } from '../agent/errors.ts';
-import type { Logger } from '../agent/log.ts';
-import { silentLogger } from '../agent/log.ts';
-import type { Clock } from '../agent/clock.ts';
-import { systemClock } from '../agent/clock.ts';
+import { AgentError, toAgentError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { silentLogger } from '../base/log.ts';
+import type { Clock } from '../base/clock.ts';
+import { systemClock } from '../base/clock.ts';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encodeFrame } from './framer.ts';
 import {
   decodeEnvelope,

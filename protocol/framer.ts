@@ -3,7 +3,7 @@
  * by the payload. Pure and stream-free, so the parser is tested by pushing bytes split at every
  * point, and the same code serves TLS sockets, Unix sockets and in-memory tests.
  */
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 
 /** Bytes in the length prefix. */
 export const FRAME_HEADER_BYTES = 4;

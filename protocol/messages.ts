@@ -7,7 +7,7 @@
  * still check Number.isSafeInteger, because a peer can send values beyond 2^53.
  */
 import { randomUUID } from 'node:crypto';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import { pos } from './generated/pos.js';
 
 export { pos };

@@ -3,7 +3,7 @@
  * Each entry settles exactly once: by its reply, by its timeout, or by rejectAll() when the
  * link drops, so no caller ever waits on a connection that no longer exists.
  */
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import type { pos } from './messages.ts';
 
 interface Entry {

@@ -6,10 +6,10 @@
  */
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
-import type { Logger } from '../agent/log.ts';
-import { silentLogger } from '../agent/log.ts';
-import type { Clock } from '../agent/clock.ts';
-import { AgentError } from '../agent/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { silentLogger } from '../base/log.ts';
+import type { Clock } from '../base/clock.ts';
+import { AgentError } from '../base/errors.ts';
 import { classifySocketError, envelopeConnection, type FrameConnection } from './connection.ts';
 import type { pos } from './messages.ts';
 

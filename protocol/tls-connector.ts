@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 
 /** Where and how to reach the acquirer over mutual TLS. */
 export interface TlsTarget {

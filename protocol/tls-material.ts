@@ -21,7 +21,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 
 /** A certificate and its private key, as PEM text. */
 export interface CertAndKey {

@@ -6,8 +6,8 @@
  * The terminal is always the client certificate's CN (`cn` below), never a field of the message.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { AgentError } from '../agent/errors.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../agent/fees.ts';
+import { AgentError } from '../base/errors.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../agent/policy/fees.ts';
 import { decodeCommandResultBody, type pos } from '../protocol/messages.ts';
 import { ed25519FromRaw, verifySignature } from './command-signer.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';

@@ -2,8 +2,8 @@
  * Options, terminals and events of the acquirer simulator (acquirer.ts), apart so the class file
  * reads as behaviour.
  */
-import type { Clock } from '../agent/clock.ts';
-import type { Logger } from '../agent/log.ts';
+import type { Clock } from '../base/clock.ts';
+import type { Logger } from '../base/log.ts';
 import type { pos } from '../protocol/messages.ts';
 import type { BehaviourPatch } from './behaviour.ts';
 import type { SettlementRecord, SubmissionRecord } from './ledger.ts';

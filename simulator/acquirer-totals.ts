@@ -5,7 +5,7 @@
  * checked back into safe integers, so no float and no silent overflow touches an amount.
  */
 import { createHash } from 'node:crypto';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import type { pos } from '../protocol/messages.ts';
 
 /** The transaction types, in the order the acquirer lists them. */

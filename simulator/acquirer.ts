@@ -11,9 +11,9 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { AgentError, isAgentError } from '../agent/errors.ts';
-import { silentLogger, type Logger } from '../agent/log.ts';
-import { systemClock, type Clock } from '../agent/clock.ts';
+import { AgentError, isAgentError } from '../base/errors.ts';
+import { silentLogger, type Logger } from '../base/log.ts';
+import { systemClock, type Clock } from '../base/clock.ts';
 import { startFrameServer, type FrameServer, type ServerConnection } from '../protocol/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from '../protocol/tls-material.ts';
 import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from '../protocol/messages.ts';

@@ -5,7 +5,7 @@
  * sales, partial refunds of earlier sales, voids and declined sales, and reports what the
  * terminal acknowledged so a test can check the acquirer's totals against what was sold.
  */
-import type { RecordInput, RecordResult } from '../agent/payments.ts';
+import type { RecordInput, RecordResult } from '../agent/policy/payments.ts';
 
 /** What card-sim drives: Payments itself or anything that records like it. */
 export interface RecordTarget {

@@ -5,8 +5,8 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { AgentError } from '../agent/errors.ts';
-import { createLogger, type Logger } from '../agent/log.ts';
+import { AgentError } from '../base/errors.ts';
+import { createLogger, type Logger } from '../base/log.ts';
 import { AcquirerSimulator, type SimTerminal } from './acquirer.ts';
 
 /** Injection points for tests: output, logger and a signal that stops the simulator. */

@@ -3,7 +3,7 @@
  * read and write the ledger and return what to answer (or to drop the link); acquirer.ts does
  * every socket write, so the exactly-once rules read apart from connection plumbing.
  */
-import type { Logger } from '../agent/log.ts';
+import type { Logger } from '../base/log.ts';
 import type { EnvelopeBody } from '../protocol/messages.ts';
 import type { Behaviour } from './behaviour.ts';
 import type { CommandSigner } from './command-signer.ts';

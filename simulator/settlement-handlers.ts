@@ -6,7 +6,7 @@
  * totals itself and settles the next submit on them.
  */
 import { randomBytes } from 'node:crypto';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import type { pos } from '../protocol/messages.ts';
 import {
   alteredTotals,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import type { Statement } from 'better-sqlite3';
 import { guarded, statementCache, type Database } from './db.ts';
 

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { accessSync, constants, mkdirSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import { AgentError, type ErrorCode } from '../agent/errors.ts';
+import { AgentError, type ErrorCode } from '../base/errors.ts';
 import { migrations } from './migrations.ts';
 
 export type Database = BetterSqlite3.Database;

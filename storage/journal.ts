@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import { guarded, statementCache, type Database } from './db.ts';
 
 /**

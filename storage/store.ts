@@ -1,4 +1,4 @@
-import { AgentError } from '../agent/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import {
   guarded,
   openDatabase,

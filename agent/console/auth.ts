@@ -9,8 +9,8 @@
  */
 
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import type { Clock } from '../clock.ts';
-import { AgentError } from '../errors.ts';
+import type { Clock } from '../../base/clock.ts';
+import { AgentError } from '../../base/errors.ts';
 
 /** A technician as configured: an id and the encoded hash of their PIN. */
 export interface Technician {

@@ -8,7 +8,7 @@
  * silently ignored.
  */
 
-import { AgentError } from '../errors.ts';
+import { AgentError } from '../../base/errors.ts';
 
 /** How a flag takes its value: `--name` alone, or `--name value` / `--name=value`. */
 export type FlagType = 'boolean' | 'string';

@@ -6,7 +6,7 @@
  * checked before `run` is called, so `run` only ever sees input it asked for.
  */
 
-import { AgentError, isAgentError, type ErrorCode } from '../errors.ts';
+import { AgentError, isAgentError, type ErrorCode } from '../../base/errors.ts';
 import { parseArgs, splitCommandLine, type FlagSpec, type Flags } from './command-line.ts';
 import {
   formatKeyValue,

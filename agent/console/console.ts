@@ -14,9 +14,9 @@
  */
 
 import type { Duplex } from 'node:stream';
-import { systemClock, type Clock } from '../clock.ts';
-import { AgentError } from '../errors.ts';
-import { silentLogger, type Logger } from '../log.ts';
+import { systemClock, type Clock } from '../../base/clock.ts';
+import { AgentError } from '../../base/errors.ts';
+import { silentLogger, type Logger } from '../../base/log.ts';
 import {
   dummyPinHash,
   technicianIdPattern,

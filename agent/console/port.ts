@@ -6,7 +6,7 @@
 
 import { Duplex } from 'node:stream';
 import { SerialPort, type SerialPortMock } from 'serialport';
-import { AgentError } from '../errors.ts';
+import { AgentError } from '../../base/errors.ts';
 
 /** A serialport binding: the platform's native one, or MockBinding in tests. */
 export type ConsoleBinding = typeof SerialPort.binding | typeof SerialPortMock.binding;

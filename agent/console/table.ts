@@ -6,7 +6,7 @@
  * from outside and a stray ESC in them would otherwise drive the technician's terminal.
  */
 
-import { AgentError } from '../errors.ts';
+import { AgentError } from '../../base/errors.ts';
 import {
   displayWidth,
   padToWidth,

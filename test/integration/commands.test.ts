@@ -3,17 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { openCore, type Core } from '../../agent/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest, commandProcessorFor } from '../fixtures/core.ts';
-import { CommandProcessor } from '../../agent/commands.ts';
+import { CommandProcessor } from '../../agent/policy/commands.ts';
 import {
   generateEd25519,
   rawPublicKey,
   signEd25519,
   TerminalKeyFile,
   verifyEd25519,
-} from '../../agent/keys.ts';
-import { ManualClock } from '../../agent/clock.ts';
+} from '../../agent/policy/keys.ts';
+import { ManualClock } from '../../base/clock.ts';
 import { encodeCommand, decodeCommandResultBody, type pos } from '../../protocol/messages.ts';
 import { createPublicKey } from 'node:crypto';
 

@@ -11,9 +11,9 @@ import type { MockBindingInterface, MockPortBinding } from '@serialport/binding-
 };
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SerialPort } from 'serialport';
-import { ManualClock } from '../../agent/clock.ts';
-import { AgentError, isAgentError } from '../../agent/errors.ts';
-import { createLogger } from '../../agent/log.ts';
+import { ManualClock } from '../../base/clock.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
+import { createLogger } from '../../base/log.ts';
 import {
   hashPin,
   LoginThrottle,

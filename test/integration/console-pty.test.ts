@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../agent/clock.ts';
+import { ManualClock } from '../../base/clock.ts';
 import { hashPin, LoginThrottle } from '../../agent/console/auth.ts';
 import { CommandRegistry } from '../../agent/console/commands.ts';
 import { Console } from '../../agent/console/console.ts';

@@ -17,13 +17,13 @@ import path from 'node:path';
 import net from 'node:net';
 import type { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../agent/agent.ts';
+import { Agent } from '../../agent/runtime/agent.ts';
 import { parseConfig, type Config } from '../../agent/config.ts';
 import { hashPin } from '../../agent/console/auth.ts';
 import type { Console } from '../../agent/console/console.ts';
 import { openSerialConsoleStream } from '../../agent/console/port.ts';
-import { createConsole } from '../../agent/runtime.ts';
-import { formatUnlockCode } from '../../agent/unlock-code.ts';
+import { createConsole } from '../../agent/runtime/runtime.ts';
+import { formatUnlockCode } from '../../agent/policy/unlock-code.ts';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { seededRandom } from '../../simulator/card-sim.ts';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Store } from '../../storage/store.ts';
-import { openCore } from '../../agent/core.ts';
+import { openCore } from '../../agent/runtime/core.ts';
 import { seededRandom } from '../../simulator/card-sim.ts';
 import { activateForTest } from '../fixtures/core.ts';
 

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { Store } from '../../storage/store.ts';
-import { totalsEqual } from '../../agent/batch-totals.ts';
+import { totalsEqual } from '../../agent/policy/batch-totals.ts';
 import type { BatchTotals } from '../../storage/batches.ts';
 import { AgentProcess } from '../fixtures/agent-process.ts';
 import { existingCredentials, installTls, sleep, until } from '../fixtures/lifecycle-rig.ts';

@@ -18,14 +18,14 @@ import {
   openCore,
   type Core,
   type Identity,
-} from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { ManualClock } from '../../agent/clock.ts';
-import { AgentError, type ErrorCode } from '../../agent/errors.ts';
-import { batchDigest, computeTotals } from '../../agent/batch-totals.ts';
+} from '../../agent/runtime/core.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { ManualClock } from '../../base/clock.ts';
+import { AgentError, type ErrorCode } from '../../base/errors.ts';
+import { batchDigest, computeTotals } from '../../agent/policy/batch-totals.ts';
 import { Store } from '../../storage/store.ts';
 import { GENESIS_HASH, rowHash } from '../../storage/journal.ts';
-import type { RecordInput } from '../../agent/payments.ts';
+import type { RecordInput } from '../../agent/policy/payments.ts';
 
 /**
  * The journal on a real SQLite file in a fresh directory per test. Tampering goes through

@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { CardSim } from '../../simulator/card-sim.ts';
-import { totalsEqual } from '../../agent/batch-totals.ts';
-import type { Agent } from '../../agent/agent.ts';
-import { terminalCommands } from '../../agent/console-commands.ts';
+import { totalsEqual } from '../../agent/policy/batch-totals.ts';
+import type { Agent } from '../../agent/runtime/agent.ts';
+import { terminalCommands } from '../../agent/console/terminal-commands.ts';
 import type { BatchTotals } from '../../storage/batches.ts';
 import { Store } from '../../storage/store.ts';
 import {

@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AcquirerSimulator } from '../../simulator/acquirer.ts';
-import { formatUnlockCode } from '../../agent/unlock-code.ts';
+import { formatUnlockCode } from '../../agent/policy/unlock-code.ts';
 import {
   PAN,
   SimWorld,

@@ -8,8 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { createPublicKey, verify } from 'node:crypto';
 import type { AcquirerSimulator, CommandBody } from '../../simulator/acquirer.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { generateEd25519, rawPublicKey, TerminalKeyFile } from '../../agent/keys.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { generateEd25519, rawPublicKey, TerminalKeyFile } from '../../agent/policy/keys.ts';
 import type { IssueOptions } from '../../simulator/command-desk.ts';
 import {
   PAN,

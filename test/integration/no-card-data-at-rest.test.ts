@@ -3,11 +3,11 @@ import { pino } from 'pino';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { applyActivation, journalPath, openCore } from '../../agent/core.ts';
-import { createLogger } from '../../agent/log.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { AgentError } from '../../agent/errors.ts';
-import type { RecordInput } from '../../agent/payments.ts';
+import { applyActivation, journalPath, openCore } from '../../agent/runtime/core.ts';
+import { createLogger } from '../../base/log.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { AgentError } from '../../base/errors.ts';
+import type { RecordInput } from '../../agent/policy/payments.ts';
 import { luhnCheckDigit } from '../../simulator/card-sim.ts';
 
 /**

@@ -2,12 +2,12 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, type Core } from '../../agent/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
-import { ManualClock } from '../../agent/clock.ts';
-import { Settlement, type AcquirerLink } from '../../agent/settlement.ts';
-import { PaymentClient, PaymentSocketServer } from '../../agent/payment-socket.ts';
-import { isAgentError } from '../../agent/errors.ts';
+import { ManualClock } from '../../base/clock.ts';
+import { Settlement, type AcquirerLink } from '../../agent/policy/settlement.ts';
+import { PaymentClient, PaymentSocketServer } from '../../agent/runtime/payment-socket.ts';
+import { isAgentError } from '../../base/errors.ts';
 
 /**
  * Offline approvals are journaled as pending-offline within the configured limits (per

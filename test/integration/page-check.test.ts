@@ -2,11 +2,11 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, openSync, writeSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore } from '../../agent/core.ts';
+import { openCore } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
 import { parseConfig } from '../../agent/config.ts';
-import { Agent } from '../../agent/agent.ts';
-import { SelfTest } from '../../agent/selftest.ts';
+import { Agent } from '../../agent/runtime/agent.ts';
+import { SelfTest } from '../../agent/policy/selftest.ts';
 
 /**
  * A journal too big to check before start is checked on a worker thread while the agent

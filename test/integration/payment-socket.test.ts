@@ -16,11 +16,11 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { DestinationStream } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { applyActivation, journalPath, openCore } from '../../agent/core.ts';
-import type { Core, Identity } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { createLogger } from '../../agent/log.ts';
-import { PaymentClient, PaymentSocketServer } from '../../agent/payment-socket.ts';
+import { applyActivation, journalPath, openCore } from '../../agent/runtime/core.ts';
+import type { Core, Identity } from '../../agent/runtime/core.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { createLogger } from '../../base/log.ts';
+import { PaymentClient, PaymentSocketServer } from '../../agent/runtime/payment-socket.ts';
 import { Store } from '../../storage/store.ts';
 import { localClientConnection } from '../../protocol/connection.ts';
 import { encodeFrame, FrameDecoder } from '../../protocol/framer.ts';
@@ -47,9 +47,9 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 /** An agent core and its payment socket alone in a child process (run through tsx). */
 const CHILD = [
   "const u = (f) => process.env.PA_ROOT + '/' + f;",
-  "const { openCore, applyActivation } = await import(u('agent/core.ts'));",
-  "const { DEFAULT_FEE_SCHEDULE } = await import(u('agent/fees.ts'));",
-  "const { PaymentSocketServer } = await import(u('agent/payment-socket.ts'));",
+  "const { openCore, applyActivation } = await import(u('agent/runtime/core.ts'));",
+  "const { DEFAULT_FEE_SCHEDULE } = await import(u('agent/policy/fees.ts'));",
+  "const { PaymentSocketServer } = await import(u('agent/runtime/payment-socket.ts'));",
   'const core = openCore({ dataDir: process.env.PA_DIR });',
   "applyActivation(core, JSON.parse(process.env.PA_ID), DEFAULT_FEE_SCHEDULE, 'test');",
   'const s = new PaymentSocketServer({ payments: core.payments, terminal: core.terminal, store: core.store, log: core.log });',

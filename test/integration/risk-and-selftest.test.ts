@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { openCore, type Core } from '../../agent/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
-import { RiskMonitor, type RiskHit } from '../../agent/risk-monitor.ts';
-import { SelfTest } from '../../agent/selftest.ts';
-import { ManualClock } from '../../agent/clock.ts';
+import { RiskMonitor, type RiskHit } from '../../agent/policy/risk-monitor.ts';
+import { SelfTest } from '../../agent/policy/selftest.ts';
+import { ManualClock } from '../../base/clock.ts';
 import { parseConfig } from '../../agent/config.ts';
 import type { TxnRow } from '../../storage/journal.ts';
 

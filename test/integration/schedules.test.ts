@@ -2,16 +2,16 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, type Core } from '../../agent/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
-import { Settlement, type AcquirerLink } from '../../agent/settlement.ts';
-import { Scheduler } from '../../agent/scheduler.ts';
-import { SerialRunner } from '../../agent/serial-runner.ts';
-import { ManualClock } from '../../agent/clock.ts';
+import { Settlement, type AcquirerLink } from '../../agent/policy/settlement.ts';
+import { Scheduler } from '../../agent/runtime/scheduler.ts';
+import { SerialRunner } from '../../agent/runtime/serial-runner.ts';
+import { ManualClock } from '../../base/clock.ts';
 import { parseConfig } from '../../agent/config.ts';
-import { businessDate } from '../../agent/business-date.ts';
-import { silentLogger } from '../../agent/log.ts';
-import { isAgentError } from '../../agent/errors.ts';
+import { businessDate } from '../../agent/policy/business-date.ts';
+import { silentLogger } from '../../base/log.ts';
+import { isAgentError } from '../../base/errors.ts';
 
 /**
  * A cron tick only asks; the journal decides. Missed, late and doubled ticks neither

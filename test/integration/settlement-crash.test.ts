@@ -5,7 +5,7 @@ import path from 'node:path';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { Store } from '../../storage/store.ts';
 import { AgentProcess } from '../fixtures/agent-process.ts';
-import { totalsEqual } from '../../agent/batch-totals.ts';
+import { totalsEqual } from '../../agent/policy/batch-totals.ts';
 import type { BatchTotals } from '../../storage/batches.ts';
 
 /**

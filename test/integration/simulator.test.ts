@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { isAgentError } from '../../agent/errors.ts';
-import { silentLogger } from '../../agent/log.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { isAgentError } from '../../base/errors.ts';
+import { silentLogger } from '../../base/log.ts';
 import { AcquirerChannel } from '../../protocol/channel.ts';
 import { envelopeConnection } from '../../protocol/connection.ts';
 import {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError, isAgentError } from '../../agent/errors.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
 import { envelopeConnection } from '../../protocol/connection.ts';
 import type { pos } from '../../protocol/messages.ts';
 import { startFrameServer, type FrameServer } from '../../protocol/server.ts';

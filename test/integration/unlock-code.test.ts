@@ -2,13 +2,13 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openCore, type Core } from '../../agent/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest, commandProcessorFor } from '../fixtures/core.ts';
-import { UnlockCodes, formatUnlockCode } from '../../agent/unlock-code.ts';
-import { generateEd25519, signEd25519 } from '../../agent/keys.ts';
-import { ManualClock } from '../../agent/clock.ts';
+import { UnlockCodes, formatUnlockCode } from '../../agent/policy/unlock-code.ts';
+import { generateEd25519, signEd25519 } from '../../agent/policy/keys.ts';
+import { ManualClock } from '../../base/clock.ts';
 import { encodeUnlockGrant } from '../../protocol/messages.ts';
-import { isAgentError } from '../../agent/errors.ts';
+import { isAgentError } from '../../base/errors.ts';
 
 /** The offline unlock of a risk lock: only the acquirer's signature for this challenge clears it, once. */
 

@@ -11,8 +11,8 @@
 
 import { Duplex, PassThrough } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../agent/clock.ts';
-import { AgentError } from '../../agent/errors.ts';
+import { ManualClock } from '../../base/clock.ts';
+import { AgentError } from '../../base/errors.ts';
 import { hashPin, LoginThrottle } from '../../agent/console/auth.ts';
 import { CommandRegistry } from '../../agent/console/commands.ts';
 import { Console } from '../../agent/console/console.ts';

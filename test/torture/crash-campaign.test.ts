@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { Store } from '../../storage/store.ts';
 import { loadDriver } from '../../storage/db.ts';
-import { openCore } from '../../agent/core.ts';
+import { openCore } from '../../agent/runtime/core.ts';
 import { JournalAuditor, checkLedger } from '../fixtures/journal-audit.ts';
 import { LoadProcess } from '../fixtures/load-process.ts';
 import { CommandMix, agentConfig, envInt, rng } from '../fixtures/torture-env.ts';

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentError, type ErrorCode } from '../../agent/errors.ts';
+import { AgentError, type ErrorCode } from '../../base/errors.ts';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encodeFrame } from '../../protocol/framer.ts';
 import {
   decodeCommandResultBody,
@@ -35,13 +35,18 @@ import { handleEnvelope, type HandlerContext } from '../../simulator/acquirer-ha
 import { AcquirerLedger } from '../../simulator/ledger.ts';
 import { CommandSigner } from '../../simulator/command-signer.ts';
 import { defaultBehaviour } from '../../simulator/behaviour.ts';
-import { silentLogger } from '../../agent/log.ts';
-import { systemClock } from '../../agent/clock.ts';
-import { applyActivation, openCore, type Core } from '../../agent/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/fees.ts';
-import { PaymentSocketServer } from '../../agent/payment-socket.ts';
-import { CommandProcessor } from '../../agent/commands.ts';
-import { generateEd25519, rawPublicKey, signEd25519, verifyEd25519 } from '../../agent/keys.ts';
+import { silentLogger } from '../../base/log.ts';
+import { systemClock } from '../../base/clock.ts';
+import { applyActivation, openCore, type Core } from '../../agent/runtime/core.ts';
+import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { PaymentSocketServer } from '../../agent/runtime/payment-socket.ts';
+import { CommandProcessor } from '../../agent/policy/commands.ts';
+import {
+  generateEd25519,
+  rawPublicKey,
+  signEd25519,
+  verifyEd25519,
+} from '../../agent/policy/keys.ts';
 import { envInt, rng } from '../fixtures/torture-env.ts';
 import {
   mutate,

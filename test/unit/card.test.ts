@@ -10,8 +10,8 @@ import {
   protectCard,
   sensitiveFieldsIn,
   type CardInput,
-} from '../../agent/card.ts';
-import { AgentError } from '../../agent/errors.ts';
+} from '../../agent/policy/card.ts';
+import { AgentError } from '../../base/errors.ts';
 import { luhnCheckDigit } from '../../simulator/card-sim.ts';
 
 /** Completes `body` with its Luhn check digit (the card simulator's, not the code under test). */

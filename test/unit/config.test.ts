@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseConfig, applyEnv, redactedConfig } from '../../agent/config.ts';
-import { AgentError } from '../../agent/errors.ts';
+import { AgentError } from '../../base/errors.ts';
 
 describe('configuration', () => {
   it('defaults run: an empty object is a whole valid config', () => {

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AgentError } from '../../agent/errors.ts';
+import type { AgentError } from '../../base/errors.ts';
 import {
   localClientConnection,
   localServerConnection,

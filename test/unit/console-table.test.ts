@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isAgentError } from '../../agent/errors.ts';
+import { isAgentError } from '../../base/errors.ts';
 import {
   formatKeyValue,
   formatMinor,

@@ -5,8 +5,8 @@ import {
   refundFee,
   saleFee,
   type FeeSchedule,
-} from '../../agent/fees.ts';
-import { AgentError } from '../../agent/errors.ts';
+} from '../../agent/policy/fees.ts';
+import { AgentError } from '../../base/errors.ts';
 import { seededRandom } from '../../simulator/card-sim.ts';
 
 /**

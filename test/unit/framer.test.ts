@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AgentError, isAgentError } from '../../agent/errors.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
 import { FrameDecoder, encodeFrame } from '../../protocol/framer.ts';
 
 function payloads(): Buffer[] {

@@ -11,7 +11,7 @@ import {
   type LockSource,
   type State,
   type TerminalStatus,
-} from '../../agent/lifecycle.ts';
+} from '../../agent/policy/lifecycle.ts';
 
 /**
  * Every (state, locks, event) combination against a model written from INVARIANTS.md and

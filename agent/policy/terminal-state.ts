@@ -1,7 +1,7 @@
-import type { Logger } from './log.ts';
-import type { Clock } from './clock.ts';
-import type { Store } from '../storage/store.ts';
-import { AgentError } from './errors.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Store } from '../../storage/store.ts';
+import { AgentError } from '../../base/errors.ts';
 import {
   describeEvent,
   isLockSource,

@@ -1,15 +1,15 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { parseConfig, type Config } from './config.ts';
-import { createLogger } from './log.ts';
+import { parseConfig, type Config } from '../agent/config.ts';
+import { createLogger } from '../base/log.ts';
 import { pino } from 'pino';
-import { hashPin } from './console/auth.ts';
-import { startRuntime, untilSignal, type Runtime } from './runtime.ts';
+import { hashPin } from '../agent/console/auth.ts';
+import { startRuntime, untilSignal, type Runtime } from '../agent/runtime/runtime.ts';
 import { AcquirerSimulator } from '../simulator/acquirer.ts';
 import { CardSim } from '../simulator/card-sim.ts';
-import { PaymentClient } from './payment-socket.ts';
-import { formatMinor } from './console/table.ts';
-import { isAgentError } from './errors.ts';
+import { PaymentClient } from '../agent/runtime/payment-socket.ts';
+import { formatMinor } from '../agent/console/table.ts';
+import { isAgentError } from '../base/errors.ts';
 
 /**
  * `npm start`: the agent against an embedded acquirer simulator, with a card simulator

@@ -1,16 +1,16 @@
 import path from 'node:path';
-import { Store } from '../storage/store.ts';
-import type { Clock } from './clock.ts';
-import { systemClock } from './clock.ts';
-import type { Config } from './config.ts';
-import { parseConfig } from './config.ts';
-import type { Logger } from './log.ts';
-import { silentLogger } from './log.ts';
-import { TokenKeyFile } from './card.ts';
-import { Payments } from './payments.ts';
-import { TerminalState } from './terminal-state.ts';
-import { parseFeeSchedule, type FeeSchedule } from './fees.ts';
-import type { TxnRow } from '../storage/journal.ts';
+import { Store } from '../../storage/store.ts';
+import type { Clock } from '../../base/clock.ts';
+import { systemClock } from '../../base/clock.ts';
+import type { Config } from '../config.ts';
+import { parseConfig } from '../config.ts';
+import type { Logger } from '../../base/log.ts';
+import { silentLogger } from '../../base/log.ts';
+import { TokenKeyFile } from '../policy/card.ts';
+import { Payments } from '../policy/payments.ts';
+import { TerminalState } from '../policy/terminal-state.ts';
+import { parseFeeSchedule, type FeeSchedule } from '../policy/fees.ts';
+import type { TxnRow } from '../../storage/journal.ts';
 
 /**
  * The offline heart of the agent: journal, lifecycle and payments on one data directory,

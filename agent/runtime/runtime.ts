@@ -1,16 +1,16 @@
 import type { Duplex } from 'node:stream';
 import { pino } from 'pino';
-import type { Config } from './config.ts';
-import { dataPath } from './config.ts';
-import { createLogger, type Logger } from './log.ts';
+import type { Config } from '../config.ts';
+import { dataPath } from '../config.ts';
+import { createLogger, type Logger } from '../../base/log.ts';
 import { Agent, type AgentOptions } from './agent.ts';
-import { Console } from './console/console.ts';
-import { LoginThrottle, type ThrottleState } from './console/auth.ts';
-import { openSerialConsoleStream, stdioStream } from './console/port.ts';
-import { terminalCommands } from './console-commands.ts';
-import type { CommandRegistry } from './console/commands.ts';
+import { Console } from '../console/console.ts';
+import { LoginThrottle, type ThrottleState } from '../console/auth.ts';
+import { openSerialConsoleStream, stdioStream } from '../console/port.ts';
+import { terminalCommands } from '../console/terminal-commands.ts';
+import type { CommandRegistry } from '../console/commands.ts';
 import { PaymentSocketServer } from './payment-socket.ts';
-import { recordEvent } from './terminal-state.ts';
+import { recordEvent } from '../policy/terminal-state.ts';
 
 /**
  * Puts a running agent together: logs, the agent, the payment-app socket and a

@@ -1,14 +1,14 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
-import { Store } from '../storage/store.ts';
-import { AgentError, isAgentError } from './errors.ts';
-import { loadConfigFile, parseConfig } from './config.ts';
-import { journalPath, type Identity } from './core.ts';
-import { TerminalState } from './terminal-state.ts';
-import { silentLogger } from './log.ts';
-import { systemClock } from './clock.ts';
-import { batchView, entryView, statusView } from './views.ts';
-import { formatKeyValue, formatTable, table } from './console/table.ts';
+import { Store } from '../../storage/store.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
+import { loadConfigFile, parseConfig } from '../config.ts';
+import { journalPath, type Identity } from '../runtime/core.ts';
+import { TerminalState } from '../policy/terminal-state.ts';
+import { silentLogger } from '../../base/log.ts';
+import { systemClock } from '../../base/clock.ts';
+import { batchView, entryView, statusView } from '../runtime/views.ts';
+import { formatKeyValue, formatTable, table } from '../console/table.ts';
 
 // Fit a terminal's width; piped output (scripts, evidence) is never cut to 80 columns.
 const renderTable = (headers: string[], rows: Array<Array<string | number>>) =>
@@ -143,25 +143,17 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
         args: argv.slice(1),
         options: { config: { type: 'string' } },
       });
-      const { runDaemon } = await import('./daemon.ts');
+      const { runDaemon } = await import('../runtime/daemon.ts');
       return runDaemon(loadConfigFile(values.config));
     }
-    case 'demo': {
-      const { values } = parseArgs({
-        args: argv.slice(1),
-        options: { data: { type: 'string' }, 'no-console': { type: 'boolean' } },
-      });
-      const { runDemo } = await import('./demo.ts');
-      return runDemo({ dataRoot: values.data ?? '.pos-agent', console: !values['no-console'] });
-    }
+    case 'demo':
     case 'simulate':
-      if (sub === 'acquirer') {
-        const { runAcquirerCli } = await import('../simulator/cli.ts');
-        return (await runAcquirerCli(argv.slice(2))) ?? 0;
-      }
-      break;
+      // The demo and the simulators are development tools: the production package does not
+      // carry them (dev/cli.ts serves these commands in a checkout).
+      io.err(`${cmd} is a development command: run it from a checkout (npm start)`);
+      return 64;
     case 'hash-pin': {
-      const { hashPin } = await import('./console/auth.ts');
+      const { hashPin } = await import('../console/auth.ts');
       const chunks: Buffer[] = [];
       for await (const c of process.stdin) chunks.push(c as Buffer);
       const pin = Buffer.concat(chunks).toString('utf8').trim();

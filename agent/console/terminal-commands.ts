@@ -1,10 +1,10 @@
-import type { Agent } from './agent.ts';
-import type { Config } from './config.ts';
-import { redactedConfig } from './config.ts';
-import { AgentError } from './errors.ts';
-import { CommandRegistry, type CommandContext } from './console/commands.ts';
-import { formatMinor, table } from './console/table.ts';
-import { batchView, entryView } from './views.ts';
+import type { Agent } from '../runtime/agent.ts';
+import type { Config } from '../config.ts';
+import { redactedConfig } from '../config.ts';
+import { AgentError } from '../../base/errors.ts';
+import { CommandRegistry, type CommandContext } from './commands.ts';
+import { formatMinor, table } from './table.ts';
+import { batchView, entryView } from '../runtime/views.ts';
 
 /**
  * The technician's commands, registered on the generic console. Each is a thin call

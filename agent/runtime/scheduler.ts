@@ -1,6 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
-import type { Logger } from './log.ts';
-import { AgentError } from './errors.ts';
+import type { Logger } from '../../base/log.ts';
+import { AgentError } from '../../base/errors.ts';
 
 /**
  * node-cron drives the nightly cutover and the heartbeat in the terminal's time zone.

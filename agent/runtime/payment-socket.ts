@@ -1,13 +1,13 @@
 import net from 'node:net';
 import { existsSync, rmSync, chmodSync, lstatSync } from 'node:fs';
-import { localClientConnection, localServerConnection } from '../protocol/connection.ts';
-import { errorReplyFor, newMessageId, type pos } from '../protocol/messages.ts';
-import type { Logger } from './log.ts';
-import { AgentError, isAgentError, toAgentError } from './errors.ts';
-import type { Payments, RecordInput, RecordResult } from './payments.ts';
-import type { TerminalState } from './terminal-state.ts';
-import type { Store } from '../storage/store.ts';
-import type { TxnStatus, TxnType } from '../storage/journal.ts';
+import { localClientConnection, localServerConnection } from '../../protocol/connection.ts';
+import { errorReplyFor, newMessageId, type pos } from '../../protocol/messages.ts';
+import type { Logger } from '../../base/log.ts';
+import { AgentError, isAgentError, toAgentError } from '../../base/errors.ts';
+import type { Payments, RecordInput, RecordResult } from '../policy/payments.ts';
+import type { TerminalState } from '../policy/terminal-state.ts';
+import type { Store } from '../../storage/store.ts';
+import type { TxnStatus, TxnType } from '../../storage/journal.ts';
 
 /**
  * The payment app's local interface: a Unix domain socket speaking length-prefixed

@@ -1,30 +1,30 @@
 import path from 'node:path';
 import { readFileSync, rmSync, existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { AcquirerChannel, tlsConnector } from '../protocol/channel.ts';
-import type { EnvelopeBody, Envelope } from '../protocol/messages.ts';
-import type { Config } from './config.ts';
-import { dataPath } from './config.ts';
-import type { Clock } from './clock.ts';
-import { systemClock } from './clock.ts';
-import type { Logger } from './log.ts';
-import { silentLogger } from './log.ts';
+import { AcquirerChannel, tlsConnector } from '../../protocol/channel.ts';
+import type { EnvelopeBody, Envelope } from '../../protocol/messages.ts';
+import type { Config } from '../config.ts';
+import { dataPath } from '../config.ts';
+import type { Clock } from '../../base/clock.ts';
+import { systemClock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
-import { AgentError, isAgentError } from './errors.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
-import { recordEvent } from './terminal-state.ts';
-import { Settlement, type SettleReport, type SettlementStep } from './settlement.ts';
-import { CommandProcessor, type FollowUp } from './commands.ts';
-import { TerminalKeyFile } from './keys.ts';
-import { UnlockCodes } from './unlock-code.ts';
-import { RiskMonitor, type RiskHit } from './risk-monitor.ts';
-import { SelfTest, type SelfTestReport } from './selftest.ts';
+import { recordEvent } from '../policy/terminal-state.ts';
+import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
+import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
+import { TerminalKeyFile } from '../policy/keys.ts';
+import { UnlockCodes } from '../policy/unlock-code.ts';
+import { RiskMonitor, type RiskHit } from '../policy/risk-monitor.ts';
+import { SelfTest, type SelfTestReport } from '../policy/selftest.ts';
 import {
   activate,
   requestDeactivation,
   sendPendingDeactivationRequest,
   type FlowDeps,
-} from './acquirer-flows.ts';
+} from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
 

@@ -1,4 +1,4 @@
-import type { Config } from './config.ts';
+import type { Config } from '../config.ts';
 import { createRuntimeLogger, startRuntime, untilSignal } from './runtime.ts';
 
 /** `pos-agent run --config FILE`: the agent for real hardware, until SIGINT or SIGTERM. */

@@ -1,9 +1,9 @@
-import type { TxnRow } from '../storage/journal.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { Config } from './config.ts';
+import type { TxnRow } from '../../storage/journal.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
 import type { TerminalState } from './terminal-state.ts';
-import { isAgentError } from './errors.ts';
+import { isAgentError } from '../../base/errors.ts';
 
 /**
  * Local risk rules that lock the terminal with source `risk` without waiting for the

@@ -1,4 +1,4 @@
-import type { ErrorCode } from './errors.ts';
+import type { ErrorCode } from '../../base/errors.ts';
 
 /**
  * The terminal, top to bottom. A terminal is in one lifecycle state and holds a set of

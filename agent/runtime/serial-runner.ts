@@ -1,4 +1,4 @@
-import type { Logger } from './log.ts';
+import type { Logger } from '../../base/log.ts';
 
 /**
  * One runner for every state-changing job that talks to the acquirer or the clock:

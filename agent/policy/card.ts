@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { AgentError } from './errors.ts';
-import { writeSecretFile } from './secret-file.ts';
+import { AgentError } from '../../base/errors.ts';
+import { writeSecretFile } from '../../base/secret-file.ts';
 
 /**
  * Card data enters the agent here and nowhere else. What leaves is a `ProtectedCard`:

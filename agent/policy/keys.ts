@@ -7,8 +7,8 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { AgentError } from './errors.ts';
-import { writeSecretFile } from './secret-file.ts';
+import { AgentError } from '../../base/errors.ts';
+import { writeSecretFile } from '../../base/secret-file.ts';
 
 /**
  * Ed25519 helpers. The acquirer's command key is pinned as raw 32 bytes; the terminal's

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { TxnRow, TxnType } from '../storage/journal.ts';
-import type { BatchTotals, TypeTotal } from '../storage/batches.ts';
+import type { TxnRow, TxnType } from '../../storage/journal.ts';
+import type { BatchTotals, TypeTotal } from '../../storage/batches.ts';
 
 /**
  * Batch totals and digest, computed from journal rows only. Declined rows are journaled

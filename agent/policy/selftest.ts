@@ -1,9 +1,9 @@
 import { statfsSync } from 'node:fs';
-import type { Store } from '../storage/store.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { Config } from './config.ts';
-import { isAgentError } from './errors.ts';
+import type { Store } from '../../storage/store.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
+import { isAgentError } from '../../base/errors.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
 
 /**

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Store } from '../storage/store.ts';
-import { encodeUnlockGrant } from '../protocol/messages.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import { AgentError } from './errors.ts';
+import type { Store } from '../../storage/store.ts';
+import { encodeUnlockGrant } from '../../protocol/messages.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import { AgentError } from '../../base/errors.ts';
 import { isLockSource, type LockSource } from './lifecycle.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
 import { verifyEd25519 } from './keys.ts';

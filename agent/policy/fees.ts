@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentError } from './errors.ts';
+import { AgentError } from '../../base/errors.ts';
 
 /**
  * Fee schedules are versioned data. A fee is computed once, when the transaction is

@@ -1,11 +1,11 @@
-import type { Store } from '../storage/store.ts';
-import type { Batch, BatchState, BatchTotals } from '../storage/batches.ts';
-import type { TxnRow } from '../storage/journal.ts';
-import type { pos, EnvelopeBody, Envelope } from '../protocol/messages.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { Config } from './config.ts';
-import { AgentError } from './errors.ts';
+import type { Store } from '../../storage/store.ts';
+import type { Batch, BatchState, BatchTotals } from '../../storage/batches.ts';
+import type { TxnRow } from '../../storage/journal.ts';
+import type { pos, EnvelopeBody, Envelope } from '../../protocol/messages.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
+import { AgentError } from '../../base/errors.ts';
 import { batchDigest, computeTotals, totalsEqual } from './batch-totals.ts';
 import { businessDate } from './business-date.ts';
 

@@ -1,8 +1,8 @@
-import type { Store } from '../storage/store.ts';
-import type { JournalEntry } from '../storage/journal.ts';
-import type { Batch } from '../storage/batches.ts';
-import { computeTotals } from './batch-totals.ts';
-import type { TerminalStatus } from './lifecycle.ts';
+import type { Store } from '../../storage/store.ts';
+import type { JournalEntry } from '../../storage/journal.ts';
+import type { Batch } from '../../storage/batches.ts';
+import { computeTotals } from '../policy/batch-totals.ts';
+import type { TerminalStatus } from '../policy/lifecycle.ts';
 import type { Identity } from './core.ts';
 
 /**

@@ -1,10 +1,10 @@
-import type { Store } from '../storage/store.ts';
-import type { TxnRow, TxnStatus, TxnType } from '../storage/journal.ts';
-import { UNSETTLED_STATES } from '../storage/batches.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { Config } from './config.ts';
-import { AgentError, isAgentError, isAreaError } from './errors.ts';
+import type { Store } from '../../storage/store.ts';
+import type { TxnRow, TxnStatus, TxnType } from '../../storage/journal.ts';
+import { UNSETTLED_STATES } from '../../storage/batches.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
+import { AgentError, isAgentError, isAreaError } from '../../base/errors.ts';
 import { protectCard, type CardInput, type ProtectedCard } from './card.ts';
 import {
   assertMinorUnits,

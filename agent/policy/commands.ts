@@ -1,19 +1,19 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import type { Store } from '../storage/store.ts';
+import type { Store } from '../../storage/store.ts';
 import {
   decodeCommand,
   decodeCommandResultBody,
   encodeCommandResultBody,
   type pos,
-} from '../protocol/messages.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './log.ts';
-import type { Config } from './config.ts';
-import { AgentError, isAgentError, type ErrorCode } from './errors.ts';
+} from '../../protocol/messages.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
+import { AgentError, isAgentError, type ErrorCode } from '../../base/errors.ts';
 import { isLockSource } from './lifecycle.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
 import { publicKeyFromRaw, signEd25519, verifyEd25519 } from './keys.ts';
-import { installFeeSchedule } from './core.ts';
+import { installFeeSchedule } from '../runtime/core.ts';
 import { feeScheduleFromWire } from './fees.ts';
 
 /**

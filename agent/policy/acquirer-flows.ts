@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import { decodeActivationGrant } from '../protocol/messages.ts';
-import type { Core } from './core.ts';
-import { applyActivation } from './core.ts';
-import { AgentError, isAgentError } from './errors.ts';
+import { decodeActivationGrant } from '../../protocol/messages.ts';
+import type { Core } from '../runtime/core.ts';
+import { applyActivation } from '../runtime/core.ts';
+import { AgentError, isAgentError } from '../../base/errors.ts';
 import { feeScheduleFromWire } from './fees.ts';
 import { publicKeyFromRaw, rawPublicKey, verifyEd25519 } from './keys.ts';
 import { createPublicKey, randomUUID } from 'node:crypto';

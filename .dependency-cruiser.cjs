@@ -1,0 +1,56 @@
+// The layers, bottom up: base (shared primitives) <- storage (SQL), protocol (bytes) <- agent
+// (policy and composition). Simulators, the dev entry, bench and tests sit beside the product and
+// may use it; nothing in the product may reach them, and no layer reaches up.
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'base-is-the-bottom',
+      comment: 'base/ holds shared primitives and imports nothing of the project.',
+      severity: 'error',
+      from: { path: '^base/' },
+      to: { path: '^(storage|protocol|agent|simulator|dev|bench|test)/' },
+    },
+    {
+      name: 'storage-knows-only-base',
+      comment: 'storage/ knows SQL; it may import base/ and nothing else of ours.',
+      severity: 'error',
+      from: { path: '^storage/' },
+      to: { path: '^(protocol|agent|simulator|dev|bench|test)/' },
+    },
+    {
+      name: 'protocol-knows-only-base',
+      comment: 'protocol/ knows bytes; it may import base/ and nothing else of ours.',
+      severity: 'error',
+      from: { path: '^protocol/' },
+      to: { path: '^(storage|agent|simulator|dev|bench|test)/' },
+    },
+    {
+      name: 'product-never-loads-dev-tools',
+      comment: 'The shipped agent never loads simulators, the dev entry, bench or tests.',
+      severity: 'error',
+      from: { path: '^(base|storage|protocol|agent)/' },
+      to: { path: '^(simulator|dev|bench|test)/' },
+    },
+    {
+      name: 'simulators-stay-out-of-dev-entry',
+      comment: 'Simulators are used by the dev entry, bench and tests, not the other way round.',
+      severity: 'error',
+      from: { path: '^simulator/' },
+      to: { path: '^(dev|bench|test)/' },
+    },
+    {
+      name: 'no-circular-layers',
+      severity: 'error',
+      from: { path: '^(base|storage|protocol)/' },
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '^(node_modules|dist|protocol/generated)' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js', '.mjs'] },
+  },
+};
