@@ -144,7 +144,13 @@ export class Advices {
                 COALESCE(SUM(outcome = 'expired'), 0) AS expired
            FROM advice_queue`,
       ).get(),
-    ) as { pending: number; oldest: number | null; accepted: number; declined: number; expired: number };
+    ) as {
+      pending: number;
+      oldest: number | null;
+      accepted: number;
+      declined: number;
+      expired: number;
+    };
     const err = guarded(() =>
       this.sql(
         `SELECT last_error FROM advice_queue WHERE last_error IS NOT NULL
