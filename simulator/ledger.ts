@@ -212,7 +212,12 @@ export class AcquirerLedger extends ControlLedger {
   }
 
   /** The lowest chunk index of a key not stored yet (`chunkCount` when every one is in). */
-  nextMissingChunk(terminalId: string, batchId: string, digest: string, chunkCount: number): number {
+  nextMissingChunk(
+    terminalId: string,
+    batchId: string,
+    digest: string,
+    chunkCount: number,
+  ): number {
     const held = this.db
       .prepare(
         'SELECT chunk_index AS i FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY chunk_index',

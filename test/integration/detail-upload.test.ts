@@ -146,7 +146,7 @@ function newSettlement(core: Core, link: AcquirerLink): Settlement {
 /** settleAll until the batch is settled, waiting for the link to come back between tries. */
 async function settleUntilDone(r: Rig, settlement = r.settlement): Promise<number> {
   let tries = 0;
-  for (const end = Date.now() + 15_000; ; ) {
+  for (const end = Date.now() + 15_000; ;) {
     if (!r.channel.isUp) await r.channel.waitUntilUp(Math.max(1, end - Date.now()));
     tries++;
     const report = await settlement.settleAll();
