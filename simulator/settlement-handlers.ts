@@ -177,7 +177,14 @@ export function onDetailChunk(
   const rows = (c.rows ?? []).map(detailRowFromWire);
   const now = ctx.now();
   const got = ledger.addDetailChunk({ terminalId: cn, batchId, digest }, index, count, rows, now);
-  const ack: pos.v1.IDetailAck = { batchId, digest, chunkIndex: index, complete: false };
+  const ack: pos.v1.IDetailAck = {
+    batchId,
+    digest,
+    chunkIndex: index,
+    complete: false,
+    nextMissing: ledger.nextMissingChunk(cn, batchId, digest, count),
+    window: ctx.behaviour.detailWindow,
+  };
   if (got.received === count) {
     const all = ledger.detailRows(cn, batchId, digest);
     const currencies = new Set(all.map((r) => r.currency));
@@ -200,5 +207,7 @@ export function onDetailChunk(
     if (settled) ack.settlementId = settled.settlementId;
   }
   ctx.log.debug({ terminalId: cn, batchId, index, count, fresh: got.fresh }, 'detail chunk');
+  // The chunk is stored; only its ack is lost (the terminal must resume, not start over).
+  if (takeFault(ctx.behaviour, 'dropAfterDetailChunk')) return { kind: 'drop' };
   return reply({ detailAck: ack });
 }
