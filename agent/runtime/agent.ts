@@ -2,7 +2,7 @@ import path from 'node:path';
 import { readFileSync, rmSync, existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { AcquirerChannel, tlsConnector } from '../../protocol/channel.ts';
-import type { EnvelopeBody, Envelope } from '../../protocol/messages.ts';
+import type { EnvelopeBody, Envelope, pos } from '../../protocol/messages.ts';
 import type { Config } from '../config.ts';
 import { dataPath } from '../config.ts';
 import type { Clock } from '../../base/clock.ts';
@@ -85,10 +85,7 @@ export class Agent {
         lifecycleState: this.core.terminal.status().state,
         lastCommandCounter: this.commands.lastCounter(),
       }),
-      heartbeatFactory: () => ({
-        lifecycleState: this.core.terminal.status().state,
-        queuedBatches: this.core.store.batches.unsettled().length,
-      }),
+      heartbeatFactory: () => this.heartbeatReport(),
       heartbeatIntervalMs: config.acquirer.heartbeatIntervalMs,
       requestTimeoutMs: config.acquirer.requestTimeoutMs,
       backoff: { initialMs: config.acquirer.backoffInitialMs, maxMs: config.acquirer.backoffMaxMs },
@@ -191,6 +188,24 @@ export class Agent {
       firmwareVersion: this.opts.config.firmwareVersion,
       link: { up: this.channel.isUp, clockOffsetMs: this.channel.clockOffsetMs ?? null },
     });
+  }
+
+  /** What a heartbeat tells the acquirer: state, locks, queued batches and the open batch. */
+  private heartbeatReport(): Omit<pos.v1.IHeartbeat, 'clientTimeMs'> {
+    const s = this.status();
+    const o = s.openBatch;
+    return {
+      lifecycleState: s.state,
+      locks: s.locks,
+      queuedBatches: s.queuedBatches,
+      openBatch: {
+        batchId: o.batchId,
+        transactionCount: o.transactions,
+        netAmount: o.netAmount,
+        netFee: o.netFee,
+        currency: o.currency,
+      },
+    };
   }
 
   /** Cut over now (whatever the date) and settle every queued batch. */
@@ -390,6 +405,10 @@ export class Agent {
     });
     if (done) {
       await this.scheduler?.stop();
+      // One last report, so the acquirer hears "deactivated" from the terminal itself.
+      await this.channel
+        .request({ heartbeat: { ...this.heartbeatReport(), clientTimeMs: this.core.clock.now() } })
+        .catch(() => {});
       void this.channel.close();
     }
     return done;

@@ -10,7 +10,7 @@ const STYLE = `
 header{display:flex;gap:1.5rem;align-items:center;padding:.6rem 1.2rem;background:#17324d;color:#fff}
 header nav{display:flex;gap:1rem;flex:1}header a{color:#cfe3ff;text-decoration:none}header a:hover{text-decoration:underline}
 header .who{opacity:.85}header button{background:#2d5b87;color:#fff;border:0;padding:.3rem .7rem;border-radius:4px}
-main{padding:1rem 1.4rem;max-width:1200px}h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}
+main{padding:1rem 1.4rem;max-width:1200px}h1{font-size:1.4rem;margin:.2rem 0 1rem}.card>h2:first-child{margin-top:0}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}
 table{border-collapse:collapse;width:100%;background:#fff;margin-bottom:1rem}th,td{padding:.35rem .55rem;border-bottom:1px solid #e2e6ec;text-align:left;vertical-align:top}
 th{background:#eef2f7;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .card{background:#fff;border:1px solid #dfe4eb;border-radius:6px;padding:1rem;margin-bottom:1rem}.narrow{max-width:360px}
@@ -36,8 +36,9 @@ const LIVE = `
     if(name==='state'){els[i].className='state '+value;}}}
   function tick(){fetch(url,{credentials:'same-origin',cache:'no-store'}).then(function(r){return r.ok?r.json():null}).then(function(s){
     if(!s){setTimeout(tick,2000);return;}
+    // A change of state, locks, review or batches redraws the whole page (tables, forms).
+    if(s.version!==box.getAttribute('data-version')){location.replace(box.getAttribute('data-page-url'));return;}
     for(var k in s.fields){set(k,s.fields[k]);}
-    box.setAttribute('data-final',s.final?'yes':'no');
     if(!s.final)setTimeout(tick,1000);
   }).catch(function(){setTimeout(tick,2000);});}
   setTimeout(tick,500);
@@ -46,7 +47,9 @@ const LIVE = `
 
 /** GET /assets/style.css and /assets/live.js. */
 export async function assetRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/assets/style.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(STYLE));
+  app.get('/assets/style.css', async (_req, reply) =>
+    reply.type('text/css; charset=utf-8').send(STYLE),
+  );
   app.get('/assets/live.js', async (_req, reply) =>
     reply.type('text/javascript; charset=utf-8').send(LIVE),
   );

@@ -36,12 +36,40 @@ export async function auditRoutes(app: FastifyInstance, ctx: BackOfficeContext):
         reply,
         req,
         'Audit',
-        html`<p class="muted">${total} entries · page ${p} of ${pages}
-        ${p > 1 ? html`<a href="/audit?page=${p - 1}">Newer</a>` : ''} ${p < pages ? html`<a href="/audit?page=${p + 1}">Older</a>` : ''}</p>
-        <table class="audit"><thead><tr><th>When</th><th>Who</th><th>Role</th><th>Action</th><th>Terminal</th><th>Detail</th><th>Outcome</th><th>From</th></tr></thead><tbody>
-        ${rows.map((r) => html`<tr><td>${when(r.at)}</td><td>${r.actor}</td><td>${r.role}</td><td>${r.action}</td><td>${r.terminalId ?? ''}</td>
-          <td>${r.detail}</td><td>${r.outcome}</td><td>${r.ip}<br><span class="muted">${r.userAgent.slice(0, 60)}</span></td></tr>`)}
-        </tbody></table>`,
+        html`<p class="muted">
+            ${total} entries · page ${p} of ${pages}
+            ${p > 1 ? html`<a href="/audit?page=${p - 1}">Newer</a>` : ''}
+            ${p < pages ? html`<a href="/audit?page=${p + 1}">Older</a>` : ''}
+          </p>
+          <table class="audit">
+            <thead>
+              <tr>
+                <th>When</th>
+                <th>Who</th>
+                <th>Role</th>
+                <th>Action</th>
+                <th>Terminal</th>
+                <th>Detail</th>
+                <th>Outcome</th>
+                <th>From</th>
+              </tr>
+            </thead>
+            <tbody>
+              ${rows.map(
+                (r) =>
+                  html`<tr>
+                    <td>${when(r.at)}</td>
+                    <td>${r.actor}</td>
+                    <td>${r.role}</td>
+                    <td>${r.action}</td>
+                    <td>${r.terminalId ?? ''}</td>
+                    <td>${r.detail}</td>
+                    <td>${r.outcome}</td>
+                    <td>${r.ip}<br /><span class="muted">${r.userAgent.slice(0, 60)}</span></td>
+                  </tr>`,
+              )}
+            </tbody>
+          </table>`,
       );
     },
   );

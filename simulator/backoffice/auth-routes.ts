@@ -5,7 +5,13 @@
  * is stored.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { audit, csrfUserInfo, sendPage, SESSION_COOKIE, type BackOfficeContext } from './context.ts';
+import {
+  audit,
+  csrfUserInfo,
+  sendPage,
+  SESSION_COOKIE,
+  type BackOfficeContext,
+} from './context.ts';
 import { csrfField, html } from './html.ts';
 import { DECOY_HASH, verifyPassword } from './passwords.ts';
 
@@ -22,13 +28,22 @@ const loginBody = {
 
 type LoginBody = { username: string; password: string; _csrf: string };
 
-function loginForm(req: FastifyRequest, reply: FastifyReply, username = ''): ReturnType<typeof html> {
+function loginForm(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  username = '',
+): ReturnType<typeof html> {
   const token = reply.generateCsrf({ userInfo: csrfUserInfo(req) });
   return html`<form method="post" action="/login" class="card narrow">
-  ${csrfField(token)}
-  <label>User name <input name="username" autocomplete="username" value="${username}" required></label>
-  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-  <button type="submit">Log in</button></form>`;
+    ${csrfField(token)}
+    <label
+      >User name <input name="username" autocomplete="username" value="${username}" required
+    /></label>
+    <label
+      >Password <input name="password" type="password" autocomplete="current-password" required
+    /></label>
+    <button type="submit">Log in</button>
+  </form>`;
 }
 
 /** The login and logout routes. */
@@ -53,7 +68,10 @@ export async function authRoutes(app: FastifyInstance, ctx: BackOfficeContext): 
         reply.header('retry-after', String(Math.ceil((retry - now) / 1000)));
         return sendPage(reply, req, 'Log in', loginForm(req, reply, username), {
           status: 429,
-          flash: { kind: 'error', text: `Too many failed attempts. Try again in ${minutes} minutes.` },
+          flash: {
+            kind: 'error',
+            text: `Too many failed attempts. Try again in ${minutes} minutes.`,
+          },
         });
       }
       const user = ctx.store.user(username);

@@ -4,7 +4,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AcquirerSimulator } from '../acquirer.ts';
-import { page, type Html, type Viewer } from './html.ts';
+import { html, page, type Html, type Viewer } from './html.ts';
 import type { BackOfficeStore, User } from './store.ts';
 import type { Scope } from './terminal-queries.ts';
 
@@ -96,16 +96,17 @@ export function sendPage(
 
 /** A guard for a plugin's routes: logged in, and in one of the roles. */
 export function requireRole(...roles: Array<User['role']>) {
-  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  // An async hook that answers must return the reply, or fastify would go on to the handler.
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     if (!req.user) {
-      if (req.method === 'GET') return void reply.redirect('/login', 303);
-      return void reply.code(401).type('text/plain').send('log in first');
+      if (req.method === 'GET') return reply.redirect('/login', 303);
+      return reply.code(401).type('text/plain').send('log in first');
     }
     if (!roles.includes(req.user.role)) {
-      const { html } = await import('./html.ts');
-      return void sendPage(reply, req, 'Not allowed', html`<p>Your role cannot open this page.</p>`, {
+      return sendPage(reply, req, 'Not allowed', html`<p>Your role cannot open this page.</p>`, {
         status: 403,
       });
     }
+    return undefined;
   };
 }

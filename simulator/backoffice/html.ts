@@ -60,7 +60,7 @@ export function when(ms: number | null | undefined): string {
 
 /** A hidden CSRF field for a form. */
 export function csrfField(token: string): Html {
-  return html`<input type="hidden" name="_csrf" value="${token}">`;
+  return html`<input type="hidden" name="_csrf" value="${token}" />`;
 }
 
 /** What the layout needs to know about the viewer. */
@@ -81,17 +81,38 @@ export function page(
   const nav = !viewer
     ? html``
     : viewer.role === 'merchant'
-      ? html`<a href="/pos">POS management</a><a href="/activation-codes">Activation codes</a><a href="/audit">Audit</a>`
-      : html`<a href="/review">Review queue</a><a href="/terminals">Terminals</a><a href="/audit">Audit</a>`;
+      ? html`<a href="/pos">POS management</a><a href="/activation-codes">Activation codes</a
+          ><a href="/audit">Audit</a>`
+      : html`<a href="/review">Review queue</a><a href="/terminals">Terminals</a
+          ><a href="/audit">Audit</a>`;
   const who = viewer
     ? html`<span class="who">${viewer.displayName} (${viewer.role})</span>
-        <form method="post" action="/logout" class="inline">${csrfField(viewer.csrf)}<button type="submit">Log out</button></form>`
+        <form method="post" action="/logout" class="inline">
+          ${csrfField(viewer.csrf)}<button type="submit">Log out</button>
+        </form>`
     : html``;
-  const note = flash ? html`<p class="flash ${flash.kind}" role="status">${flash.text}</p>` : html``;
+  const note = flash
+    ? html`<p class="flash ${flash.kind}" role="status">${flash.text}</p>`
+    : html``;
   return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title} · Acquirer back office</title><link rel="stylesheet" href="/assets/style.css">
-<script src="/assets/live.js" defer></script></head>
-<body><header><strong>Acquirer back office</strong><nav>${nav}</nav>${who}</header>
-<main><h1>${title}</h1>${note}${body}</main></body></html>`.text;
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${title} · Acquirer back office</title>
+        <link rel="stylesheet" href="/assets/style.css" />
+        <script src="/assets/live.js" defer></script>
+      </head>
+      <body>
+        <header>
+          <strong>Acquirer back office</strong>
+          <nav>${nav}</nav>
+          ${who}
+        </header>
+        <main>
+          <h1>${title}</h1>
+          ${note}${body}
+        </main>
+      </body>
+    </html>`.text;
 }

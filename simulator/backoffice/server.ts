@@ -101,13 +101,28 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.code?.startsWith('FST_CSRF')) {
       audit(ctx, req, 'csrf-refused', { detail: `${req.method} ${req.url}`, outcome: 'refused' });
-      return sendPage(reply, req, 'Refused', html`<p>This form has expired or did not come from this site. Go back, reload the page and try again.</p>`, { status: 403 });
+      return sendPage(
+        reply,
+        req,
+        'Refused',
+        html`<p>
+          This form has expired or did not come from this site. Go back, reload the page and try
+          again.
+        </p>`,
+        { status: 403 },
+      );
     }
     if (err.validation) {
       return sendPage(reply, req, 'Check the form', html`<p>${err.message}</p>`, { status: 400 });
     }
     const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
-    return sendPage(reply, req, 'Something went wrong', html`<p>${status < 500 ? err.message : 'The back office could not do that.'}</p>`, { status });
+    return sendPage(
+      reply,
+      req,
+      'Something went wrong',
+      html`<p>${status < 500 ? err.message : 'The back office could not do that.'}</p>`,
+      { status },
+    );
   });
   app.setNotFoundHandler((req, reply) =>
     sendPage(reply, req, 'Not found', html`<p>There is nothing here.</p>`, { status: 404 }),

@@ -100,8 +100,7 @@ export class BackOfficeStore {
 
   user(username: string): User | undefined {
     const r = this.d.prepare('SELECT * FROM bo_users WHERE username = ?').get(username) as
-      | Row
-      | undefined;
+      Row | undefined;
     if (!r) return undefined;
     return {
       username: String(r.username),

@@ -37,8 +37,14 @@ export const SCHEDULE_IN_FORCE = DEFAULT_FEE_SCHEDULE;
 /** "0.50%, min ¥3.00" for a rule. */
 export function describeRule(rule: FeeRule): string {
   const pct = `${Math.trunc(rule.rateBp / 100)}.${String(rule.rateBp % 100).padStart(2, '0')}%`;
-  const money = (f: number): string => `¥${Math.trunc(f / 100)}.${String(f % 100).padStart(2, '0')}`;
-  return [pct, rule.fixed ? `+ ${money(rule.fixed)}` : '', `min ${money(rule.minimum)}`, rule.cap ? `cap ${money(rule.cap)}` : '']
+  const money = (f: number): string =>
+    `¥${Math.trunc(f / 100)}.${String(f % 100).padStart(2, '0')}`;
+  return [
+    pct,
+    rule.fixed ? `+ ${money(rule.fixed)}` : '',
+    `min ${money(rule.minimum)}`,
+    rule.cap ? `cap ${money(rule.cap)}` : '',
+  ]
     .filter(Boolean)
     .join(', ');
 }
@@ -54,11 +60,16 @@ export function periodStart(now: number): number {
 }
 
 function scopeSql(scope: Scope): { where: string; m: string | null } {
-  return 'merchantId' in scope ? { where: 't.merchant_id = @m', m: scope.merchantId } : { where: '1', m: null };
+  return 'merchantId' in scope
+    ? { where: 't.merchant_id = @m', m: scope.merchantId }
+    : { where: '1', m: null };
 }
 
 /** The lifecycle state to show: what the terminal last reported, else the acquirer's view. */
-export function shownState(status: TerminalRecord['status'], report: TerminalReport | null): string {
+export function shownState(
+  status: TerminalRecord['status'],
+  report: TerminalReport | null,
+): string {
   if (report?.lifecycleState) return report.lifecycleState;
   return status === 'registered' ? 'unactivated' : status;
 }
@@ -74,14 +85,18 @@ export function terminalPage(
   const filter = `${where} AND (@q IS NULL OR t.terminal_id LIKE @q ESCAPE '\\' OR md.brand LIKE @q ESCAPE '\\'
     OR md.model LIKE @q ESCAPE '\\' OR t.merchant_name LIKE @q ESCAPE '\\')`;
   const from = 'FROM terminals t LEFT JOIN bo_terminal_models md ON md.terminal_id = t.terminal_id';
-  const total = (db.prepare(`SELECT COUNT(*) AS n ${from} WHERE ${filter}`).get({ m, q }) as { n: number }).n;
+  const total = (
+    db.prepare(`SELECT COUNT(*) AS n ${from} WHERE ${filter}`).get({ m, q }) as { n: number }
+  ).n;
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   const page = Math.min(Math.max(1, o.page), pages);
   const rows = db
     .prepare(
       `SELECT t.*, md.brand, md.model ${from} WHERE ${filter} ORDER BY t.terminal_id LIMIT @limit OFFSET @offset`,
     )
-    .all({ m, q, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE }) as Array<Record<string, unknown>>;
+    .all({ m, q, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE }) as Array<
+    Record<string, unknown>
+  >;
   // Aggregates only for the rows on this page.
   const since = periodStart(o.now);
   const report = db.prepare('SELECT * FROM bo_terminal_reports WHERE terminal_id = ?');
@@ -122,7 +137,13 @@ export function feesByCategory(
   db: Database,
   scope: Scope,
   now: number,
-): Array<{ category: string; terminals: number; settledFee: number; openFee: number; rule: string }> {
+): Array<{
+  category: string;
+  terminals: number;
+  settledFee: number;
+  openFee: number;
+  rule: string;
+}> {
   const { where, m } = scopeSql(scope);
   const rows = db
     .prepare(
@@ -156,7 +177,10 @@ export function visibleTerminal(
 }
 
 /** The review now open for a terminal, else its newest one. */
-export function currentReview(ledger: AcquirerLedger, terminalId: string): ReviewRecord | undefined {
+export function currentReview(
+  ledger: AcquirerLedger,
+  terminalId: string,
+): ReviewRecord | undefined {
   const all = ledger.reviews(terminalId);
   return all.find((r) => r.decision === null) ?? all.at(-1);
 }
@@ -173,7 +197,10 @@ export function openReviews(db: Database): Array<ReviewRecord & { merchantName: 
 }
 
 /** Recently decided reviews, newest first. */
-export function decidedReviews(db: Database, limit: number): Array<ReviewRecord & { decidedAt: number }> {
+export function decidedReviews(
+  db: Database,
+  limit: number,
+): Array<ReviewRecord & { decidedAt: number }> {
   const rows = db
     .prepare(
       'SELECT * FROM deactivation_reviews WHERE decision IS NOT NULL ORDER BY decided_at DESC LIMIT ?',

@@ -22,11 +22,13 @@ export function reportOf(
   if (env.body === 'hello' && env.hello?.lifecycleState) {
     return { ...base, lifecycleState: env.hello.lifecycleState, reportedAt: now };
   }
-  if (env.body === 'heartbeat' && env.heartbeat) return { ...base, ...heartbeatReport(env.heartbeat, now) };
+  if (env.body === 'heartbeat' && env.heartbeat)
+    return { ...base, ...heartbeatReport(env.heartbeat, now) };
   if (env.body === 'commandResult' && env.commandResult) {
     const bytes = Buffer.from(env.commandResult.body ?? []);
     const key = ed25519FromRaw(sim.ledger.terminal(terminalId)?.publicKey);
-    if (!key || !verifySignature(key, bytes, Buffer.from(env.commandResult.signature ?? []))) return base;
+    if (!key || !verifySignature(key, bytes, Buffer.from(env.commandResult.signature ?? [])))
+      return base;
     let body: pos.v1.CommandResultBody;
     try {
       body = decodeCommandResultBody(bytes);
@@ -34,7 +36,12 @@ export function reportOf(
       return base;
     }
     if (body.terminalId !== terminalId || !body.lifecycleState) return base;
-    return { ...base, lifecycleState: body.lifecycleState, locks: [...body.locks], reportedAt: now };
+    return {
+      ...base,
+      lifecycleState: body.lifecycleState,
+      locks: [...body.locks],
+      reportedAt: now,
+    };
   }
   return base;
 }
@@ -43,16 +50,12 @@ function heartbeatReport(h: pos.v1.IHeartbeat, now: number): Partial<TerminalRep
   const r: Partial<TerminalReport> = { reportedAt: now };
   if (h.lifecycleState) r.lifecycleState = h.lifecycleState;
   if (typeof h.queuedBatches === 'number') r.queuedBatches = h.queuedBatches;
-  // Fields a newer agent adds; an older one leaves the last known values in place.
-  const ext = h as pos.v1.IHeartbeat & {
-    locks?: string[] | null;
-    openBatch?: { transactionCount?: unknown; netAmount?: unknown; netFee?: unknown } | null;
-  };
-  if (ext.locks) r.locks = [...ext.locks];
-  if (ext.openBatch) {
-    r.openCount = Number(ext.openBatch.transactionCount ?? 0);
-    r.openAmount = Number(ext.openBatch.netAmount ?? 0);
-    r.openFee = Number(ext.openBatch.netFee ?? 0);
+  // An older agent sends neither locks nor the open batch: the last known values stay.
+  if (h.locks && (h.locks.length || h.openBatch)) r.locks = [...h.locks];
+  if (h.openBatch) {
+    r.openCount = Number(h.openBatch.transactionCount ?? 0);
+    r.openAmount = Number(h.openBatch.netAmount ?? 0);
+    r.openFee = Number(h.openBatch.netFee ?? 0);
   }
   return r;
 }

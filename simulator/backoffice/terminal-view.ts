@@ -20,33 +20,56 @@ import {
 export interface LiveStatus {
   fields: Record<string, string>;
   final: boolean;
+  /** Changes when the page's tables and forms would: state, locks, review, settled batches. */
+  version: string;
 }
 
-const stateBadge = (s: string): Html => html`<span class="state ${s}" data-field="state">${s}</span>`;
+const stateBadge = (s: string): Html =>
+  html`<span class="state ${s}" data-field="state">${s}</span>`;
 const lockBadges = (locks: readonly string[]): Html =>
   locks.length ? html`${locks.map((l) => html`<span class="lock">${l}</span>`)}` : html``;
 
 /** Where a terminal stands in its deactivation, in words a merchant understands. */
-export function deactivationStage(ledger: AcquirerLedger, t: TerminalRecord, report: TerminalReport | null): {
+export function deactivationStage(
+  ledger: AcquirerLedger,
+  t: TerminalRecord,
+  report: TerminalReport | null,
+): {
   text: string;
   final: boolean;
 } {
   const state = shownState(t.status, report);
   const review = currentReview(ledger, t.terminalId);
   if (state === 'deactivated')
-    return { text: 'Deactivated: every transaction was settled first; no new fees from now on.', final: true };
+    return {
+      text: 'Deactivated: every transaction was settled first; no new fees from now on.',
+      final: true,
+    };
   if (!review) return { text: 'No deactivation requested.', final: false };
   if (review.decision === 'rejected')
-    return { text: `Rejected by the acquirer: ${review.decisionReason ?? ''}`.trim(), final: state === 'active' };
+    return {
+      text: `Rejected by the acquirer: ${review.decisionReason ?? ''}`.trim(),
+      final: state === 'active',
+    };
   if (review.decision === 'approved')
-    return { text: 'Approved: the terminal is settling its last batch before it deactivates.', final: false };
+    return {
+      text: 'Approved: the terminal is settling its last batch before it deactivates.',
+      final: false,
+    };
   if (state === 'deactivation-pending')
-    return { text: 'Under review by the acquirer. The terminal takes no new sales meanwhile.', final: false };
+    return {
+      text: 'Under review by the acquirer. The terminal takes no new sales meanwhile.',
+      final: false,
+    };
   return { text: 'Requested: waiting for the terminal to confirm the request.', final: false };
 }
 
 /** The live status of a terminal (also rendered into the page first). */
-export function liveStatus(ledger: AcquirerLedger, store: BackOfficeStore, t: TerminalRecord): LiveStatus {
+export function liveStatus(
+  ledger: AcquirerLedger,
+  store: BackOfficeStore,
+  t: TerminalRecord,
+): LiveStatus {
   const report = store.terminalReport(t.terminalId) ?? null;
   const settled = ledger.settledBatches(t.terminalId);
   const last = settled.at(-1);
@@ -67,34 +90,80 @@ export function liveStatus(ledger: AcquirerLedger, store: BackOfficeStore, t: Te
       stage: stage.text,
     },
     final: stage.final,
+    version: [
+      t.status,
+      shownState(t.status, report),
+      (report?.locks ?? []).join('+'),
+      review?.reviewId ?? '',
+      review?.decision ?? '',
+      settled.length,
+    ].join('|'),
   };
 }
 
 /** The POS list table, linking each terminal to `${base}/${id}`. */
 export function terminalTable(lines: TerminalLine[], base: string, showMerchant: boolean): Html {
   if (!lines.length) return html`<p class="muted">No terminals match.</p>`;
-  return html`<table class="terminals"><thead><tr><th>Terminal</th>${showMerchant ? html`<th>Merchant</th>` : ''}<th>Brand / model</th>
-  <th>State and locks</th><th>Last contact</th><th class="num">Open batch</th><th class="num">Unsettled amount</th>
-  <th>Fees this period</th><th class="num">Settled batches</th></tr></thead><tbody>
-  ${lines.map(
-    (l) => html`<tr data-terminal="${l.terminalId}"><td><a href="${base}/${encodeURIComponent(l.terminalId)}">${l.terminalId}</a></td>
-    ${showMerchant ? html`<td>${l.merchantName}</td>` : ''}<td>${l.brand} ${l.model}</td>
-    <td><span class="state ${l.state}">${l.state}</span>${lockBadges(l.locks)}${l.openReview ? html` <span class="muted">review open</span>` : ''}</td>
-    <td>${when(l.report?.lastContact)}</td>
-    <td class="num">${l.report?.openCount ?? '-'}</td><td class="num">${yuan(l.report?.openAmount)}</td>
-    <td>${yuan(l.periodFee)} <span class="muted">${l.category}</span></td><td class="num">${l.settledBatches}</td></tr>`,
-  )}</tbody></table>`;
+  return html`<table class="terminals">
+    <thead>
+      <tr>
+        <th>Terminal</th>
+        ${showMerchant ? html`<th>Merchant</th>` : ''}
+        <th>Brand / model</th>
+        <th>State and locks</th>
+        <th>Last contact</th>
+        <th class="num">Open batch</th>
+        <th class="num">Unsettled amount</th>
+        <th>Fees this period</th>
+        <th class="num">Settled batches</th>
+      </tr>
+    </thead>
+    <tbody>
+      ${lines.map(
+        (l) =>
+          html`<tr data-terminal="${l.terminalId}">
+            <td><a href="${base}/${encodeURIComponent(l.terminalId)}">${l.terminalId}</a></td>
+            ${showMerchant ? html`<td>${l.merchantName}</td>` : ''}
+            <td>${l.brand} ${l.model}</td>
+            <td>
+              <span class="state ${l.state}">${l.state}</span
+              >${lockBadges(l.locks)}${l.openReview ? html` <span class="muted">review open</span>` : ''}
+            </td>
+            <td>${when(l.report?.lastContact)}</td>
+            <td class="num">${l.report?.openCount ?? '-'}</td>
+            <td class="num">${yuan(l.report?.openAmount)}</td>
+            <td>${yuan(l.periodFee)} <span class="muted">${l.category}</span></td>
+            <td class="num">${l.settledBatches}</td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`;
 }
 
 /** Search box and pager for a list at `path`. */
-export function searchAndPager(path: string, q: string, page: number, pages: number, total: number): Html {
-  const link = (p: number): string => `${path}?${new URLSearchParams({ q, page: String(p) }).toString()}`;
+export function searchAndPager(
+  path: string,
+  q: string,
+  page: number,
+  pages: number,
+  total: number,
+): Html {
+  const link = (p: number): string =>
+    `${path}?${new URLSearchParams({ q, page: String(p) }).toString()}`;
   return html`<form method="get" action="${path}" class="search" role="search">
-    <input name="q" value="${q}" placeholder="Terminal id, brand, model or merchant" aria-label="Search">
-    <button type="submit">Search</button></form>
-  <div class="pager"><span>${total} terminals · page ${page} of ${pages}</span>
-    ${page > 1 ? html`<a href="${link(1)}">First</a><a href="${link(page - 1)}" rel="prev">Previous</a>` : ''}
-    ${page < pages ? html`<a href="${link(page + 1)}" rel="next">Next</a><a href="${link(pages)}">Last</a>` : ''}</div>`;
+      <input
+        name="q"
+        value="${q}"
+        placeholder="Terminal id, brand, model or merchant"
+        aria-label="Search"
+      />
+      <button type="submit">Search</button>
+    </form>
+    <div class="pager">
+      <span>${total} terminals · page ${page} of ${pages}</span>
+      ${page > 1 ? html`<a href="${link(1)}">First</a><a href="${link(page - 1)}" rel="prev">Previous</a>` : ''}
+      ${page < pages ? html`<a href="${link(page + 1)}" rel="next">Next</a><a href="${link(pages)}">Last</a>` : ''}
+    </div>`;
 }
 
 /** The header facts and the live status box. */
@@ -109,60 +178,109 @@ export function terminalSummary(
   const md = ledger.db
     .prepare('SELECT brand, model FROM bo_terminal_models WHERE terminal_id = ?')
     .get(t.terminalId) as { brand: string; model: string } | undefined;
-  return html`<div class="row"><section class="card"><h2>Terminal</h2><dl class="facts">
-    <dt>Terminal id</dt><dd>${t.terminalId}</dd><dt>Merchant</dt><dd>${t.merchantName} (${t.merchantId})</dd>
-    <dt>Brand / model</dt><dd>${md ? `${md.brand} ${md.model}` : '-'}</dd>
-    <dt>Category</dt><dd>${t.merchantCategory}</dd><dt>Acquirer record</dt><dd>${t.status}</dd></dl></section>
-  <section class="card" id="live" data-status-url="${statusUrl}" data-final="${live.final ? 'yes' : 'no'}"><h2>Live status</h2><dl class="facts">
-    <dt>Lifecycle state</dt><dd>${stateBadge(f.state!)}</dd><dt>Locks</dt><dd data-field="locks">${f.locks}</dd>
-    <dt>Last contact</dt><dd data-field="lastContact">${f.lastContact}</dd>
-    <dt>Open batch</dt><dd><span data-field="openCount">${f.openCount}</span> transactions, <span data-field="openAmount">${f.openAmount}</span> unsettled</dd>
-    <dt>Batches waiting to settle</dt><dd data-field="queued">${f.queued}</dd>
-    <dt>Settled batches</dt><dd><span data-field="settledBatches">${f.settledBatches}</span> (last: <span data-field="lastBatch">${f.lastBatch}</span>)</dd>
-    <dt>Deactivation review</dt><dd data-field="review">${f.review}</dd><dt>Reviewer's note</dt><dd data-field="reviewNote">${f.reviewNote}</dd>
-    <dt>Where it stands</dt><dd class="stage" data-field="stage">${f.stage}</dd></dl></section></div>`;
+  return html`<div class="row">
+    <section class="card">
+      <h2>Terminal</h2>
+      <dl class="facts">
+        <dt>Terminal id</dt>
+        <dd>${t.terminalId}</dd>
+        <dt>Merchant</dt>
+        <dd>${t.merchantName} (${t.merchantId})</dd>
+        <dt>Brand / model</dt>
+        <dd>${md ? `${md.brand} ${md.model}` : '-'}</dd>
+        <dt>Category</dt>
+        <dd>${t.merchantCategory}</dd>
+        <dt>Acquirer record</dt>
+        <dd>${t.status}</dd>
+      </dl>
+    </section>
+    <section
+      class="card"
+      id="live"
+      data-status-url="${statusUrl}"
+      data-page-url="${statusUrl.replace(/\/status\.json$/, '')}"
+      data-version="${live.version}"
+      data-final="${live.final ? 'yes' : 'no'}"
+    >
+      <h2>Live status</h2>
+      <dl class="facts">
+        <dt>Lifecycle state</dt>
+        <dd>${stateBadge(f.state!)}</dd>
+        <dt>Locks</dt>
+        <dd data-field="locks">${f.locks}</dd>
+        <dt>Last contact</dt>
+        <dd data-field="lastContact">${f.lastContact}</dd>
+        <dt>Open batch</dt>
+        <dd>
+          <span data-field="openCount">${f.openCount}</span> transactions,
+          <span data-field="openAmount">${f.openAmount}</span> unsettled
+        </dd>
+        <dt>Batches waiting to settle</dt>
+        <dd data-field="queued">${f.queued}</dd>
+        <dt>Settled batches</dt>
+        <dd>
+          <span data-field="settledBatches">${f.settledBatches}</span> (last:
+          <span data-field="lastBatch">${f.lastBatch}</span>)
+        </dd>
+        <dt>Deactivation review</dt>
+        <dd data-field="review">${f.review}</dd>
+        <dt>Reviewer's note</dt>
+        <dd data-field="reviewNote">${f.reviewNote}</dd>
+        <dt>Where it stands</dt>
+        <dd class="stage" data-field="stage">${f.stage}</dd>
+      </dl>
+    </section>
+  </div>`;
 }
 
 /** Fees this period for one terminal, under the schedule in force. */
-export function terminalFees(ledger: AcquirerLedger, store: BackOfficeStore, t: TerminalRecord, now: number): Html {
+export function terminalFees(
+  ledger: AcquirerLedger,
+  store: BackOfficeStore,
+  t: TerminalRecord,
+  now: number,
+): Html {
   const since = periodStart(now);
   const settled = ledger.settledBatches(t.terminalId).filter((s) => s.settledAt >= since);
   const byType = new Map<string, number>();
   for (const s of settled)
-    for (const bt of s.settledTotals.byType) byType.set(bt.type, (byType.get(bt.type) ?? 0) + bt.fee);
+    for (const bt of s.settledTotals.byType)
+      byType.set(bt.type, (byType.get(bt.type) ?? 0) + bt.fee);
   const open = store.terminalReport(t.terminalId)?.openFee ?? null;
   const total = settled.reduce((a, s) => a + s.settledTotals.netFee, 0);
-  return html`<section class="card"><h2>Fees this period</h2>
-  <p>Category <strong>${t.merchantCategory}</strong> under schedule ${SCHEDULE_IN_FORCE.version}: ${describeRule(ruleInForce(t.merchantCategory))}. Period from ${when(since)}.</p>
-  <table><thead><tr><th>Category</th><th>Transaction type</th><th class="num">Fees settled</th></tr></thead><tbody>
-  ${[...byType].map(([type, fee]) => html`<tr><td>${t.merchantCategory}</td><td>${type}</td><td class="num">${yuan(fee)}</td></tr>`)}
-  <tr><td>${t.merchantCategory}</td><td>open batch (not settled yet)</td><td class="num">${yuan(open)}</td></tr>
-  <tr><th colspan="2">Total this period</th><th class="num">${yuan(total + (open ?? 0))}</th></tr></tbody></table></section>`;
-}
-
-/** Settled batches, the settlement history, reviews and commands. */
-export function terminalHistory(ledger: AcquirerLedger, t: TerminalRecord, withCommands: boolean): Html {
-  const settled = ledger.settledBatches(t.terminalId).reverse();
-  const subs = ledger.submissions({ terminalId: t.terminalId }).reverse().slice(0, 50);
-  const reviews = ledger.reviews(t.terminalId).reverse();
-  const commands = withCommands ? ledger.commands(t.terminalId).reverse().slice(0, 30) : [];
-  const results = new Map(ledger.commandResults(t.terminalId).map((r) => [r.commandId, r]));
-  return html`<h2>Settled batches</h2>${settled.length ? html`<table class="batches"><thead><tr><th>Batch</th><th>Settled at</th>
-  <th class="num">Transactions</th><th class="num">Net amount</th><th class="num">Fees</th><th class="num">Net settlement</th><th>Settlement id</th></tr></thead><tbody>
-  ${settled.map((s) => html`<tr><td>${s.batchId}</td><td>${when(s.settledAt)}</td><td class="num">${s.settledTotals.transactionCount}</td>
-    <td class="num">${yuan(s.settledTotals.netAmount)}</td><td class="num">${yuan(s.settledTotals.netFee)}</td>
-    <td class="num">${yuan(s.settledTotals.netSettlement)}</td><td>${s.settlementId}${s.via === 'detail' ? ' (after detail check)' : ''}</td></tr>`)}
-  </tbody></table>` : html`<p class="muted">No batch settled yet.</p>`}
-  <h2>Settlement history</h2>${subs.length ? html`<table><thead><tr><th>Received</th><th>Batch</th><th>Outcome</th></tr></thead><tbody>
-  ${subs.map((s) => html`<tr><td>${when(s.receivedAt)}</td><td>${s.batchId}</td><td>${s.outcome}${s.duplicate ? ' (resend)' : ''}</td></tr>`)}
-  </tbody></table>` : html`<p class="muted">Nothing submitted yet.</p>`}
-  <h2>Deactivation requests</h2>${reviews.length ? html`<table><thead><tr><th>Review</th><th>Requested</th><th>By</th><th>Reason</th><th>Decision</th><th>Note</th></tr></thead><tbody>
-  ${reviews.map((r) => html`<tr><td>${r.reviewId}</td><td>${when(r.requestedAt)}</td><td>${r.requestedBy}</td><td>${r.reason}</td>
-    <td>${r.decision ?? 'under review'}</td><td>${r.decisionReason ?? ''}</td></tr>`)}</tbody></table>` : html`<p class="muted">None.</p>`}
-  ${withCommands ? html`<h2>Signed commands</h2>${commands.length ? html`<table><thead><tr><th>Issued</th><th>Counter</th><th>Command</th><th>Delivered</th><th>Terminal's answer</th></tr></thead><tbody>
-  ${commands.map((c) => {
-    const r = results.get(c.id);
-    return html`<tr><td>${when(c.issuedAt)}</td><td>${c.counter}</td><td>${c.kind}</td><td>${when(c.deliveredAt)}</td>
-      <td>${r ? `${r.outcome}${r.errorCode ? ` ${r.errorCode}` : ''}${r.verified ? '' : ' (signature not verified)'}` : 'waiting'}</td></tr>`;
-  })}</tbody></table>` : html`<p class="muted">None.</p>`}` : ''}`;
+  return html`<section class="card">
+    <h2>Fees this period</h2>
+    <p>
+      Category <strong>${t.merchantCategory}</strong> under schedule ${SCHEDULE_IN_FORCE.version}:
+      ${describeRule(ruleInForce(t.merchantCategory))}. Period from ${when(since)}.
+    </p>
+    <table>
+      <thead>
+        <tr>
+          <th>Category</th>
+          <th>Transaction type</th>
+          <th class="num">Fees settled</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${[...byType].map(
+          ([type, fee]) =>
+            html`<tr>
+              <td>${t.merchantCategory}</td>
+              <td>${type}</td>
+              <td class="num">${yuan(fee)}</td>
+            </tr>`,
+        )}
+        <tr>
+          <td>${t.merchantCategory}</td>
+          <td>open batch (not settled yet)</td>
+          <td class="num">${yuan(open)}</td>
+        </tr>
+        <tr>
+          <th colspan="2">Total this period</th>
+          <th class="num">${yuan(total + (open ?? 0))}</th>
+        </tr>
+      </tbody>
+    </table>
+  </section>`;
 }
