@@ -7,6 +7,7 @@ import { hashPin } from '../agent/console/auth.ts';
 import { startRuntime, untilSignal, type Runtime } from '../agent/runtime/runtime.ts';
 import { AcquirerSimulator } from '../simulator/acquirer.ts';
 import { CardSim } from '../simulator/card-sim.ts';
+import { startDemoBackOffice } from '../simulator/backoffice/demo-back-office.ts';
 import { PaymentClient } from '../agent/runtime/payment-socket.ts';
 import { formatMinor } from '../agent/console/table.ts';
 import { isAgentError } from '../base/errors.ts';
@@ -68,6 +69,8 @@ export async function runDemo(o: {
     `pos-agent demo: acquirer simulator on 127.0.0.1:${sim.port}, data in ${root}, log in ${logFile}`,
   );
   let runtime: Runtime | undefined;
+  const office = await startDemoBackOffice(sim, DEMO_TERMINAL);
+  for (const line of office.lines) say(line);
   try {
     runtime = await startRuntime(config, {
       log,
@@ -120,6 +123,7 @@ export async function runDemo(o: {
     return 1;
   } finally {
     await runtime?.stop();
+    await office.backOffice.close();
     await sim.stop();
     log.flush();
   }

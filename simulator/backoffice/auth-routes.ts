@@ -5,13 +5,7 @@
  * is stored.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  audit,
-  csrfUserInfo,
-  sendPage,
-  SESSION_COOKIE,
-  type BackOfficeContext,
-} from './context.ts';
+import { audit, csrfToken, sendPage, SESSION_COOKIE, type BackOfficeContext } from './context.ts';
 import { csrfField, html } from './html.ts';
 import { DECOY_HASH, verifyPassword } from './passwords.ts';
 
@@ -33,7 +27,7 @@ function loginForm(
   reply: FastifyReply,
   username = '',
 ): ReturnType<typeof html> {
-  const token = reply.generateCsrf({ userInfo: csrfUserInfo(req) });
+  const token = csrfToken(req, reply);
   return html`<form method="post" action="/login" class="card narrow">
     ${csrfField(token)}
     <label

@@ -40,14 +40,30 @@ export function csrfUserInfo(req: FastifyRequest): string {
   return req.sessionHash ?? 'login';
 }
 
-/** The viewer for the page frame, with a fresh CSRF token for its forms. */
+const tokens = new WeakMap<FastifyRequest, string>();
+
+/**
+ * The CSRF token for every form of one response. Made once per request: the plugin makes a
+ * new secret on each call while the request has no secret cookie yet, and only the last one
+ * would be kept, so a second call would leave the first token's forms refused.
+ */
+export function csrfToken(req: FastifyRequest, reply: FastifyReply): string {
+  let t = tokens.get(req);
+  if (t === undefined) {
+    t = reply.generateCsrf({ userInfo: csrfUserInfo(req) });
+    tokens.set(req, t);
+  }
+  return t;
+}
+
+/** The viewer for the page frame, with the CSRF token for its forms. */
 export function viewerOf(req: FastifyRequest, reply: FastifyReply): Viewer {
   const u = req.user!;
   return {
     username: u.username,
     role: u.role,
     displayName: u.displayName,
-    csrf: reply.generateCsrf({ userInfo: csrfUserInfo(req) }),
+    csrf: csrfToken(req, reply),
   };
 }
 

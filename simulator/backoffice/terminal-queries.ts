@@ -70,6 +70,8 @@ export function shownState(
   status: TerminalRecord['status'],
   report: TerminalReport | null,
 ): string {
+  // Activation is the acquirer's own answer: it is newer than a Hello sent before it.
+  if (report?.lifecycleState === 'unactivated' && status !== 'registered') return status;
   if (report?.lifecycleState) return report.lifecycleState;
   return status === 'registered' ? 'unactivated' : status;
 }
