@@ -94,7 +94,7 @@ describe('back office in Chromium against a real agent', () => {
     await w.shot(merchant, 'pos-management');
 
     await openFromPosList(merchant, 'TSEED01');
-    const settleFirst = (await merchant.locator('#deactivate').textContent()) ?? '';
+    const settleFirst = (await merchant.locator('#deactivate').innerText()).replace(/\s+/g, ' ');
     expect(settleFirst).toContain('open batch holds 3 transactions');
     expect(settleFirst).toContain(`¥${Math.trunc(open.netAmount / 100)}.`);
     await w.shot(merchant, 'terminal-page');
