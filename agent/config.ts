@@ -314,10 +314,11 @@ function knownKeys(where: readonly string[]): string[] {
   return n.shape ? Object.keys(n.shape) : [];
 }
 
-/** The known key closest to a typo, if it is close (edit distance up to 2, case aside). */
+/** The known key closest to a typo, if it is close (one edit for short keys, two for long). */
 function closest(typo: string, keys: readonly string[]): string | undefined {
+  const limit = typo.length <= 4 ? 1 : 2;
   let best: string | undefined;
-  let bestD = 3;
+  let bestD = limit + 1;
   for (const k of keys) {
     const d = editDistance(typo.toLowerCase(), k.toLowerCase());
     if (d < bestD) [best, bestD] = [k, d];
@@ -325,19 +326,21 @@ function closest(typo: string, keys: readonly string[]): string | undefined {
   return best;
 }
 
+/** Edit distance counting a swap of two neighbours as one edit (prot -> port). */
 function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      const swap = a[i - 1] === b[j - 1] ? 0 : 1;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + swap);
-      prev = cur;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return row[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /**
