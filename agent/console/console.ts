@@ -325,14 +325,17 @@ export class Console {
       clearScreen: () => this.write('\x1b[2J\x1b[H'),
       setRunning: (controller) => (this.running = controller),
     });
-    const { command, outcome, code } = result;
+    const { outcome, code } = result;
+    // An unknown word is not kept: it could be a PIN typed at the wrong prompt.
+    const unknown = code === 'CONSOLE_UNKNOWN_COMMAND';
+    const command = unknown ? '(unknown)' : result.command;
     const detail = {
       technician: session.technician,
       command,
-      line: auditLine(text, this.commands.get(command)),
+      line: auditLine(text, unknown ? undefined : this.commands.get(command)),
       outcome,
       ...(code ? { code } : {}),
-      result: sanitizeForTerminal(first ?? '').slice(0, 160),
+      result: unknown ? `refused (${code})` : sanitizeForTerminal(first ?? '').slice(0, 160),
     };
     this.audit('command', detail);
     if (outcome === 'error')

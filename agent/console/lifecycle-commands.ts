@@ -1,4 +1,5 @@
 import { AgentError } from '../../base/errors.ts';
+import { table } from './table.ts';
 import { techSource, type TerminalCommand } from './terminal-env.ts';
 
 /**
@@ -35,14 +36,10 @@ export const selftestCommand: TerminalCommand = ({ agent }) => ({
   run: async (ctx) => {
     const r = await agent.runSelfTest(true);
     if (ctx.json) return { ...r };
-    return {
-      ...Object.fromEntries(
-        r.checks.map((c) => [
-          c.name,
-          `${c.ok ? 'ok' : 'FAILED'}${c.detail ? `: ${c.detail}` : ''}`,
-        ]),
-      ),
-    };
+    return table(
+      ['check', 'result', 'detail'],
+      r.checks.map((c) => [c.name, c.ok ? 'ok' : 'FAILED', c.detail]),
+    );
   },
 });
 
@@ -67,7 +64,7 @@ export const deactivateCommand: TerminalCommand = ({ agent }) => ({
   minArgs: 1,
   run: async (ctx) => {
     await agent.requestDeactivation(ctx.args.join(' '), techSource(ctx));
-    return "deactivation requested; no transactions until the acquirer's review (status shows it)";
+    return 'deactivation requested; the terminal takes no transactions while the acquirer reviews it';
   },
 });
 
