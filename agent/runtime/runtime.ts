@@ -74,21 +74,8 @@ async function compose(
   onSocket: (s: PaymentSocketServer) => void,
 ): Promise<Runtime> {
   const log = opts.log;
-  let paymentSocket: PaymentSocketServer | undefined;
-  let paymentSocketPath: string | undefined;
-  if (config.paymentSocket.path) {
-    paymentSocketPath = dataPath(config, config.paymentSocket.path);
-    paymentSocket = new PaymentSocketServer({
-      payments: agent.core.payments,
-      terminal: agent.core.terminal,
-      store: agent.core.store,
-      log,
-      maxFrameBytes: 64 * 1024,
-    });
-    onSocket(paymentSocket);
-    await paymentSocket.listen(paymentSocketPath);
-    log.info({ path: paymentSocketPath }, 'payment app socket listening');
-  }
+  const { paymentSocket, paymentSocketPath } = await listenForPaymentApp(config, agent, log);
+  if (paymentSocket) onSocket(paymentSocket);
 
   let stream = opts.consoleStream;
   let closeStream: (() => void) | undefined;
@@ -184,4 +171,24 @@ export function untilSignal(): Promise<string> {
     process.once('SIGINT', on('SIGINT'));
     process.once('SIGTERM', on('SIGTERM'));
   });
+}
+
+/** The payment app's local socket, when the config names one. */
+async function listenForPaymentApp(
+  config: Config,
+  agent: Agent,
+  log: Logger,
+): Promise<{ paymentSocket?: PaymentSocketServer; paymentSocketPath?: string }> {
+  if (!config.paymentSocket.path) return {};
+  const paymentSocketPath = dataPath(config, config.paymentSocket.path);
+  const paymentSocket = new PaymentSocketServer({
+    payments: agent.core.payments,
+    terminal: agent.core.terminal,
+    store: agent.core.store,
+    log,
+    maxFrameBytes: 64 * 1024,
+  });
+  await paymentSocket.listen(paymentSocketPath);
+  log.info({ path: paymentSocketPath }, 'payment app socket listening');
+  return { paymentSocket, paymentSocketPath };
 }
