@@ -12,7 +12,6 @@ import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
-import { recordEvent } from '../policy/terminal-state.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
 import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
@@ -27,6 +26,7 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { JournalGuard } from './journal-guard.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -58,6 +58,8 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Full chain walks at start and on a schedule (journal-guard.ts). */
+  readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
   private scheduler: Scheduler | undefined;
   private stopped = false;
@@ -138,6 +140,11 @@ export class Agent {
       report: (hit) => this.queueRiskReport(hit),
     });
     observe = (row) => this.risk.observe(row);
+    this.guard = new JournalGuard({
+      core: this.core,
+      runner: this.runner,
+      verifyEveryMs: config.storage.verifyEveryMs,
+    });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
     this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
@@ -150,8 +157,9 @@ export class Agent {
   /** Self-test, link, schedules. A deactivated terminal starts with neither link nor schedules. */
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
-    this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred) this.pageCheck = this.checkPagesInBackground();
+    // The whole chain first, before the self-test writes its checkpoint into the file.
+    this.pageCheck = this.guard.start();
+    if (!this.core.store.frozen) this.selfTest.run({ full: false });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -175,6 +183,7 @@ export class Agent {
     this.stopped = true;
     await this.scheduler?.stop();
     await this.channel.close();
+    await this.guard.stop();
     await this.pageCheck;
     await this.runner.idle().catch(() => {});
     this.core.close();
@@ -265,31 +274,6 @@ export class Agent {
     }
   }
 
-  /**
-   * A journal too big to check page by page before start is checked on a worker thread
-   * while the agent runs; damage found locks the terminal (hardware-fault) at once.
-   */
-  private async checkPagesInBackground(): Promise<boolean> {
-    const found = await this.core.store.checkPagesLater();
-    if (found.length === 1 && found[0] === 'ok') return true;
-    const detail = found.slice(0, 3).join('; ');
-    this.log.error({ found: detail }, 'the journal file is damaged');
-    if (this.stopped) return false;
-    await this.runner
-      .run('page-check', () => {
-        recordEvent(this.core.store, this.core.clock, this.log, 'page-check-failed', {
-          found: detail,
-        });
-        this.core.terminal.applyOrRecord(
-          { type: 'lock', source: 'hardware-fault', by: 'agent' },
-          `the journal file is damaged: ${detail}`,
-          'page-check',
-        );
-      })
-      .catch((e) => this.logFailure('page check', e));
-    return false;
-  }
-
   private flowDeps(): FlowDeps {
     return {
       core: this.core,
@@ -304,6 +288,13 @@ export class Agent {
    * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
    */
   private async settleQueued(): Promise<SettleReport> {
+    const frozen = this.core.store.frozen;
+    if (frozen) {
+      // A journal behind what was acknowledged or settled must not settle anything: its
+      // batches may be reborn copies of settled ones.
+      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
+      return { settled: [], pending, error: new AgentError('STORAGE_FROZEN', frozen.reason) };
+    }
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
       return {
