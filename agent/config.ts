@@ -59,6 +59,8 @@ export const configSchema = z
         heartbeatCron: z.string().default('*/30 * * * * *'),
         /** Rows per detail frame: about 250 bytes each, so 3,000 stay under the 1 MiB frame limit. */
         detailChunkRows: z.number().int().min(1).max(3_000).default(2_000),
+        /** Detail chunks in flight at once, at most (the acquirer may allow fewer). */
+        detailWindow: z.number().int().min(1).max(64).default(8),
         /** Hour (0-23, in timeZone) at which a new business date starts. */
         businessDayStartHour: z.number().int().min(0).max(23).default(0),
       })

@@ -45,6 +45,8 @@ export const ErrorCodes = {
   // settlement
   SETTLEMENT_REJECTED: 'the acquirer rejected the batch',
   SETTLEMENT_BUSY: 'a settlement is already running',
+  SETTLEMENT_ADVICES_PENDING: "offline advices still wait for the acquirer's answer",
+  SETTLEMENT_ADVICE_EXPIRED: 'an offline advice was not answered in time',
   // commands
   COMMAND_BAD_SIGNATURE: 'the command signature does not verify',
   COMMAND_UNSIGNED: 'the command is not signed',

@@ -35,6 +35,7 @@ export interface Frozen {
   source: string;
   reason: string;
 }
+import { Advices } from './advices.ts';
 
 /**
  * The journal database and its parts. Every change the agent makes goes through
@@ -45,6 +46,7 @@ export class Store {
   readonly journal: Journal;
   readonly batches: Batches;
   readonly state: StateStore;
+  readonly advices: Advices;
   /** atomically() calls on the stack, to tell a lost outer transaction from none at all. */
   private depth = 0;
 
@@ -63,6 +65,7 @@ export class Store {
     this.journal = new Journal(db);
     this.batches = new Batches(db, () => this.incarnation);
     this.state = new StateStore(db);
+    this.advices = new Advices(db, this.journal);
   }
 
   /** The journal's incarnation: a random id made with the journal, part of every batch id. */

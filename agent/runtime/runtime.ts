@@ -56,20 +56,7 @@ export async function startRuntime(
   const agent = new Agent({ config, log, ...opts.agent });
   await agent.start();
 
-  let paymentSocket: PaymentSocketServer | undefined;
-  let paymentSocketPath: string | undefined;
-  if (config.paymentSocket.path) {
-    paymentSocketPath = dataPath(config, config.paymentSocket.path);
-    paymentSocket = new PaymentSocketServer({
-      payments: agent.core.payments,
-      terminal: agent.core.terminal,
-      store: agent.core.store,
-      log,
-      maxFrameBytes: 64 * 1024,
-    });
-    await paymentSocket.listen(paymentSocketPath);
-    log.info({ path: paymentSocketPath }, 'payment app socket listening');
-  }
+  const { paymentSocket, paymentSocketPath } = await listenForPaymentApp(config, agent, log);
 
   let stream = opts.consoleStream;
   let closeStream: (() => void) | undefined;
@@ -175,4 +162,24 @@ export function untilSignal(): Promise<string> {
     process.once('SIGINT', on('SIGINT'));
     process.once('SIGTERM', on('SIGTERM'));
   });
+}
+
+/** The payment app's local socket, when the config names one. */
+async function listenForPaymentApp(
+  config: Config,
+  agent: Agent,
+  log: Logger,
+): Promise<{ paymentSocket?: PaymentSocketServer; paymentSocketPath?: string }> {
+  if (!config.paymentSocket.path) return {};
+  const paymentSocketPath = dataPath(config, config.paymentSocket.path);
+  const paymentSocket = new PaymentSocketServer({
+    payments: agent.core.payments,
+    terminal: agent.core.terminal,
+    store: agent.core.store,
+    log,
+    maxFrameBytes: 64 * 1024,
+  });
+  await paymentSocket.listen(paymentSocketPath);
+  log.info({ path: paymentSocketPath }, 'payment app socket listening');
+  return { paymentSocket, paymentSocketPath };
 }
