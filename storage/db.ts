@@ -158,7 +158,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
     if (err.code === 'STORAGE_CORRUPT') {
       throw new AgentError(
         'STORAGE_CORRUPT',
-        `the journal file ${file} is damaged (${err.context.detail ?? err.message}); it was left untouched for forensics`,
+        `the journal file ${file} is damaged (${String(err.context.detail ?? err.message).replace(/\s*\n\s*/g, ' ')}); it was left untouched for forensics`,
         err.context,
         { cause: e },
       );

@@ -100,7 +100,10 @@ export class Store {
     if (!facts) {
       // Not readable at all: the normal open refuses it (damaged) and leaves it as it is.
       openDatabase(file, options).close();
-      throw new AgentError('STORAGE_CORRUPT', `the journal file ${file} could not be read`);
+      throw new AgentError(
+        'STORAGE_CORRUPT',
+        `the journal file ${file} is damaged (its head or meta rows cannot be read); it was left untouched for forensics`,
+      );
     }
     const verdict = judgeWitness(seen, facts);
     if (!verdict.ok) {
