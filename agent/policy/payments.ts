@@ -21,7 +21,7 @@ import {
   retryOf,
 } from './payment-originals.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
-import { mayTransact } from './lifecycle.ts';
+import { mayMoveMoney, type MoneyAction } from './lifecycle.ts';
 
 export type { RecordInput, RecordResult };
 
@@ -41,6 +41,15 @@ export interface PaymentDeps {
   /** Merchant category from activation, falling back to config. */
   category: () => string;
   onRecorded?: (row: TxnRow) => void;
+}
+
+/** A new request of the payment app, or the outcome of an authorisation already in flight. */
+type Origin = 'request' | 'in-flight';
+
+/** What the row does to money, for the lifecycle's MONEY table. */
+function moneyAction(input: RecordInput, origin: Origin): MoneyAction {
+  if (input.type === 'reversal') return 'reverse';
+  return origin === 'in-flight' ? 'finish' : 'transact';
 }
 
 export class Payments {
@@ -184,10 +193,7 @@ export class Payments {
       const now = this.d.terminal.mayTransact();
       if (now.allowed || !answer.approved) {
         return this.guard(input, () =>
-          this.recordOrThrow(
-            { ...input, status, authCode: answer.authCode },
-            { inFlight: true, lifecycleChecked: !now.allowed },
-          ),
+          this.recordOrThrow({ ...input, status, authCode: answer.authCode }, 'in-flight'),
         );
       }
       // A lock arrived mid-authorisation: the host approved, the terminal must not. The
@@ -196,7 +202,7 @@ export class Payments {
         this.d.store.atomically(() => {
           const approved = this.recordOrThrow(
             { ...input, status: 'approved', authCode: answer.authCode },
-            { inFlight: true, lifecycleChecked: true },
+            'in-flight',
           );
           const reversal = this.recordOrThrow(
             {
@@ -205,7 +211,7 @@ export class Payments {
               originalSeq: approved.seq,
               localId: `${approved.localId}-R`,
             },
-            { inFlight: true },
+            'in-flight',
           );
           return { approved, reversal };
         }),
@@ -221,10 +227,12 @@ export class Payments {
     }
   }
 
-  private recordOrThrow(
-    input: RecordInput,
-    opts: { inFlight?: boolean; lifecycleChecked?: boolean } = {},
-  ): RecordResult {
+  /**
+   * `origin` says where the row comes from: the payment app asking now, or an authorisation
+   * already in flight (its host's answer, or the reversal a lock forces on it). The lifecycle
+   * table decides what each may do (lifecycle.ts MONEY); a drain holds back only new requests.
+   */
+  private recordOrThrow(input: RecordInput, origin: Origin = 'request'): RecordResult {
     const { currency, status } = checkRecordInput(input, this.d.config);
     // After deactivation the token key is gone: say why plainly instead of failing on the key.
     if (this.d.terminal.status().state === 'deactivated')
@@ -245,7 +253,7 @@ export class Payments {
         const prior = this.d.store.journal.findByLocalId(input.localId);
         if (prior) return retryOf(prior, input, card);
       }
-      this.checkMayRecord(input, opts);
+      this.checkMayRecord(input, origin);
       return { row: this.appendRow(input, { currency, status, card }), duplicate: false };
     });
     if (!result.duplicate) this.d.onRecorded?.(result.row);
@@ -263,22 +271,14 @@ export class Payments {
   }
 
   /** The drain and the lifecycle, read inside the recording's transaction. */
-  private checkMayRecord(
-    input: RecordInput,
-    opts: { inFlight?: boolean; lifecycleChecked?: boolean },
-  ): void {
+  private checkMayRecord(input: RecordInput, origin: Origin): void {
     const life = this.d.terminal.status();
-    if (this.draining && !opts.inFlight)
+    if (this.draining && origin === 'request')
       throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
-    if (this.heldBecause && !opts.inFlight)
+    if (this.heldBecause && origin === 'request')
       throw new AgentError('LIFECYCLE_LOCKED', this.heldBecause);
-    if (opts.lifecycleChecked) return;
-    // A reversal undoes money already moved; it is allowed while locked, never once deactivated.
-    const reversalOk =
-      input.type === 'reversal' &&
-      ['active', 'deactivation-pending', 'deactivating'].includes(life.state);
-    const may = mayTransact(life);
-    if (!may.allowed && !reversalOk)
+    const may = mayMoveMoney(life, moneyAction(input, origin));
+    if (!may.allowed)
       throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
   }
 
