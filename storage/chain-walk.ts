@@ -36,7 +36,8 @@ export function walkChain(
     else if (prevHash !== prev) reason = 'its link to the previous row does not match';
     else {
       row.length = contentColumns;
-      if (sha256(prev, JSON.stringify(row)) !== hash) reason = 'its content does not match its hash';
+      if (sha256(prev, JSON.stringify(row)) !== hash)
+        reason = 'its content does not match its hash';
     }
     if (reason !== undefined)
       return { ok: false, checked, headSeq: seq, headHash: hash, firstBad: { seq, reason } };

@@ -34,7 +34,10 @@ const EMPTY: JournalFacts = {
  * Undefined when the file cannot be read at all: the normal open then refuses it with its own
  * reason (a damaged file).
  */
-export function journalFacts(file: string, witnessSeq: number | undefined): JournalFacts | undefined {
+export function journalFacts(
+  file: string,
+  witnessSeq: number | undefined,
+): JournalFacts | undefined {
   if (!existsSync(file) || statSync(file).size === 0) return EMPTY;
   const Driver = loadDriver();
   let db: Database | undefined;
@@ -42,23 +45,25 @@ export function journalFacts(file: string, witnessSeq: number | undefined): Jour
     db = new Driver(file, { readonly: true, fileMustExist: true });
     const conn = db;
     const tables = new Set(
-      (conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as {
-        name: string;
-      }[]).map((r) => r.name),
+      (
+        conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name),
     );
     if (!tables.has('journal') || !tables.has('meta')) return EMPTY;
     const meta = (key: string) =>
-      (conn.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)
-        ?.value;
+      (
+        conn.prepare('SELECT value FROM meta WHERE key = ?').get(key) as
+          { value: string } | undefined
+      )?.value;
     const head = conn.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1').get() as
-      | { seq: number; hash: string }
-      | undefined;
+      { seq: number; hash: string } | undefined;
     const atWitness =
       witnessSeq === undefined
         ? undefined
         : (conn.prepare('SELECT hash FROM journal WHERE seq = ?').get(witnessSeq) as
-            | { hash: string }
-            | undefined);
+            { hash: string } | undefined);
     return {
       hasRows: head !== undefined,
       incarnation: meta(META_INCARNATION),

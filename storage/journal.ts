@@ -350,9 +350,9 @@ export class Journal {
    */
   verify(from: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }): VerifyResult {
     try {
-      const rows = guarded(() =>
-        this.sql(CHAIN_SQL).raw(true).iterate(from.seq),
-      ) as Iterable<unknown[]>;
+      const rows = guarded(() => this.sql(CHAIN_SQL).raw(true).iterate(from.seq)) as Iterable<
+        unknown[]
+      >;
       return walkChain(rows, from, JOURNAL_COLUMNS.length, chainHash);
     } catch (e) {
       throw new AgentError(

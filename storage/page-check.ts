@@ -65,8 +65,10 @@ export function checkJournalInWorker(
       },
     });
     const failed = (error: string): JournalCheck => ({ pages: null, chain: null, error });
-    worker.once('message', (m: { found: string[] | null; chain: ChainWalkResult | null; error?: string }) =>
-      resolve({ pages: m.found, chain: m.chain, ...(m.error ? { error: m.error } : {}) }),
+    worker.once(
+      'message',
+      (m: { found: string[] | null; chain: ChainWalkResult | null; error?: string }) =>
+        resolve({ pages: m.found, chain: m.chain, ...(m.error ? { error: m.error } : {}) }),
     );
     worker.once('error', (e) => resolve(failed(`the check could not run: ${e.message}`)));
     worker.once('exit', (code) => {

@@ -82,7 +82,8 @@ export class Store {
 
   static open(file: string, options?: StoreOptions): Store {
     const writable = !options?.readonly && !options?.forensic;
-    if (writable && options?.witnessFile) return Store.openWitnessed(file, options.witnessFile, options);
+    if (writable && options?.witnessFile)
+      return Store.openWitnessed(file, options.witnessFile, options);
     const deferred = writable && !pagesCheckedAtOpen(file, options);
     const store = new Store(openDatabase(file, options), file);
     store.pageCheckDeferred = deferred;

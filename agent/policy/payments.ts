@@ -185,7 +185,8 @@ export class Payments {
     }
     const may = this.d.terminal.mayTransact();
     // Refused up front: record() throws the lifecycle's reason and journals the refusal.
-    if (!may.allowed || this.draining || this.heldBecause) return this.record({ ...input, status: 'approved' });
+    if (!may.allowed || this.draining || this.heldBecause)
+      return this.record({ ...input, status: 'approved' });
     this.inFlight++;
     try {
       const answer = await host();

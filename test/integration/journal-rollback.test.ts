@@ -68,9 +68,16 @@ async function newTerminal(): Promise<Terminal> {
   return t;
 }
 
-async function sales(p: AgentProcess, t: Terminal, count: number): Promise<Record<string, unknown>> {
+async function sales(
+  p: AgentProcess,
+  t: Terminal,
+  count: number,
+): Promise<Record<string, unknown>> {
   const before = p.events.length;
-  const r = await p.ask({ op: 'sales', count, mix: { sale: 1 } }, (e) => typeof e.sales === 'number');
+  const r = await p.ask(
+    { op: 'sales', count, mix: { sale: 1 } },
+    (e) => typeof e.sales === 'number',
+  );
   t.acked.push(...p.events.slice(before).filter((e) => typeof e.ack === 'number'));
   return r;
 }
@@ -133,7 +140,9 @@ async function expectLockedAndInert(
       },
       (e) => 'recorded' in e,
     );
-    expect(retry).toMatchObject({ error: expect.stringMatching(/^(STORAGE_FROZEN|LIFECYCLE_LOCKED)$/) });
+    expect(retry).toMatchObject({
+      error: expect.stringMatching(/^(STORAGE_FROZEN|LIFECYCLE_LOCKED)$/),
+    });
     // Nothing is settled from a journal behind what the acquirer may have settled.
     const settled = await p.ask({ op: 'settle' }, (e) => Array.isArray(e.settled));
     expect(settled.error).toBe('STORAGE_FROZEN');
