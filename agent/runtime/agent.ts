@@ -27,6 +27,8 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { watchLink } from './link-watch.ts';
+import type { ClockTrust } from '../policy/clock-trust.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -58,6 +60,8 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Whether the acquirer clock may be used for command times (docs/protocol.md). */
+  readonly clockTrust: ClockTrust;
   private readonly terminalKeyFile: TerminalKeyFile;
   private scheduler: Scheduler | undefined;
   private stopped = false;
@@ -96,6 +100,8 @@ export class Agent {
       clock,
       logger: log.child({ part: 'channel' }),
     });
+    const watched = watchLink(this.channel, { store: this.core.store, clock, log, config });
+    this.clockTrust = watched.clockTrust;
     this.settlement = new Settlement({
       store: this.core.store,
       clock,
@@ -111,7 +117,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
+      clockOffsetMs: () => this.clockTrust.offsetForCommands(),
       terminalKey: () => this.terminalKeyFile.load(),
     });
     this.unlockCodes = new UnlockCodes({
