@@ -191,6 +191,38 @@ export class Journal {
     return { seq: row.seq, createdAt, event, detail, hash: row.hash };
   }
 
+  /**
+   * Appends an event row about an earlier row (an acquirer's answer to an advice): the
+   * reference is the row's original_seq, so it is covered by the hash like the rest.
+   */
+  appendEventAbout(
+    event: string,
+    originalSeq: number,
+    detail: Record<string, unknown>,
+    createdAt: number,
+  ): EventRow {
+    const row = this.write({
+      kind: 'event',
+      created_at: createdAt,
+      local_id: null,
+      type: null,
+      original_seq: originalSeq,
+      amount: null,
+      currency: null,
+      category: null,
+      fee: null,
+      fee_version: null,
+      masked_pan: null,
+      pan_token: null,
+      auth_code: null,
+      status: null,
+      batch_id: null,
+      event,
+      detail: JSON.stringify(detail),
+    });
+    return { seq: row.seq, createdAt, event, detail, hash: row.hash };
+  }
+
   private write(content: Omit<Content, 'seq'>): { seq: number; hash: string } {
     const head = this.headOf();
     const full: Content = { ...content, seq: head.seq + 1 };
@@ -272,6 +304,17 @@ export class Journal {
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
   }
 
+  /** The sequence number of a batch's transaction at `offset` (0-based) in order; 0 if none. */
+  batchSeqAt(batchId: string, offset: number): number {
+    if (offset < 0) return 0;
+    const r = guarded(() =>
+      this.sql(
+        "SELECT seq FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq LIMIT 1 OFFSET ?",
+      ).get(batchId, offset),
+    ) as { seq: number } | undefined;
+    return r?.seq ?? 0;
+  }
+
   /**
    * The same rows as batchRows, but only the six columns a batch's totals and digest need:
    * closing (or showing) a 100,000-row batch then reads a fraction of the bytes and builds
@@ -280,8 +323,13 @@ export class Journal {
   batchSums(batchId: string): TxnSumRow[] {
     return guarded(() =>
       this.sql(
-        `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
-             FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq`,
+        // A row whose offline advice the acquirer declined (or that expired unanswered) moves
+        // no money: it counts as declined, so it leaves the totals and carries no fee.
+        `SELECT j.seq, j.hash, j.type,
+                CASE WHEN q.outcome IN ('declined', 'expired') THEN 'declined' ELSE j.status END AS status,
+                COALESCE(j.amount, 0) AS amount, COALESCE(j.fee, 0) AS fee
+             FROM journal j LEFT JOIN advice_queue q ON q.seq = j.seq
+            WHERE j.kind = 'txn' AND j.batch_id = ? ORDER BY j.seq`,
       ).all(batchId),
     ) as TxnSumRow[];
   }

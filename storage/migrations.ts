@@ -113,4 +113,43 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    // Store-and-forward (docs/protocol.md, "Offline advices"): every offline approval, and
+    // every refund, void or reversal of one, is queued for the acquirer as an advice. The
+    // queue is filled by a trigger in the same SQLite transaction as the journal row, so no
+    // code path can journal an offline sale without queueing it. The acquirer's answer is a
+    // journal event row whose original_seq names the advised row (hash-chained like any other
+    // row); this table only keeps the delivery bookkeeping (attempts, last error, backoff)
+    // and a copy of the outcome for fast reads. The advised row itself is never updated.
+    version: 2,
+    sql: `
+      CREATE TABLE advice_queue (
+        seq             INTEGER PRIMARY KEY REFERENCES journal (seq),
+        advice_key      TEXT    NOT NULL UNIQUE,
+        enqueued_at     INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at INTEGER,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        outcome         TEXT    CHECK (outcome IN ('accepted', 'declined', 'expired')),
+        outcome_seq     INTEGER REFERENCES journal (seq)
+      );
+      CREATE INDEX advice_queue_pending ON advice_queue (seq) WHERE outcome IS NULL;
+      CREATE TRIGGER advice_enqueue AFTER INSERT ON journal
+        WHEN NEW.kind = 'txn' AND NEW.status != 'declined'
+         AND (NEW.status = 'pending-offline'
+              OR (NEW.original_seq IS NOT NULL
+                  AND EXISTS (SELECT 1 FROM advice_queue q WHERE q.seq = NEW.original_seq)))
+        BEGIN
+          INSERT INTO advice_queue (seq, advice_key, enqueued_at)
+            VALUES (NEW.seq, NEW.seq || ':' || substr(NEW.hash, 1, 16), NEW.created_at);
+        END;
+      -- A journal from before this version: offline sales of the open batch are forwarded;
+      -- those of closed batches were already settled (or are queued) in their batch totals.
+      INSERT INTO advice_queue (seq, advice_key, enqueued_at)
+        SELECT j.seq, j.seq || ':' || substr(j.hash, 1, 16), j.created_at
+          FROM journal j JOIN batches b ON b.batch_id = j.batch_id AND b.state = 'open'
+         WHERE j.kind = 'txn' AND j.status = 'pending-offline';
+    `,
+  },
 ];

@@ -12,6 +12,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { Journal } from './journal.ts';
 import { Batches } from './batches.ts';
 import { StateStore } from './state-store.ts';
+import { Advices } from './advices.ts';
 
 /**
  * The journal database and its parts. Every change the agent makes goes through
@@ -22,6 +23,7 @@ export class Store {
   readonly journal: Journal;
   readonly batches: Batches;
   readonly state: StateStore;
+  readonly advices: Advices;
   /** atomically() calls on the stack, to tell a lost outer transaction from none at all. */
   private depth = 0;
 
@@ -33,6 +35,7 @@ export class Store {
     this.journal = new Journal(db);
     this.batches = new Batches(db);
     this.state = new StateStore(db);
+    this.advices = new Advices(db, this.journal);
   }
 
   /** Built once: better-sqlite3 prepares BEGIN, COMMIT and the savepoint statements per wrapper. */

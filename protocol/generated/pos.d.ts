@@ -100,8 +100,14 @@ export namespace pos {
             /** Envelope error. */
             error?: (pos.v1.ErrorReply.$Properties|null);
 
+            /** Envelope adviceBatch. */
+            adviceBatch?: (pos.v1.AdviceBatch.$Properties|null);
+
+            /** Envelope adviceBatchAck. */
+            adviceBatchAck?: (pos.v1.AdviceBatchAck.$Properties|null);
+
             /** Envelope body. */
-            body?: ("hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error");
+            body?: ("hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"|"adviceBatch"|"adviceBatchAck");
 
             /**
              * Creates a new Envelope instance using the specified properties.
@@ -259,8 +265,14 @@ export namespace pos {
                 /** Envelope error */
                 error?: (pos.v1.ErrorReply.$Properties|null);
 
+                /** Envelope adviceBatch */
+                adviceBatch?: (pos.v1.AdviceBatch.$Properties|null);
+
+                /** Envelope adviceBatchAck */
+                adviceBatchAck?: (pos.v1.AdviceBatchAck.$Properties|null);
+
                 /** Envelope body */
-                body?: ("hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error");
+                body?: ("hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"|"adviceBatch"|"adviceBatchAck");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -292,9 +304,11 @@ export namespace pos {
               riskReport?: pos.v1.RiskReport.$Shape|null;
               riskReportAck?: pos.v1.RiskReportAck.$Shape|null;
               error?: pos.v1.ErrorReply.$Shape|null;
+              adviceBatch?: pos.v1.AdviceBatch.$Shape|null;
+              adviceBatchAck?: pos.v1.AdviceBatchAck.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "hello"; hello: pos.v1.Hello.$Shape; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "helloAck"; hello?: null; helloAck: pos.v1.HelloAck.$Shape; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "heartbeat"; hello?: null; helloAck?: null; heartbeat: pos.v1.Heartbeat.$Shape; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "heartbeatAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck: pos.v1.HeartbeatAck.$Shape; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchSubmit"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit: pos.v1.BatchSubmit.$Shape; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck: pos.v1.BatchAck.$Shape; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "outOfBalance"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance: pos.v1.OutOfBalance.$Shape; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchDetailChunk"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk: pos.v1.BatchDetailChunk.$Shape; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "detailAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck: pos.v1.DetailAck.$Shape; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "command"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command: pos.v1.SignedCommand.$Shape; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandResult"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult: pos.v1.CommandResult.$Shape; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandPoll"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll: pos.v1.CommandPoll.$Shape; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandPollDone"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone: pos.v1.CommandPollDone.$Shape; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "activationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest: pos.v1.ActivationRequest.$Shape; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "activationResponse"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse: pos.v1.ActivationResponse.$Shape; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "deactivationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest: pos.v1.DeactivationRequest.$Shape; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "deactivationRequestAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck: pos.v1.DeactivationRequestAck.$Shape; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "riskReport"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport: pos.v1.RiskReport.$Shape; riskReportAck?: null; error?: null }|{ body?: "riskReportAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck: pos.v1.RiskReportAck.$Shape; error?: null }|{ body?: "error"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error: pos.v1.ErrorReply.$Shape })
+              ({ body?: undefined; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "hello"; hello: pos.v1.Hello.$Shape; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "helloAck"; hello?: null; helloAck: pos.v1.HelloAck.$Shape; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "heartbeat"; hello?: null; helloAck?: null; heartbeat: pos.v1.Heartbeat.$Shape; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "heartbeatAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck: pos.v1.HeartbeatAck.$Shape; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchSubmit"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit: pos.v1.BatchSubmit.$Shape; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck: pos.v1.BatchAck.$Shape; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "outOfBalance"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance: pos.v1.OutOfBalance.$Shape; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchDetailChunk"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk: pos.v1.BatchDetailChunk.$Shape; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "detailAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck: pos.v1.DetailAck.$Shape; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "command"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command: pos.v1.SignedCommand.$Shape; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandResult"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult: pos.v1.CommandResult.$Shape; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandPoll"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll: pos.v1.CommandPoll.$Shape; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandPollDone"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone: pos.v1.CommandPollDone.$Shape; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "activationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest: pos.v1.ActivationRequest.$Shape; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "activationResponse"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse: pos.v1.ActivationResponse.$Shape; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "deactivationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest: pos.v1.DeactivationRequest.$Shape; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "deactivationRequestAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck: pos.v1.DeactivationRequestAck.$Shape; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "riskReport"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport: pos.v1.RiskReport.$Shape; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "riskReportAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck: pos.v1.RiskReportAck.$Shape; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "error"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error: pos.v1.ErrorReply.$Shape; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "adviceBatch"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch: pos.v1.AdviceBatch.$Shape; adviceBatchAck?: null }|{ body?: "adviceBatchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck: pos.v1.AdviceBatchAck.$Shape })
             );
         }
 
@@ -1886,6 +1900,12 @@ export namespace pos {
             /** DetailAck acquirerTotals. */
             acquirerTotals?: (pos.v1.BatchTotals.$Properties|null);
 
+            /** DetailAck nextMissing. */
+            nextMissing: number;
+
+            /** DetailAck window. */
+            window: number;
+
             /**
              * Creates a new DetailAck instance using the specified properties.
              * @param [properties] Properties to set
@@ -1988,12 +2008,528 @@ export namespace pos {
                 /** DetailAck acquirerTotals */
                 acquirerTotals?: (pos.v1.BatchTotals.$Properties|null);
 
+                /** DetailAck nextMissing */
+                nextMissing?: (number|null);
+
+                /** DetailAck window */
+                window?: (number|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
 
             /** Shape of a DetailAck. */
             type $Shape = pos.v1.DetailAck.$Properties;
+        }
+
+        /**
+         * Properties of an Advice.
+         * @deprecated Use pos.v1.Advice.$Properties instead.
+         */
+        interface IAdvice extends pos.v1.Advice.$Properties {
+        }
+
+        /** Represents an Advice. */
+        class Advice {
+
+            /**
+             * Constructs a new Advice.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.Advice.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** Advice key. */
+            key: string;
+
+            /** Advice row. */
+            row?: (pos.v1.DetailRow.$Properties|null);
+
+            /** Advice originalKey. */
+            originalKey: string;
+
+            /**
+             * Creates a new Advice instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns Advice instance
+             */
+            static create(properties: pos.v1.Advice.$Shape): pos.v1.Advice & pos.v1.Advice.$Shape;
+            static create(properties?: pos.v1.Advice.$Properties): pos.v1.Advice;
+
+            /**
+             * Encodes the specified Advice message. Does not implicitly {@link pos.v1.Advice.verify|verify} messages.
+             * @param message Advice message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.Advice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified Advice message, length delimited. Does not implicitly {@link pos.v1.Advice.verify|verify} messages.
+             * @param message Advice message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.Advice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an Advice message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.Advice & pos.v1.Advice.$Shape} Advice
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.Advice & pos.v1.Advice.$Shape;
+
+            /**
+             * Decodes an Advice message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.Advice & pos.v1.Advice.$Shape} Advice
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.Advice & pos.v1.Advice.$Shape;
+
+            /**
+             * Verifies an Advice message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an Advice message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns Advice
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.Advice;
+
+            /**
+             * Creates a plain object from an Advice message. Also converts values to other types if specified.
+             * @param message Advice
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.Advice, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this Advice to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for Advice
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace Advice {
+
+            /** Properties of an Advice. */
+            interface $Properties {
+
+                /** Advice key */
+                key?: (string|null);
+
+                /** Advice row */
+                row?: (pos.v1.DetailRow.$Properties|null);
+
+                /** Advice originalKey */
+                originalKey?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an Advice. */
+            type $Shape = pos.v1.Advice.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceBatch.
+         * @deprecated Use pos.v1.AdviceBatch.$Properties instead.
+         */
+        interface IAdviceBatch extends pos.v1.AdviceBatch.$Properties {
+        }
+
+        /** Represents an AdviceBatch. */
+        class AdviceBatch {
+
+            /**
+             * Constructs a new AdviceBatch.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceBatch.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceBatch advices. */
+            advices: pos.v1.Advice.$Properties[];
+
+            /**
+             * Creates a new AdviceBatch instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceBatch instance
+             */
+            static create(properties: pos.v1.AdviceBatch.$Shape): pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape;
+            static create(properties?: pos.v1.AdviceBatch.$Properties): pos.v1.AdviceBatch;
+
+            /**
+             * Encodes the specified AdviceBatch message. Does not implicitly {@link pos.v1.AdviceBatch.verify|verify} messages.
+             * @param message AdviceBatch message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceBatch.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceBatch message, length delimited. Does not implicitly {@link pos.v1.AdviceBatch.verify|verify} messages.
+             * @param message AdviceBatch message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceBatch.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceBatch message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape} AdviceBatch
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape;
+
+            /**
+             * Decodes an AdviceBatch message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape} AdviceBatch
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape;
+
+            /**
+             * Verifies an AdviceBatch message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceBatch message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceBatch
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceBatch;
+
+            /**
+             * Creates a plain object from an AdviceBatch message. Also converts values to other types if specified.
+             * @param message AdviceBatch
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceBatch, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceBatch to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceBatch
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceBatch {
+
+            /** Properties of an AdviceBatch. */
+            interface $Properties {
+
+                /** AdviceBatch advices */
+                advices?: (pos.v1.Advice.$Properties[]|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceBatch. */
+            type $Shape = pos.v1.AdviceBatch.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceOutcome.
+         * @deprecated Use pos.v1.AdviceOutcome.$Properties instead.
+         */
+        interface IAdviceOutcome extends pos.v1.AdviceOutcome.$Properties {
+        }
+
+        /** Represents an AdviceOutcome. */
+        class AdviceOutcome {
+
+            /**
+             * Constructs a new AdviceOutcome.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceOutcome.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceOutcome key. */
+            key: string;
+
+            /** AdviceOutcome outcome. */
+            outcome: string;
+
+            /** AdviceOutcome reference. */
+            reference: string;
+
+            /** AdviceOutcome reasonCode. */
+            reasonCode: string;
+
+            /** AdviceOutcome reason. */
+            reason: string;
+
+            /** AdviceOutcome duplicate. */
+            duplicate: boolean;
+
+            /**
+             * Creates a new AdviceOutcome instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceOutcome instance
+             */
+            static create(properties: pos.v1.AdviceOutcome.$Shape): pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape;
+            static create(properties?: pos.v1.AdviceOutcome.$Properties): pos.v1.AdviceOutcome;
+
+            /**
+             * Encodes the specified AdviceOutcome message. Does not implicitly {@link pos.v1.AdviceOutcome.verify|verify} messages.
+             * @param message AdviceOutcome message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceOutcome.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceOutcome message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcome.verify|verify} messages.
+             * @param message AdviceOutcome message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceOutcome.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceOutcome message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape} AdviceOutcome
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape;
+
+            /**
+             * Decodes an AdviceOutcome message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape} AdviceOutcome
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape;
+
+            /**
+             * Verifies an AdviceOutcome message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceOutcome message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceOutcome
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceOutcome;
+
+            /**
+             * Creates a plain object from an AdviceOutcome message. Also converts values to other types if specified.
+             * @param message AdviceOutcome
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceOutcome, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceOutcome to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceOutcome
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceOutcome {
+
+            /** Properties of an AdviceOutcome. */
+            interface $Properties {
+
+                /** AdviceOutcome key */
+                key?: (string|null);
+
+                /** AdviceOutcome outcome */
+                outcome?: (string|null);
+
+                /** AdviceOutcome reference */
+                reference?: (string|null);
+
+                /** AdviceOutcome reasonCode */
+                reasonCode?: (string|null);
+
+                /** AdviceOutcome reason */
+                reason?: (string|null);
+
+                /** AdviceOutcome duplicate */
+                duplicate?: (boolean|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceOutcome. */
+            type $Shape = pos.v1.AdviceOutcome.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceBatchAck.
+         * @deprecated Use pos.v1.AdviceBatchAck.$Properties instead.
+         */
+        interface IAdviceBatchAck extends pos.v1.AdviceBatchAck.$Properties {
+        }
+
+        /** Represents an AdviceBatchAck. */
+        class AdviceBatchAck {
+
+            /**
+             * Constructs a new AdviceBatchAck.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceBatchAck.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceBatchAck outcomes. */
+            outcomes: pos.v1.AdviceOutcome.$Properties[];
+
+            /**
+             * Creates a new AdviceBatchAck instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceBatchAck instance
+             */
+            static create(properties: pos.v1.AdviceBatchAck.$Shape): pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape;
+            static create(properties?: pos.v1.AdviceBatchAck.$Properties): pos.v1.AdviceBatchAck;
+
+            /**
+             * Encodes the specified AdviceBatchAck message. Does not implicitly {@link pos.v1.AdviceBatchAck.verify|verify} messages.
+             * @param message AdviceBatchAck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceBatchAck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceBatchAck message, length delimited. Does not implicitly {@link pos.v1.AdviceBatchAck.verify|verify} messages.
+             * @param message AdviceBatchAck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceBatchAck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceBatchAck message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape} AdviceBatchAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape;
+
+            /**
+             * Decodes an AdviceBatchAck message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape} AdviceBatchAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape;
+
+            /**
+             * Verifies an AdviceBatchAck message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceBatchAck message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceBatchAck
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceBatchAck;
+
+            /**
+             * Creates a plain object from an AdviceBatchAck message. Also converts values to other types if specified.
+             * @param message AdviceBatchAck
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceBatchAck, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceBatchAck to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceBatchAck
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceBatchAck {
+
+            /** Properties of an AdviceBatchAck. */
+            interface $Properties {
+
+                /** AdviceBatchAck outcomes */
+                outcomes?: (pos.v1.AdviceOutcome.$Properties[]|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceBatchAck. */
+            type $Shape = pos.v1.AdviceBatchAck.$Properties;
         }
 
         /**
@@ -6269,6 +6805,18 @@ export namespace pos {
             /** TransactionView createdAtMs. */
             createdAtMs: number;
 
+            /** TransactionView adviceState. */
+            adviceState: string;
+
+            /** TransactionView adviceReference. */
+            adviceReference: string;
+
+            /** TransactionView adviceReasonCode. */
+            adviceReasonCode: string;
+
+            /** TransactionView adviceReason. */
+            adviceReason: string;
+
             /**
              * Creates a new TransactionView instance using the specified properties.
              * @param [properties] Properties to set
@@ -6389,12 +6937,441 @@ export namespace pos {
                 /** TransactionView createdAtMs */
                 createdAtMs?: (number|null);
 
+                /** TransactionView adviceState */
+                adviceState?: (string|null);
+
+                /** TransactionView adviceReference */
+                adviceReference?: (string|null);
+
+                /** TransactionView adviceReasonCode */
+                adviceReasonCode?: (string|null);
+
+                /** TransactionView adviceReason */
+                adviceReason?: (string|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
 
             /** Shape of a TransactionView. */
             type $Shape = pos.v1.TransactionView.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceOutcomesRequest.
+         * @deprecated Use pos.v1.AdviceOutcomesRequest.$Properties instead.
+         */
+        interface IAdviceOutcomesRequest extends pos.v1.AdviceOutcomesRequest.$Properties {
+        }
+
+        /** Represents an AdviceOutcomesRequest. */
+        class AdviceOutcomesRequest {
+
+            /**
+             * Constructs a new AdviceOutcomesRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceOutcomesRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceOutcomesRequest afterSeq. */
+            afterSeq: number;
+
+            /** AdviceOutcomesRequest limit. */
+            limit: number;
+
+            /**
+             * Creates a new AdviceOutcomesRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceOutcomesRequest instance
+             */
+            static create(properties: pos.v1.AdviceOutcomesRequest.$Shape): pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape;
+            static create(properties?: pos.v1.AdviceOutcomesRequest.$Properties): pos.v1.AdviceOutcomesRequest;
+
+            /**
+             * Encodes the specified AdviceOutcomesRequest message. Does not implicitly {@link pos.v1.AdviceOutcomesRequest.verify|verify} messages.
+             * @param message AdviceOutcomesRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceOutcomesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceOutcomesRequest message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomesRequest.verify|verify} messages.
+             * @param message AdviceOutcomesRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceOutcomesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceOutcomesRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape} AdviceOutcomesRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape;
+
+            /**
+             * Decodes an AdviceOutcomesRequest message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape} AdviceOutcomesRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape;
+
+            /**
+             * Verifies an AdviceOutcomesRequest message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceOutcomesRequest message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceOutcomesRequest
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceOutcomesRequest;
+
+            /**
+             * Creates a plain object from an AdviceOutcomesRequest message. Also converts values to other types if specified.
+             * @param message AdviceOutcomesRequest
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceOutcomesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceOutcomesRequest to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceOutcomesRequest
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceOutcomesRequest {
+
+            /** Properties of an AdviceOutcomesRequest. */
+            interface $Properties {
+
+                /** AdviceOutcomesRequest afterSeq */
+                afterSeq?: (number|null);
+
+                /** AdviceOutcomesRequest limit */
+                limit?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceOutcomesRequest. */
+            type $Shape = pos.v1.AdviceOutcomesRequest.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceOutcomeView.
+         * @deprecated Use pos.v1.AdviceOutcomeView.$Properties instead.
+         */
+        interface IAdviceOutcomeView extends pos.v1.AdviceOutcomeView.$Properties {
+        }
+
+        /** Represents an AdviceOutcomeView. */
+        class AdviceOutcomeView {
+
+            /**
+             * Constructs a new AdviceOutcomeView.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceOutcomeView.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceOutcomeView seq. */
+            seq: number;
+
+            /** AdviceOutcomeView outcomeSeq. */
+            outcomeSeq: number;
+
+            /** AdviceOutcomeView localId. */
+            localId: string;
+
+            /** AdviceOutcomeView type. */
+            type: string;
+
+            /** AdviceOutcomeView amount. */
+            amount: number;
+
+            /** AdviceOutcomeView outcome. */
+            outcome: string;
+
+            /** AdviceOutcomeView reference. */
+            reference: string;
+
+            /** AdviceOutcomeView reasonCode. */
+            reasonCode: string;
+
+            /** AdviceOutcomeView reason. */
+            reason: string;
+
+            /** AdviceOutcomeView answeredAtMs. */
+            answeredAtMs: number;
+
+            /**
+             * Creates a new AdviceOutcomeView instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceOutcomeView instance
+             */
+            static create(properties: pos.v1.AdviceOutcomeView.$Shape): pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape;
+            static create(properties?: pos.v1.AdviceOutcomeView.$Properties): pos.v1.AdviceOutcomeView;
+
+            /**
+             * Encodes the specified AdviceOutcomeView message. Does not implicitly {@link pos.v1.AdviceOutcomeView.verify|verify} messages.
+             * @param message AdviceOutcomeView message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceOutcomeView.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceOutcomeView message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomeView.verify|verify} messages.
+             * @param message AdviceOutcomeView message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceOutcomeView.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceOutcomeView message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape} AdviceOutcomeView
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape;
+
+            /**
+             * Decodes an AdviceOutcomeView message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape} AdviceOutcomeView
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape;
+
+            /**
+             * Verifies an AdviceOutcomeView message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceOutcomeView message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceOutcomeView
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceOutcomeView;
+
+            /**
+             * Creates a plain object from an AdviceOutcomeView message. Also converts values to other types if specified.
+             * @param message AdviceOutcomeView
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceOutcomeView, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceOutcomeView to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceOutcomeView
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceOutcomeView {
+
+            /** Properties of an AdviceOutcomeView. */
+            interface $Properties {
+
+                /** AdviceOutcomeView seq */
+                seq?: (number|null);
+
+                /** AdviceOutcomeView outcomeSeq */
+                outcomeSeq?: (number|null);
+
+                /** AdviceOutcomeView localId */
+                localId?: (string|null);
+
+                /** AdviceOutcomeView type */
+                type?: (string|null);
+
+                /** AdviceOutcomeView amount */
+                amount?: (number|null);
+
+                /** AdviceOutcomeView outcome */
+                outcome?: (string|null);
+
+                /** AdviceOutcomeView reference */
+                reference?: (string|null);
+
+                /** AdviceOutcomeView reasonCode */
+                reasonCode?: (string|null);
+
+                /** AdviceOutcomeView reason */
+                reason?: (string|null);
+
+                /** AdviceOutcomeView answeredAtMs */
+                answeredAtMs?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceOutcomeView. */
+            type $Shape = pos.v1.AdviceOutcomeView.$Properties;
+        }
+
+        /**
+         * Properties of an AdviceOutcomesReply.
+         * @deprecated Use pos.v1.AdviceOutcomesReply.$Properties instead.
+         */
+        interface IAdviceOutcomesReply extends pos.v1.AdviceOutcomesReply.$Properties {
+        }
+
+        /** Represents an AdviceOutcomesReply. */
+        class AdviceOutcomesReply {
+
+            /**
+             * Constructs a new AdviceOutcomesReply.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.AdviceOutcomesReply.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** AdviceOutcomesReply outcomes. */
+            outcomes: pos.v1.AdviceOutcomeView.$Properties[];
+
+            /** AdviceOutcomesReply pending. */
+            pending: number;
+
+            /**
+             * Creates a new AdviceOutcomesReply instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns AdviceOutcomesReply instance
+             */
+            static create(properties: pos.v1.AdviceOutcomesReply.$Shape): pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape;
+            static create(properties?: pos.v1.AdviceOutcomesReply.$Properties): pos.v1.AdviceOutcomesReply;
+
+            /**
+             * Encodes the specified AdviceOutcomesReply message. Does not implicitly {@link pos.v1.AdviceOutcomesReply.verify|verify} messages.
+             * @param message AdviceOutcomesReply message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.AdviceOutcomesReply.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified AdviceOutcomesReply message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomesReply.verify|verify} messages.
+             * @param message AdviceOutcomesReply message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.AdviceOutcomesReply.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an AdviceOutcomesReply message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape} AdviceOutcomesReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape;
+
+            /**
+             * Decodes an AdviceOutcomesReply message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape} AdviceOutcomesReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape;
+
+            /**
+             * Verifies an AdviceOutcomesReply message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an AdviceOutcomesReply message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns AdviceOutcomesReply
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.AdviceOutcomesReply;
+
+            /**
+             * Creates a plain object from an AdviceOutcomesReply message. Also converts values to other types if specified.
+             * @param message AdviceOutcomesReply
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.AdviceOutcomesReply, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this AdviceOutcomesReply to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for AdviceOutcomesReply
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace AdviceOutcomesReply {
+
+            /** Properties of an AdviceOutcomesReply. */
+            interface $Properties {
+
+                /** AdviceOutcomesReply outcomes */
+                outcomes?: (pos.v1.AdviceOutcomeView.$Properties[]|null);
+
+                /** AdviceOutcomesReply pending */
+                pending?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an AdviceOutcomesReply. */
+            type $Shape = pos.v1.AdviceOutcomesReply.$Properties;
         }
 
         /**
@@ -6428,8 +7405,11 @@ export namespace pos {
             /** LocalRequest query. */
             query?: (pos.v1.QueryRequest.$Properties|null);
 
+            /** LocalRequest adviceOutcomes. */
+            adviceOutcomes?: (pos.v1.AdviceOutcomesRequest.$Properties|null);
+
             /** LocalRequest body. */
-            body?: ("record"|"mayTransact"|"query");
+            body?: ("record"|"mayTransact"|"query"|"adviceOutcomes");
 
             /**
              * Creates a new LocalRequest instance using the specified properties.
@@ -6527,8 +7507,11 @@ export namespace pos {
                 /** LocalRequest query */
                 query?: (pos.v1.QueryRequest.$Properties|null);
 
+                /** LocalRequest adviceOutcomes */
+                adviceOutcomes?: (pos.v1.AdviceOutcomesRequest.$Properties|null);
+
                 /** LocalRequest body */
-                body?: ("record"|"mayTransact"|"query");
+                body?: ("record"|"mayTransact"|"query"|"adviceOutcomes");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -6540,9 +7523,10 @@ export namespace pos {
               record?: pos.v1.RecordRequest.$Shape|null;
               mayTransact?: pos.v1.MayTransactRequest.$Shape|null;
               query?: pos.v1.QueryRequest.$Shape|null;
+              adviceOutcomes?: pos.v1.AdviceOutcomesRequest.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; record?: null; mayTransact?: null; query?: null }|{ body?: "record"; record: pos.v1.RecordRequest.$Shape; mayTransact?: null; query?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactRequest.$Shape; query?: null }|{ body?: "query"; record?: null; mayTransact?: null; query: pos.v1.QueryRequest.$Shape })
+              ({ body?: undefined; record?: null; mayTransact?: null; query?: null; adviceOutcomes?: null }|{ body?: "record"; record: pos.v1.RecordRequest.$Shape; mayTransact?: null; query?: null; adviceOutcomes?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactRequest.$Shape; query?: null; adviceOutcomes?: null }|{ body?: "query"; record?: null; mayTransact?: null; query: pos.v1.QueryRequest.$Shape; adviceOutcomes?: null }|{ body?: "adviceOutcomes"; record?: null; mayTransact?: null; query?: null; adviceOutcomes: pos.v1.AdviceOutcomesRequest.$Shape })
             );
         }
 
@@ -6580,8 +7564,11 @@ export namespace pos {
             /** LocalReply error. */
             error?: (pos.v1.ErrorReply.$Properties|null);
 
+            /** LocalReply adviceOutcomes. */
+            adviceOutcomes?: (pos.v1.AdviceOutcomesReply.$Properties|null);
+
             /** LocalReply body. */
-            body?: ("record"|"mayTransact"|"transaction"|"error");
+            body?: ("record"|"mayTransact"|"transaction"|"error"|"adviceOutcomes");
 
             /**
              * Creates a new LocalReply instance using the specified properties.
@@ -6682,8 +7669,11 @@ export namespace pos {
                 /** LocalReply error */
                 error?: (pos.v1.ErrorReply.$Properties|null);
 
+                /** LocalReply adviceOutcomes */
+                adviceOutcomes?: (pos.v1.AdviceOutcomesReply.$Properties|null);
+
                 /** LocalReply body */
-                body?: ("record"|"mayTransact"|"transaction"|"error");
+                body?: ("record"|"mayTransact"|"transaction"|"error"|"adviceOutcomes");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -6696,9 +7686,10 @@ export namespace pos {
               mayTransact?: pos.v1.MayTransactReply.$Shape|null;
               transaction?: pos.v1.TransactionView.$Shape|null;
               error?: pos.v1.ErrorReply.$Shape|null;
+              adviceOutcomes?: pos.v1.AdviceOutcomesReply.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; record?: null; mayTransact?: null; transaction?: null; error?: null }|{ body?: "record"; record: pos.v1.RecordReply.$Shape; mayTransact?: null; transaction?: null; error?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactReply.$Shape; transaction?: null; error?: null }|{ body?: "transaction"; record?: null; mayTransact?: null; transaction: pos.v1.TransactionView.$Shape; error?: null }|{ body?: "error"; record?: null; mayTransact?: null; transaction?: null; error: pos.v1.ErrorReply.$Shape })
+              ({ body?: undefined; record?: null; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "record"; record: pos.v1.RecordReply.$Shape; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactReply.$Shape; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "transaction"; record?: null; mayTransact?: null; transaction: pos.v1.TransactionView.$Shape; error?: null; adviceOutcomes?: null }|{ body?: "error"; record?: null; mayTransact?: null; transaction?: null; error: pos.v1.ErrorReply.$Shape; adviceOutcomes?: null }|{ body?: "adviceOutcomes"; record?: null; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes: pos.v1.AdviceOutcomesReply.$Shape })
             );
         }
     }

@@ -61,7 +61,9 @@ export const pos = $root.pos = (() => {
              * @property {pos.v1.RiskReport.$Properties|null} [riskReport] Envelope riskReport
              * @property {pos.v1.RiskReportAck.$Properties|null} [riskReportAck] Envelope riskReportAck
              * @property {pos.v1.ErrorReply.$Properties|null} [error] Envelope error
-             * @property {"hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"} [body] Envelope body
+             * @property {pos.v1.AdviceBatch.$Properties|null} [adviceBatch] Envelope adviceBatch
+             * @property {pos.v1.AdviceBatchAck.$Properties|null} [adviceBatchAck] Envelope adviceBatchAck
+             * @property {"hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"|"adviceBatch"|"adviceBatchAck"} [body] Envelope body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -100,9 +102,11 @@ export const pos = $root.pos = (() => {
              *   riskReport?: pos.v1.RiskReport.$Shape|null;
              *   riskReportAck?: pos.v1.RiskReportAck.$Shape|null;
              *   error?: pos.v1.ErrorReply.$Shape|null;
+             *   adviceBatch?: pos.v1.AdviceBatch.$Shape|null;
+             *   adviceBatchAck?: pos.v1.AdviceBatchAck.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "hello"; hello: pos.v1.Hello.$Shape; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "helloAck"; hello?: null; helloAck: pos.v1.HelloAck.$Shape; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "heartbeat"; hello?: null; helloAck?: null; heartbeat: pos.v1.Heartbeat.$Shape; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "heartbeatAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck: pos.v1.HeartbeatAck.$Shape; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchSubmit"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit: pos.v1.BatchSubmit.$Shape; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck: pos.v1.BatchAck.$Shape; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "outOfBalance"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance: pos.v1.OutOfBalance.$Shape; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "batchDetailChunk"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk: pos.v1.BatchDetailChunk.$Shape; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "detailAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck: pos.v1.DetailAck.$Shape; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "command"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command: pos.v1.SignedCommand.$Shape; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandResult"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult: pos.v1.CommandResult.$Shape; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandPoll"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll: pos.v1.CommandPoll.$Shape; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "commandPollDone"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone: pos.v1.CommandPollDone.$Shape; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "activationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest: pos.v1.ActivationRequest.$Shape; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "activationResponse"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse: pos.v1.ActivationResponse.$Shape; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "deactivationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest: pos.v1.DeactivationRequest.$Shape; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "deactivationRequestAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck: pos.v1.DeactivationRequestAck.$Shape; riskReport?: null; riskReportAck?: null; error?: null }|{ body?: "riskReport"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport: pos.v1.RiskReport.$Shape; riskReportAck?: null; error?: null }|{ body?: "riskReportAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck: pos.v1.RiskReportAck.$Shape; error?: null }|{ body?: "error"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error: pos.v1.ErrorReply.$Shape })
+             *   ({ body?: undefined; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "hello"; hello: pos.v1.Hello.$Shape; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "helloAck"; hello?: null; helloAck: pos.v1.HelloAck.$Shape; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "heartbeat"; hello?: null; helloAck?: null; heartbeat: pos.v1.Heartbeat.$Shape; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "heartbeatAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck: pos.v1.HeartbeatAck.$Shape; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchSubmit"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit: pos.v1.BatchSubmit.$Shape; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck: pos.v1.BatchAck.$Shape; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "outOfBalance"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance: pos.v1.OutOfBalance.$Shape; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "batchDetailChunk"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk: pos.v1.BatchDetailChunk.$Shape; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "detailAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck: pos.v1.DetailAck.$Shape; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "command"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command: pos.v1.SignedCommand.$Shape; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandResult"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult: pos.v1.CommandResult.$Shape; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandPoll"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll: pos.v1.CommandPoll.$Shape; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "commandPollDone"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone: pos.v1.CommandPollDone.$Shape; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "activationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest: pos.v1.ActivationRequest.$Shape; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "activationResponse"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse: pos.v1.ActivationResponse.$Shape; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "deactivationRequest"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest: pos.v1.DeactivationRequest.$Shape; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "deactivationRequestAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck: pos.v1.DeactivationRequestAck.$Shape; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "riskReport"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport: pos.v1.RiskReport.$Shape; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "riskReportAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck: pos.v1.RiskReportAck.$Shape; error?: null; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "error"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error: pos.v1.ErrorReply.$Shape; adviceBatch?: null; adviceBatchAck?: null }|{ body?: "adviceBatch"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch: pos.v1.AdviceBatch.$Shape; adviceBatchAck?: null }|{ body?: "adviceBatchAck"; hello?: null; helloAck?: null; heartbeat?: null; heartbeatAck?: null; batchSubmit?: null; batchAck?: null; outOfBalance?: null; batchDetailChunk?: null; detailAck?: null; command?: null; commandResult?: null; commandPoll?: null; commandPollDone?: null; activationRequest?: null; activationResponse?: null; deactivationRequest?: null; deactivationRequestAck?: null; riskReport?: null; riskReportAck?: null; error?: null; adviceBatch?: null; adviceBatchAck: pos.v1.AdviceBatchAck.$Shape })
              * )} pos.v1.Envelope.$Shape
              */
 
@@ -313,17 +317,33 @@ export const pos = $root.pos = (() => {
              */
             Envelope.prototype.error = null;
 
+            /**
+             * Envelope adviceBatch.
+             * @member {pos.v1.AdviceBatch.$Properties|null|undefined} adviceBatch
+             * @memberof pos.v1.Envelope
+             * @instance
+             */
+            Envelope.prototype.adviceBatch = null;
+
+            /**
+             * Envelope adviceBatchAck.
+             * @member {pos.v1.AdviceBatchAck.$Properties|null|undefined} adviceBatchAck
+             * @memberof pos.v1.Envelope
+             * @instance
+             */
+            Envelope.prototype.adviceBatchAck = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * Envelope body.
-             * @member {"hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"|undefined} body
+             * @member {"hello"|"helloAck"|"heartbeat"|"heartbeatAck"|"batchSubmit"|"batchAck"|"outOfBalance"|"batchDetailChunk"|"detailAck"|"command"|"commandResult"|"commandPoll"|"commandPollDone"|"activationRequest"|"activationResponse"|"deactivationRequest"|"deactivationRequestAck"|"riskReport"|"riskReportAck"|"error"|"adviceBatch"|"adviceBatchAck"|undefined} body
              * @memberof pos.v1.Envelope
              * @instance
              */
             $Object.defineProperty(Envelope.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "helloAck", "heartbeat", "heartbeatAck", "batchSubmit", "batchAck", "outOfBalance", "batchDetailChunk", "detailAck", "command", "commandResult", "commandPoll", "commandPollDone", "activationRequest", "activationResponse", "deactivationRequest", "deactivationRequestAck", "riskReport", "riskReportAck", "error"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "helloAck", "heartbeat", "heartbeatAck", "batchSubmit", "batchAck", "outOfBalance", "batchDetailChunk", "detailAck", "command", "commandResult", "commandPoll", "commandPollDone", "activationRequest", "activationResponse", "deactivationRequest", "deactivationRequestAck", "riskReport", "riskReportAck", "error", "adviceBatch", "adviceBatchAck"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -407,6 +427,10 @@ export const pos = $root.pos = (() => {
                     $root.pos.v1.RiskReportAck.encode(message.riskReportAck, writer.uint32(/* id 45, wireType 2 =*/362).fork(), _depth + 1).ldelim();
                 if (message.error != null && $Object.hasOwnProperty.call(message, "error"))
                     $root.pos.v1.ErrorReply.encode(message.error, writer.uint32(/* id 50, wireType 2 =*/402).fork(), _depth + 1).ldelim();
+                if (message.adviceBatch != null && $Object.hasOwnProperty.call(message, "adviceBatch"))
+                    $root.pos.v1.AdviceBatch.encode(message.adviceBatch, writer.uint32(/* id 70, wireType 2 =*/562).fork(), _depth + 1).ldelim();
+                if (message.adviceBatchAck != null && $Object.hasOwnProperty.call(message, "adviceBatchAck"))
+                    $root.pos.v1.AdviceBatchAck.encode(message.adviceBatchAck, writer.uint32(/* id 71, wireType 2 =*/570).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -638,6 +662,20 @@ export const pos = $root.pos = (() => {
                                 break;
                             message.error = $root.pos.v1.ErrorReply.decode(reader, reader.size(), $undefined, _depth + 1, message.error);
                             message.body = "error";
+                            continue;
+                        }
+                    case 70: {
+                            if (wireType !== 2)
+                                break;
+                            message.adviceBatch = $root.pos.v1.AdviceBatch.decode(reader, reader.size(), $undefined, _depth + 1, message.adviceBatch);
+                            message.body = "adviceBatch";
+                            continue;
+                        }
+                    case 71: {
+                            if (wireType !== 2)
+                                break;
+                            message.adviceBatchAck = $root.pos.v1.AdviceBatchAck.decode(reader, reader.size(), $undefined, _depth + 1, message.adviceBatchAck);
+                            message.body = "adviceBatchAck";
                             continue;
                         }
                     }
@@ -899,6 +937,26 @@ export const pos = $root.pos = (() => {
                             return "error." + error;
                     }
                 }
+                if (message.adviceBatch != null && $Object.hasOwnProperty.call(message, "adviceBatch")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        let error = $root.pos.v1.AdviceBatch.verify(message.adviceBatch, _depth + 1);
+                        if (error)
+                            return "adviceBatch." + error;
+                    }
+                }
+                if (message.adviceBatchAck != null && $Object.hasOwnProperty.call(message, "adviceBatchAck")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        let error = $root.pos.v1.AdviceBatchAck.verify(message.adviceBatchAck, _depth + 1);
+                        if (error)
+                            return "adviceBatchAck." + error;
+                    }
+                }
                 return null;
             };
 
@@ -1038,6 +1096,16 @@ export const pos = $root.pos = (() => {
                     if (!$util.isObject(object.error))
                         throw $TypeError(".pos.v1.Envelope.error: object expected");
                     message.error = $root.pos.v1.ErrorReply.fromObject(object.error, _depth + 1);
+                }
+                if (object.adviceBatch != null) {
+                    if (!$util.isObject(object.adviceBatch))
+                        throw $TypeError(".pos.v1.Envelope.adviceBatch: object expected");
+                    message.adviceBatch = $root.pos.v1.AdviceBatch.fromObject(object.adviceBatch, _depth + 1);
+                }
+                if (object.adviceBatchAck != null) {
+                    if (!$util.isObject(object.adviceBatchAck))
+                        throw $TypeError(".pos.v1.Envelope.adviceBatchAck: object expected");
+                    message.adviceBatchAck = $root.pos.v1.AdviceBatchAck.fromObject(object.adviceBatchAck, _depth + 1);
                 }
                 return message;
             };
@@ -1181,6 +1249,16 @@ export const pos = $root.pos = (() => {
                     object.error = $root.pos.v1.ErrorReply.toObject(message.error, options, _depth + 1);
                     if (options.oneofs)
                         object.body = "error";
+                }
+                if (message.adviceBatch != null && $Object.hasOwnProperty.call(message, "adviceBatch")) {
+                    object.adviceBatch = $root.pos.v1.AdviceBatch.toObject(message.adviceBatch, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "adviceBatch";
+                }
+                if (message.adviceBatchAck != null && $Object.hasOwnProperty.call(message, "adviceBatchAck")) {
+                    object.adviceBatchAck = $root.pos.v1.AdviceBatchAck.toObject(message.adviceBatchAck, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "adviceBatchAck";
                 }
                 return object;
             };
@@ -5879,6 +5957,8 @@ export const pos = $root.pos = (() => {
              * @property {boolean|null} [complete] DetailAck complete
              * @property {string|null} [settlementId] DetailAck settlementId
              * @property {pos.v1.BatchTotals.$Properties|null} [acquirerTotals] DetailAck acquirerTotals
+             * @property {number|null} [nextMissing] DetailAck nextMissing
+             * @property {number|null} [window] DetailAck window
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -5959,6 +6039,22 @@ export const pos = $root.pos = (() => {
             DetailAck.prototype.acquirerTotals = null;
 
             /**
+             * DetailAck nextMissing.
+             * @member {number} nextMissing
+             * @memberof pos.v1.DetailAck
+             * @instance
+             */
+            DetailAck.prototype.nextMissing = 0;
+
+            /**
+             * DetailAck window.
+             * @member {number} window
+             * @memberof pos.v1.DetailAck
+             * @instance
+             */
+            DetailAck.prototype.window = 0;
+
+            /**
              * Creates a new DetailAck instance using the specified properties.
              * @function create
              * @memberof pos.v1.DetailAck
@@ -6002,6 +6098,10 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 5, wireType 2 =*/42).string(message.settlementId);
                 if (message.acquirerTotals != null && $Object.hasOwnProperty.call(message, "acquirerTotals"))
                     $root.pos.v1.BatchTotals.encode(message.acquirerTotals, writer.uint32(/* id 6, wireType 2 =*/50).fork(), _depth + 1).ldelim();
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing") && message.nextMissing !== 0)
+                    writer.uint32(/* id 7, wireType 0 =*/56).int32(message.nextMissing);
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window") && message.window !== 0)
+                    writer.uint32(/* id 8, wireType 0 =*/64).int32(message.window);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -6110,6 +6210,24 @@ export const pos = $root.pos = (() => {
                             message.acquirerTotals = $root.pos.v1.BatchTotals.decode(reader, reader.size(), $undefined, _depth + 1, message.acquirerTotals);
                             continue;
                         }
+                    case 7: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.nextMissing = value;
+                            else
+                                delete message.nextMissing;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.window = value;
+                            else
+                                delete message.window;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -6178,6 +6296,12 @@ export const pos = $root.pos = (() => {
                     if (error)
                         return "acquirerTotals." + error;
                 }
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing"))
+                    if (!$util.isInteger(message.nextMissing))
+                        return "nextMissing: integer expected";
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window"))
+                    if (!$util.isInteger(message.window))
+                        return "window: integer expected";
                 return null;
             };
 
@@ -6219,6 +6343,12 @@ export const pos = $root.pos = (() => {
                         throw $TypeError(".pos.v1.DetailAck.acquirerTotals: object expected");
                     message.acquirerTotals = $root.pos.v1.BatchTotals.fromObject(object.acquirerTotals, _depth + 1);
                 }
+                if (object.nextMissing != null)
+                    if ($Number(object.nextMissing) !== 0)
+                        message.nextMissing = object.nextMissing | 0;
+                if (object.window != null)
+                    if ($Number(object.window) !== 0)
+                        message.window = object.window | 0;
                 return message;
             };
 
@@ -6246,6 +6376,8 @@ export const pos = $root.pos = (() => {
                     object.complete = false;
                     object.settlementId = "";
                     object.acquirerTotals = null;
+                    object.nextMissing = 0;
+                    object.window = 0;
                 }
                 if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
                     object.batchId = message.batchId;
@@ -6259,6 +6391,10 @@ export const pos = $root.pos = (() => {
                     object.settlementId = message.settlementId;
                 if (message.acquirerTotals != null && $Object.hasOwnProperty.call(message, "acquirerTotals"))
                     object.acquirerTotals = $root.pos.v1.BatchTotals.toObject(message.acquirerTotals, options, _depth + 1);
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing"))
+                    object.nextMissing = message.nextMissing;
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window"))
+                    object.window = message.window;
                 return object;
             };
 
@@ -6288,6 +6424,1346 @@ export const pos = $root.pos = (() => {
             };
 
             return DetailAck;
+        })();
+
+        v1.Advice = (function() {
+
+            /**
+             * Properties of an Advice.
+             * @typedef {Object} pos.v1.Advice.$Properties
+             * @property {string|null} [key] Advice key
+             * @property {pos.v1.DetailRow.$Properties|null} [row] Advice row
+             * @property {string|null} [originalKey] Advice originalKey
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an Advice.
+             * @memberof pos.v1
+             * @interface IAdvice
+             * @augments pos.v1.Advice.$Properties
+             * @deprecated Use pos.v1.Advice.$Properties instead.
+             */
+
+            /**
+             * Shape of an Advice.
+             * @typedef {pos.v1.Advice.$Properties} pos.v1.Advice.$Shape
+             */
+
+            /**
+             * Constructs a new Advice.
+             * @memberof pos.v1
+             * @classdesc Represents an Advice.
+             * @constructor
+             * @param {pos.v1.Advice.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const Advice = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * Advice key.
+             * @member {string} key
+             * @memberof pos.v1.Advice
+             * @instance
+             */
+            Advice.prototype.key = "";
+
+            /**
+             * Advice row.
+             * @member {pos.v1.DetailRow.$Properties|null|undefined} row
+             * @memberof pos.v1.Advice
+             * @instance
+             */
+            Advice.prototype.row = null;
+
+            /**
+             * Advice originalKey.
+             * @member {string} originalKey
+             * @memberof pos.v1.Advice
+             * @instance
+             */
+            Advice.prototype.originalKey = "";
+
+            /**
+             * Creates a new Advice instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {pos.v1.Advice.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.Advice} Advice instance
+             * @type {{
+             *   (properties: pos.v1.Advice.$Shape): pos.v1.Advice & pos.v1.Advice.$Shape;
+             *   (properties?: pos.v1.Advice.$Properties): pos.v1.Advice;
+             * }}
+             */
+            Advice.create = function(properties) {
+                return new Advice(properties);
+            };
+
+            /**
+             * Encodes the specified Advice message. Does not implicitly {@link pos.v1.Advice.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {pos.v1.Advice.$Properties} message Advice message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Advice.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+                if (message.row != null && $Object.hasOwnProperty.call(message, "row"))
+                    $root.pos.v1.DetailRow.encode(message.row, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.originalKey != null && $Object.hasOwnProperty.call(message, "originalKey") && message.originalKey !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.originalKey);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified Advice message, length delimited. Does not implicitly {@link pos.v1.Advice.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {pos.v1.Advice.$Properties} message Advice message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            Advice.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an Advice message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.Advice & pos.v1.Advice.$Shape} Advice
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Advice.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.Advice();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.key = value;
+                            else
+                                delete message.key;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            message.row = $root.pos.v1.DetailRow.decode(reader, reader.size(), $undefined, _depth + 1, message.row);
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.originalKey = value;
+                            else
+                                delete message.originalKey;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an Advice message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.Advice & pos.v1.Advice.$Shape} Advice
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            Advice.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an Advice message.
+             * @function verify
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            Advice.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key"))
+                    if (!$util.isString(message.key))
+                        return "key: string expected";
+                if (message.row != null && $Object.hasOwnProperty.call(message, "row")) {
+                    let error = $root.pos.v1.DetailRow.verify(message.row, _depth + 1);
+                    if (error)
+                        return "row." + error;
+                }
+                if (message.originalKey != null && $Object.hasOwnProperty.call(message, "originalKey"))
+                    if (!$util.isString(message.originalKey))
+                        return "originalKey: string expected";
+                return null;
+            };
+
+            /**
+             * Creates an Advice message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.Advice} Advice
+             */
+            Advice.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.Advice)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.Advice: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.Advice();
+                if (object.key != null)
+                    if (typeof object.key !== "string" || object.key.length)
+                        message.key = $String(object.key);
+                if (object.row != null) {
+                    if (!$util.isObject(object.row))
+                        throw $TypeError(".pos.v1.Advice.row: object expected");
+                    message.row = $root.pos.v1.DetailRow.fromObject(object.row, _depth + 1);
+                }
+                if (object.originalKey != null)
+                    if (typeof object.originalKey !== "string" || object.originalKey.length)
+                        message.originalKey = $String(object.originalKey);
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an Advice message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {pos.v1.Advice} message Advice
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            Advice.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    object.key = "";
+                    object.row = null;
+                    object.originalKey = "";
+                }
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key"))
+                    object.key = message.key;
+                if (message.row != null && $Object.hasOwnProperty.call(message, "row"))
+                    object.row = $root.pos.v1.DetailRow.toObject(message.row, options, _depth + 1);
+                if (message.originalKey != null && $Object.hasOwnProperty.call(message, "originalKey"))
+                    object.originalKey = message.originalKey;
+                return object;
+            };
+
+            /**
+             * Converts this Advice to JSON.
+             * @function toJSON
+             * @memberof pos.v1.Advice
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            Advice.prototype.toJSON = function() {
+                return Advice.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for Advice
+             * @function getTypeUrl
+             * @memberof pos.v1.Advice
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            Advice.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.Advice";
+            };
+
+            return Advice;
+        })();
+
+        v1.AdviceBatch = (function() {
+
+            /**
+             * Properties of an AdviceBatch.
+             * @typedef {Object} pos.v1.AdviceBatch.$Properties
+             * @property {Array.<pos.v1.Advice.$Properties>|null} [advices] AdviceBatch advices
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceBatch.
+             * @memberof pos.v1
+             * @interface IAdviceBatch
+             * @augments pos.v1.AdviceBatch.$Properties
+             * @deprecated Use pos.v1.AdviceBatch.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceBatch.
+             * @typedef {pos.v1.AdviceBatch.$Properties} pos.v1.AdviceBatch.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceBatch.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceBatch.
+             * @constructor
+             * @param {pos.v1.AdviceBatch.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceBatch = function (properties) {
+                this.advices = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceBatch advices.
+             * @member {Array.<pos.v1.Advice.$Properties>} advices
+             * @memberof pos.v1.AdviceBatch
+             * @instance
+             */
+            AdviceBatch.prototype.advices = $util.emptyArray;
+
+            /**
+             * Creates a new AdviceBatch instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {pos.v1.AdviceBatch.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceBatch} AdviceBatch instance
+             * @type {{
+             *   (properties: pos.v1.AdviceBatch.$Shape): pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape;
+             *   (properties?: pos.v1.AdviceBatch.$Properties): pos.v1.AdviceBatch;
+             * }}
+             */
+            AdviceBatch.create = function(properties) {
+                return new AdviceBatch(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceBatch message. Does not implicitly {@link pos.v1.AdviceBatch.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {pos.v1.AdviceBatch.$Properties} message AdviceBatch message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceBatch.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.advices != null && message.advices.length)
+                    for (let i = 0; i < message.advices.length; ++i)
+                        $root.pos.v1.Advice.encode(message.advices[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceBatch message, length delimited. Does not implicitly {@link pos.v1.AdviceBatch.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {pos.v1.AdviceBatch.$Properties} message AdviceBatch message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceBatch.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceBatch message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape} AdviceBatch
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceBatch.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceBatch();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.advices && message.advices.length))
+                                message.advices = [];
+                            message.advices.push($root.pos.v1.Advice.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceBatch message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceBatch & pos.v1.AdviceBatch.$Shape} AdviceBatch
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceBatch.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceBatch message.
+             * @function verify
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceBatch.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.advices != null && $Object.hasOwnProperty.call(message, "advices")) {
+                    if (!$Array.isArray(message.advices))
+                        return "advices: array expected";
+                    for (let i = 0; i < message.advices.length; ++i) {
+                        let error = $root.pos.v1.Advice.verify(message.advices[i], _depth + 1);
+                        if (error)
+                            return "advices." + error;
+                    }
+                }
+                return null;
+            };
+
+            /**
+             * Creates an AdviceBatch message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceBatch} AdviceBatch
+             */
+            AdviceBatch.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceBatch)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceBatch: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceBatch();
+                if (object.advices) {
+                    if (!$Array.isArray(object.advices))
+                        throw $TypeError(".pos.v1.AdviceBatch.advices: array expected");
+                    message.advices = $Array(object.advices.length);
+                    for (let i = 0; i < object.advices.length; ++i) {
+                        if (!$util.isObject(object.advices[i]))
+                            throw $TypeError(".pos.v1.AdviceBatch.advices: object expected");
+                        message.advices[i] = $root.pos.v1.Advice.fromObject(object.advices[i], _depth + 1);
+                    }
+                }
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceBatch message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {pos.v1.AdviceBatch} message AdviceBatch
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceBatch.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.arrays || options.defaults)
+                    object.advices = [];
+                if (message.advices && message.advices.length) {
+                    object.advices = $Array(message.advices.length);
+                    for (let j = 0; j < message.advices.length; ++j)
+                        object.advices[j] = $root.pos.v1.Advice.toObject(message.advices[j], options, _depth + 1);
+                }
+                return object;
+            };
+
+            /**
+             * Converts this AdviceBatch to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceBatch
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceBatch.prototype.toJSON = function() {
+                return AdviceBatch.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceBatch
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceBatch
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceBatch.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceBatch";
+            };
+
+            return AdviceBatch;
+        })();
+
+        v1.AdviceOutcome = (function() {
+
+            /**
+             * Properties of an AdviceOutcome.
+             * @typedef {Object} pos.v1.AdviceOutcome.$Properties
+             * @property {string|null} [key] AdviceOutcome key
+             * @property {string|null} [outcome] AdviceOutcome outcome
+             * @property {string|null} [reference] AdviceOutcome reference
+             * @property {string|null} [reasonCode] AdviceOutcome reasonCode
+             * @property {string|null} [reason] AdviceOutcome reason
+             * @property {boolean|null} [duplicate] AdviceOutcome duplicate
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceOutcome.
+             * @memberof pos.v1
+             * @interface IAdviceOutcome
+             * @augments pos.v1.AdviceOutcome.$Properties
+             * @deprecated Use pos.v1.AdviceOutcome.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceOutcome.
+             * @typedef {pos.v1.AdviceOutcome.$Properties} pos.v1.AdviceOutcome.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceOutcome.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceOutcome.
+             * @constructor
+             * @param {pos.v1.AdviceOutcome.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceOutcome = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceOutcome key.
+             * @member {string} key
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.key = "";
+
+            /**
+             * AdviceOutcome outcome.
+             * @member {string} outcome
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.outcome = "";
+
+            /**
+             * AdviceOutcome reference.
+             * @member {string} reference
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.reference = "";
+
+            /**
+             * AdviceOutcome reasonCode.
+             * @member {string} reasonCode
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.reasonCode = "";
+
+            /**
+             * AdviceOutcome reason.
+             * @member {string} reason
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.reason = "";
+
+            /**
+             * AdviceOutcome duplicate.
+             * @member {boolean} duplicate
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             */
+            AdviceOutcome.prototype.duplicate = false;
+
+            /**
+             * Creates a new AdviceOutcome instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {pos.v1.AdviceOutcome.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceOutcome} AdviceOutcome instance
+             * @type {{
+             *   (properties: pos.v1.AdviceOutcome.$Shape): pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape;
+             *   (properties?: pos.v1.AdviceOutcome.$Properties): pos.v1.AdviceOutcome;
+             * }}
+             */
+            AdviceOutcome.create = function(properties) {
+                return new AdviceOutcome(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceOutcome message. Does not implicitly {@link pos.v1.AdviceOutcome.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {pos.v1.AdviceOutcome.$Properties} message AdviceOutcome message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcome.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome") && message.outcome !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.outcome);
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference") && message.reference !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.reference);
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode") && message.reasonCode !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.reasonCode);
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
+                    writer.uint32(/* id 5, wireType 2 =*/42).string(message.reason);
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate") && message.duplicate !== false)
+                    writer.uint32(/* id 6, wireType 0 =*/48).bool(message.duplicate);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceOutcome message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcome.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {pos.v1.AdviceOutcome.$Properties} message AdviceOutcome message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcome.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceOutcome message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape} AdviceOutcome
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcome.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceOutcome();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.key = value;
+                            else
+                                delete message.key;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.outcome = value;
+                            else
+                                delete message.outcome;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reference = value;
+                            else
+                                delete message.reference;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reasonCode = value;
+                            else
+                                delete message.reasonCode;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reason = value;
+                            else
+                                delete message.reason;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.duplicate = value;
+                            else
+                                delete message.duplicate;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceOutcome message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcome & pos.v1.AdviceOutcome.$Shape} AdviceOutcome
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcome.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceOutcome message.
+             * @function verify
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceOutcome.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key"))
+                    if (!$util.isString(message.key))
+                        return "key: string expected";
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome"))
+                    if (!$util.isString(message.outcome))
+                        return "outcome: string expected";
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference"))
+                    if (!$util.isString(message.reference))
+                        return "reference: string expected";
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode"))
+                    if (!$util.isString(message.reasonCode))
+                        return "reasonCode: string expected";
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    if (!$util.isString(message.reason))
+                        return "reason: string expected";
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate"))
+                    if (typeof message.duplicate !== "boolean")
+                        return "duplicate: boolean expected";
+                return null;
+            };
+
+            /**
+             * Creates an AdviceOutcome message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceOutcome} AdviceOutcome
+             */
+            AdviceOutcome.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceOutcome)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceOutcome: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceOutcome();
+                if (object.key != null)
+                    if (typeof object.key !== "string" || object.key.length)
+                        message.key = $String(object.key);
+                if (object.outcome != null)
+                    if (typeof object.outcome !== "string" || object.outcome.length)
+                        message.outcome = $String(object.outcome);
+                if (object.reference != null)
+                    if (typeof object.reference !== "string" || object.reference.length)
+                        message.reference = $String(object.reference);
+                if (object.reasonCode != null)
+                    if (typeof object.reasonCode !== "string" || object.reasonCode.length)
+                        message.reasonCode = $String(object.reasonCode);
+                if (object.reason != null)
+                    if (typeof object.reason !== "string" || object.reason.length)
+                        message.reason = $String(object.reason);
+                if (object.duplicate != null)
+                    if (object.duplicate)
+                        message.duplicate = $Boolean(object.duplicate);
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceOutcome message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {pos.v1.AdviceOutcome} message AdviceOutcome
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceOutcome.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    object.key = "";
+                    object.outcome = "";
+                    object.reference = "";
+                    object.reasonCode = "";
+                    object.reason = "";
+                    object.duplicate = false;
+                }
+                if (message.key != null && $Object.hasOwnProperty.call(message, "key"))
+                    object.key = message.key;
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome"))
+                    object.outcome = message.outcome;
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference"))
+                    object.reference = message.reference;
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode"))
+                    object.reasonCode = message.reasonCode;
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    object.reason = message.reason;
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate"))
+                    object.duplicate = message.duplicate;
+                return object;
+            };
+
+            /**
+             * Converts this AdviceOutcome to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceOutcome
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceOutcome.prototype.toJSON = function() {
+                return AdviceOutcome.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceOutcome
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceOutcome
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceOutcome.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceOutcome";
+            };
+
+            return AdviceOutcome;
+        })();
+
+        v1.AdviceBatchAck = (function() {
+
+            /**
+             * Properties of an AdviceBatchAck.
+             * @typedef {Object} pos.v1.AdviceBatchAck.$Properties
+             * @property {Array.<pos.v1.AdviceOutcome.$Properties>|null} [outcomes] AdviceBatchAck outcomes
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceBatchAck.
+             * @memberof pos.v1
+             * @interface IAdviceBatchAck
+             * @augments pos.v1.AdviceBatchAck.$Properties
+             * @deprecated Use pos.v1.AdviceBatchAck.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceBatchAck.
+             * @typedef {pos.v1.AdviceBatchAck.$Properties} pos.v1.AdviceBatchAck.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceBatchAck.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceBatchAck.
+             * @constructor
+             * @param {pos.v1.AdviceBatchAck.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceBatchAck = function (properties) {
+                this.outcomes = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceBatchAck outcomes.
+             * @member {Array.<pos.v1.AdviceOutcome.$Properties>} outcomes
+             * @memberof pos.v1.AdviceBatchAck
+             * @instance
+             */
+            AdviceBatchAck.prototype.outcomes = $util.emptyArray;
+
+            /**
+             * Creates a new AdviceBatchAck instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {pos.v1.AdviceBatchAck.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceBatchAck} AdviceBatchAck instance
+             * @type {{
+             *   (properties: pos.v1.AdviceBatchAck.$Shape): pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape;
+             *   (properties?: pos.v1.AdviceBatchAck.$Properties): pos.v1.AdviceBatchAck;
+             * }}
+             */
+            AdviceBatchAck.create = function(properties) {
+                return new AdviceBatchAck(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceBatchAck message. Does not implicitly {@link pos.v1.AdviceBatchAck.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {pos.v1.AdviceBatchAck.$Properties} message AdviceBatchAck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceBatchAck.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.outcomes != null && message.outcomes.length)
+                    for (let i = 0; i < message.outcomes.length; ++i)
+                        $root.pos.v1.AdviceOutcome.encode(message.outcomes[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceBatchAck message, length delimited. Does not implicitly {@link pos.v1.AdviceBatchAck.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {pos.v1.AdviceBatchAck.$Properties} message AdviceBatchAck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceBatchAck.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceBatchAck message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape} AdviceBatchAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceBatchAck.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceBatchAck();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.outcomes && message.outcomes.length))
+                                message.outcomes = [];
+                            message.outcomes.push($root.pos.v1.AdviceOutcome.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceBatchAck message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceBatchAck & pos.v1.AdviceBatchAck.$Shape} AdviceBatchAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceBatchAck.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceBatchAck message.
+             * @function verify
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceBatchAck.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.outcomes != null && $Object.hasOwnProperty.call(message, "outcomes")) {
+                    if (!$Array.isArray(message.outcomes))
+                        return "outcomes: array expected";
+                    for (let i = 0; i < message.outcomes.length; ++i) {
+                        let error = $root.pos.v1.AdviceOutcome.verify(message.outcomes[i], _depth + 1);
+                        if (error)
+                            return "outcomes." + error;
+                    }
+                }
+                return null;
+            };
+
+            /**
+             * Creates an AdviceBatchAck message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceBatchAck} AdviceBatchAck
+             */
+            AdviceBatchAck.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceBatchAck)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceBatchAck: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceBatchAck();
+                if (object.outcomes) {
+                    if (!$Array.isArray(object.outcomes))
+                        throw $TypeError(".pos.v1.AdviceBatchAck.outcomes: array expected");
+                    message.outcomes = $Array(object.outcomes.length);
+                    for (let i = 0; i < object.outcomes.length; ++i) {
+                        if (!$util.isObject(object.outcomes[i]))
+                            throw $TypeError(".pos.v1.AdviceBatchAck.outcomes: object expected");
+                        message.outcomes[i] = $root.pos.v1.AdviceOutcome.fromObject(object.outcomes[i], _depth + 1);
+                    }
+                }
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceBatchAck message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {pos.v1.AdviceBatchAck} message AdviceBatchAck
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceBatchAck.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.arrays || options.defaults)
+                    object.outcomes = [];
+                if (message.outcomes && message.outcomes.length) {
+                    object.outcomes = $Array(message.outcomes.length);
+                    for (let j = 0; j < message.outcomes.length; ++j)
+                        object.outcomes[j] = $root.pos.v1.AdviceOutcome.toObject(message.outcomes[j], options, _depth + 1);
+                }
+                return object;
+            };
+
+            /**
+             * Converts this AdviceBatchAck to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceBatchAck
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceBatchAck.prototype.toJSON = function() {
+                return AdviceBatchAck.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceBatchAck
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceBatchAck
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceBatchAck.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceBatchAck";
+            };
+
+            return AdviceBatchAck;
         })();
 
         v1.FeeRule = (function() {
@@ -17818,6 +19294,10 @@ export const pos = $root.pos = (() => {
              * @property {number|null} [originalSeq] TransactionView originalSeq
              * @property {string|null} [batchId] TransactionView batchId
              * @property {number|null} [createdAtMs] TransactionView createdAtMs
+             * @property {string|null} [adviceState] TransactionView adviceState
+             * @property {string|null} [adviceReference] TransactionView adviceReference
+             * @property {string|null} [adviceReasonCode] TransactionView adviceReasonCode
+             * @property {string|null} [adviceReason] TransactionView adviceReason
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -17946,6 +19426,38 @@ export const pos = $root.pos = (() => {
             TransactionView.prototype.createdAtMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
 
             /**
+             * TransactionView adviceState.
+             * @member {string} adviceState
+             * @memberof pos.v1.TransactionView
+             * @instance
+             */
+            TransactionView.prototype.adviceState = "";
+
+            /**
+             * TransactionView adviceReference.
+             * @member {string} adviceReference
+             * @memberof pos.v1.TransactionView
+             * @instance
+             */
+            TransactionView.prototype.adviceReference = "";
+
+            /**
+             * TransactionView adviceReasonCode.
+             * @member {string} adviceReasonCode
+             * @memberof pos.v1.TransactionView
+             * @instance
+             */
+            TransactionView.prototype.adviceReasonCode = "";
+
+            /**
+             * TransactionView adviceReason.
+             * @member {string} adviceReason
+             * @memberof pos.v1.TransactionView
+             * @instance
+             */
+            TransactionView.prototype.adviceReason = "";
+
+            /**
              * Creates a new TransactionView instance using the specified properties.
              * @function create
              * @memberof pos.v1.TransactionView
@@ -18001,6 +19513,14 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 11, wireType 2 =*/90).string(message.batchId);
                 if (message.createdAtMs != null && $Object.hasOwnProperty.call(message, "createdAtMs") && (typeof message.createdAtMs === "object" ? message.createdAtMs.low || message.createdAtMs.high : message.createdAtMs !== 0))
                     writer.uint32(/* id 12, wireType 0 =*/96).int64(message.createdAtMs);
+                if (message.adviceState != null && $Object.hasOwnProperty.call(message, "adviceState") && message.adviceState !== "")
+                    writer.uint32(/* id 30, wireType 2 =*/242).string(message.adviceState);
+                if (message.adviceReference != null && $Object.hasOwnProperty.call(message, "adviceReference") && message.adviceReference !== "")
+                    writer.uint32(/* id 31, wireType 2 =*/250).string(message.adviceReference);
+                if (message.adviceReasonCode != null && $Object.hasOwnProperty.call(message, "adviceReasonCode") && message.adviceReasonCode !== "")
+                    writer.uint32(/* id 32, wireType 2 =*/258).string(message.adviceReasonCode);
+                if (message.adviceReason != null && $Object.hasOwnProperty.call(message, "adviceReason") && message.adviceReason !== "")
+                    writer.uint32(/* id 33, wireType 2 =*/266).string(message.adviceReason);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -18166,6 +19686,42 @@ export const pos = $root.pos = (() => {
                                 delete message.createdAtMs;
                             continue;
                         }
+                    case 30: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.adviceState = value;
+                            else
+                                delete message.adviceState;
+                            continue;
+                        }
+                    case 31: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.adviceReference = value;
+                            else
+                                delete message.adviceReference;
+                            continue;
+                        }
+                    case 32: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.adviceReasonCode = value;
+                            else
+                                delete message.adviceReasonCode;
+                            continue;
+                        }
+                    case 33: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.adviceReason = value;
+                            else
+                                delete message.adviceReason;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -18250,6 +19806,18 @@ export const pos = $root.pos = (() => {
                 if (message.createdAtMs != null && $Object.hasOwnProperty.call(message, "createdAtMs"))
                     if (!$util.isInteger(message.createdAtMs) && !(message.createdAtMs && $util.isInteger(message.createdAtMs.low) && $util.isInteger(message.createdAtMs.high)))
                         return "createdAtMs: integer|Long expected";
+                if (message.adviceState != null && $Object.hasOwnProperty.call(message, "adviceState"))
+                    if (!$util.isString(message.adviceState))
+                        return "adviceState: string expected";
+                if (message.adviceReference != null && $Object.hasOwnProperty.call(message, "adviceReference"))
+                    if (!$util.isString(message.adviceReference))
+                        return "adviceReference: string expected";
+                if (message.adviceReasonCode != null && $Object.hasOwnProperty.call(message, "adviceReasonCode"))
+                    if (!$util.isString(message.adviceReasonCode))
+                        return "adviceReasonCode: string expected";
+                if (message.adviceReason != null && $Object.hasOwnProperty.call(message, "adviceReason"))
+                    if (!$util.isString(message.adviceReason))
+                        return "adviceReason: string expected";
                 return null;
             };
 
@@ -18342,6 +19910,18 @@ export const pos = $root.pos = (() => {
                             message.createdAtMs = object.createdAtMs;
                         else if (typeof object.createdAtMs === "object")
                             message.createdAtMs = new $util.LongBits(object.createdAtMs.low >>> 0, object.createdAtMs.high >>> 0).toNumber();
+                if (object.adviceState != null)
+                    if (typeof object.adviceState !== "string" || object.adviceState.length)
+                        message.adviceState = $String(object.adviceState);
+                if (object.adviceReference != null)
+                    if (typeof object.adviceReference !== "string" || object.adviceReference.length)
+                        message.adviceReference = $String(object.adviceReference);
+                if (object.adviceReasonCode != null)
+                    if (typeof object.adviceReasonCode !== "string" || object.adviceReasonCode.length)
+                        message.adviceReasonCode = $String(object.adviceReasonCode);
+                if (object.adviceReason != null)
+                    if (typeof object.adviceReason !== "string" || object.adviceReason.length)
+                        message.adviceReason = $String(object.adviceReason);
                 return message;
             };
 
@@ -18395,6 +19975,10 @@ export const pos = $root.pos = (() => {
                         object.createdAtMs = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
                     } else
                         object.createdAtMs = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.adviceState = "";
+                    object.adviceReference = "";
+                    object.adviceReasonCode = "";
+                    object.adviceReason = "";
                 }
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
@@ -18445,6 +20029,14 @@ export const pos = $root.pos = (() => {
                         object.createdAtMs = options.longs === $String ? $String(message.createdAtMs) : message.createdAtMs;
                     else
                         object.createdAtMs = options.longs === $String ? $util.Long.prototype.toString.call(message.createdAtMs) : options.longs === $Number ? new $util.LongBits(message.createdAtMs.low >>> 0, message.createdAtMs.high >>> 0).toNumber() : message.createdAtMs;
+                if (message.adviceState != null && $Object.hasOwnProperty.call(message, "adviceState"))
+                    object.adviceState = message.adviceState;
+                if (message.adviceReference != null && $Object.hasOwnProperty.call(message, "adviceReference"))
+                    object.adviceReference = message.adviceReference;
+                if (message.adviceReasonCode != null && $Object.hasOwnProperty.call(message, "adviceReasonCode"))
+                    object.adviceReasonCode = message.adviceReasonCode;
+                if (message.adviceReason != null && $Object.hasOwnProperty.call(message, "adviceReason"))
+                    object.adviceReason = message.adviceReason;
                 return object;
             };
 
@@ -18476,6 +20068,1250 @@ export const pos = $root.pos = (() => {
             return TransactionView;
         })();
 
+        v1.AdviceOutcomesRequest = (function() {
+
+            /**
+             * Properties of an AdviceOutcomesRequest.
+             * @typedef {Object} pos.v1.AdviceOutcomesRequest.$Properties
+             * @property {number|null} [afterSeq] AdviceOutcomesRequest afterSeq
+             * @property {number|null} [limit] AdviceOutcomesRequest limit
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceOutcomesRequest.
+             * @memberof pos.v1
+             * @interface IAdviceOutcomesRequest
+             * @augments pos.v1.AdviceOutcomesRequest.$Properties
+             * @deprecated Use pos.v1.AdviceOutcomesRequest.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceOutcomesRequest.
+             * @typedef {pos.v1.AdviceOutcomesRequest.$Properties} pos.v1.AdviceOutcomesRequest.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceOutcomesRequest.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceOutcomesRequest.
+             * @constructor
+             * @param {pos.v1.AdviceOutcomesRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceOutcomesRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceOutcomesRequest afterSeq.
+             * @member {number} afterSeq
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @instance
+             */
+            AdviceOutcomesRequest.prototype.afterSeq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * AdviceOutcomesRequest limit.
+             * @member {number} limit
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @instance
+             */
+            AdviceOutcomesRequest.prototype.limit = 0;
+
+            /**
+             * Creates a new AdviceOutcomesRequest instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {pos.v1.AdviceOutcomesRequest.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceOutcomesRequest} AdviceOutcomesRequest instance
+             * @type {{
+             *   (properties: pos.v1.AdviceOutcomesRequest.$Shape): pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape;
+             *   (properties?: pos.v1.AdviceOutcomesRequest.$Properties): pos.v1.AdviceOutcomesRequest;
+             * }}
+             */
+            AdviceOutcomesRequest.create = function(properties) {
+                return new AdviceOutcomesRequest(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomesRequest message. Does not implicitly {@link pos.v1.AdviceOutcomesRequest.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {pos.v1.AdviceOutcomesRequest.$Properties} message AdviceOutcomesRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomesRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.afterSeq != null && $Object.hasOwnProperty.call(message, "afterSeq") && (typeof message.afterSeq === "object" ? message.afterSeq.low || message.afterSeq.high : message.afterSeq !== 0))
+                    writer.uint32(/* id 1, wireType 0 =*/8).int64(message.afterSeq);
+                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit") && message.limit !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).int32(message.limit);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomesRequest message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomesRequest.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {pos.v1.AdviceOutcomesRequest.$Properties} message AdviceOutcomesRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomesRequest.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceOutcomesRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape} AdviceOutcomesRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomesRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceOutcomesRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.afterSeq = value;
+                            else
+                                delete message.afterSeq;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.limit = value;
+                            else
+                                delete message.limit;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceOutcomesRequest message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomesRequest & pos.v1.AdviceOutcomesRequest.$Shape} AdviceOutcomesRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomesRequest.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceOutcomesRequest message.
+             * @function verify
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceOutcomesRequest.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.afterSeq != null && $Object.hasOwnProperty.call(message, "afterSeq"))
+                    if (!$util.isInteger(message.afterSeq) && !(message.afterSeq && $util.isInteger(message.afterSeq.low) && $util.isInteger(message.afterSeq.high)))
+                        return "afterSeq: integer|Long expected";
+                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
+                    if (!$util.isInteger(message.limit))
+                        return "limit: integer expected";
+                return null;
+            };
+
+            /**
+             * Creates an AdviceOutcomesRequest message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceOutcomesRequest} AdviceOutcomesRequest
+             */
+            AdviceOutcomesRequest.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceOutcomesRequest)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceOutcomesRequest: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceOutcomesRequest();
+                if (object.afterSeq != null)
+                    if (typeof object.afterSeq === "object" ? object.afterSeq.low || object.afterSeq.high : $Number(object.afterSeq) !== 0)
+                        if ($util.Long)
+                            message.afterSeq = $util.Long.fromValue(object.afterSeq, false);
+                        else if (typeof object.afterSeq === "string")
+                            message.afterSeq = $parseInt(object.afterSeq, 10);
+                        else if (typeof object.afterSeq === "number")
+                            message.afterSeq = object.afterSeq;
+                        else if (typeof object.afterSeq === "object")
+                            message.afterSeq = new $util.LongBits(object.afterSeq.low >>> 0, object.afterSeq.high >>> 0).toNumber();
+                if (object.limit != null)
+                    if ($Number(object.limit) !== 0)
+                        message.limit = object.limit | 0;
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceOutcomesRequest message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {pos.v1.AdviceOutcomesRequest} message AdviceOutcomesRequest
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceOutcomesRequest.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.afterSeq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.afterSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.limit = 0;
+                }
+                if (message.afterSeq != null && $Object.hasOwnProperty.call(message, "afterSeq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.afterSeq = typeof message.afterSeq === "number" ? $BigInt(message.afterSeq) : $util.Long.fromBits(message.afterSeq.low >>> 0, message.afterSeq.high >>> 0, false).toBigInt();
+                    else if (typeof message.afterSeq === "number")
+                        object.afterSeq = options.longs === $String ? $String(message.afterSeq) : message.afterSeq;
+                    else
+                        object.afterSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.afterSeq) : options.longs === $Number ? new $util.LongBits(message.afterSeq.low >>> 0, message.afterSeq.high >>> 0).toNumber() : message.afterSeq;
+                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
+                    object.limit = message.limit;
+                return object;
+            };
+
+            /**
+             * Converts this AdviceOutcomesRequest to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceOutcomesRequest.prototype.toJSON = function() {
+                return AdviceOutcomesRequest.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceOutcomesRequest
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceOutcomesRequest
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceOutcomesRequest.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceOutcomesRequest";
+            };
+
+            return AdviceOutcomesRequest;
+        })();
+
+        v1.AdviceOutcomeView = (function() {
+
+            /**
+             * Properties of an AdviceOutcomeView.
+             * @typedef {Object} pos.v1.AdviceOutcomeView.$Properties
+             * @property {number|null} [seq] AdviceOutcomeView seq
+             * @property {number|null} [outcomeSeq] AdviceOutcomeView outcomeSeq
+             * @property {string|null} [localId] AdviceOutcomeView localId
+             * @property {string|null} [type] AdviceOutcomeView type
+             * @property {number|null} [amount] AdviceOutcomeView amount
+             * @property {string|null} [outcome] AdviceOutcomeView outcome
+             * @property {string|null} [reference] AdviceOutcomeView reference
+             * @property {string|null} [reasonCode] AdviceOutcomeView reasonCode
+             * @property {string|null} [reason] AdviceOutcomeView reason
+             * @property {number|null} [answeredAtMs] AdviceOutcomeView answeredAtMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceOutcomeView.
+             * @memberof pos.v1
+             * @interface IAdviceOutcomeView
+             * @augments pos.v1.AdviceOutcomeView.$Properties
+             * @deprecated Use pos.v1.AdviceOutcomeView.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceOutcomeView.
+             * @typedef {pos.v1.AdviceOutcomeView.$Properties} pos.v1.AdviceOutcomeView.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceOutcomeView.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceOutcomeView.
+             * @constructor
+             * @param {pos.v1.AdviceOutcomeView.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceOutcomeView = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceOutcomeView seq.
+             * @member {number} seq
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * AdviceOutcomeView outcomeSeq.
+             * @member {number} outcomeSeq
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.outcomeSeq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * AdviceOutcomeView localId.
+             * @member {string} localId
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.localId = "";
+
+            /**
+             * AdviceOutcomeView type.
+             * @member {string} type
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.type = "";
+
+            /**
+             * AdviceOutcomeView amount.
+             * @member {number} amount
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.amount = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * AdviceOutcomeView outcome.
+             * @member {string} outcome
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.outcome = "";
+
+            /**
+             * AdviceOutcomeView reference.
+             * @member {string} reference
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.reference = "";
+
+            /**
+             * AdviceOutcomeView reasonCode.
+             * @member {string} reasonCode
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.reasonCode = "";
+
+            /**
+             * AdviceOutcomeView reason.
+             * @member {string} reason
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.reason = "";
+
+            /**
+             * AdviceOutcomeView answeredAtMs.
+             * @member {number} answeredAtMs
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             */
+            AdviceOutcomeView.prototype.answeredAtMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * Creates a new AdviceOutcomeView instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {pos.v1.AdviceOutcomeView.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceOutcomeView} AdviceOutcomeView instance
+             * @type {{
+             *   (properties: pos.v1.AdviceOutcomeView.$Shape): pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape;
+             *   (properties?: pos.v1.AdviceOutcomeView.$Properties): pos.v1.AdviceOutcomeView;
+             * }}
+             */
+            AdviceOutcomeView.create = function(properties) {
+                return new AdviceOutcomeView(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomeView message. Does not implicitly {@link pos.v1.AdviceOutcomeView.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {pos.v1.AdviceOutcomeView.$Properties} message AdviceOutcomeView message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomeView.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
+                    writer.uint32(/* id 1, wireType 0 =*/8).int64(message.seq);
+                if (message.outcomeSeq != null && $Object.hasOwnProperty.call(message, "outcomeSeq") && (typeof message.outcomeSeq === "object" ? message.outcomeSeq.low || message.outcomeSeq.high : message.outcomeSeq !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).int64(message.outcomeSeq);
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId") && message.localId !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.localId);
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type") && message.type !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.type);
+                if (message.amount != null && $Object.hasOwnProperty.call(message, "amount") && (typeof message.amount === "object" ? message.amount.low || message.amount.high : message.amount !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).int64(message.amount);
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome") && message.outcome !== "")
+                    writer.uint32(/* id 6, wireType 2 =*/50).string(message.outcome);
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference") && message.reference !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.reference);
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode") && message.reasonCode !== "")
+                    writer.uint32(/* id 8, wireType 2 =*/66).string(message.reasonCode);
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
+                    writer.uint32(/* id 9, wireType 2 =*/74).string(message.reason);
+                if (message.answeredAtMs != null && $Object.hasOwnProperty.call(message, "answeredAtMs") && (typeof message.answeredAtMs === "object" ? message.answeredAtMs.low || message.answeredAtMs.high : message.answeredAtMs !== 0))
+                    writer.uint32(/* id 10, wireType 0 =*/80).int64(message.answeredAtMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomeView message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomeView.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {pos.v1.AdviceOutcomeView.$Properties} message AdviceOutcomeView message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomeView.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceOutcomeView message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape} AdviceOutcomeView
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomeView.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceOutcomeView();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.seq = value;
+                            else
+                                delete message.seq;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.outcomeSeq = value;
+                            else
+                                delete message.outcomeSeq;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.localId = value;
+                            else
+                                delete message.localId;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.type = value;
+                            else
+                                delete message.type;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.amount = value;
+                            else
+                                delete message.amount;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.outcome = value;
+                            else
+                                delete message.outcome;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reference = value;
+                            else
+                                delete message.reference;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reasonCode = value;
+                            else
+                                delete message.reasonCode;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reason = value;
+                            else
+                                delete message.reason;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.answeredAtMs = value;
+                            else
+                                delete message.answeredAtMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceOutcomeView message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomeView & pos.v1.AdviceOutcomeView.$Shape} AdviceOutcomeView
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomeView.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceOutcomeView message.
+             * @function verify
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceOutcomeView.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
+                    if (!$util.isInteger(message.seq) && !(message.seq && $util.isInteger(message.seq.low) && $util.isInteger(message.seq.high)))
+                        return "seq: integer|Long expected";
+                if (message.outcomeSeq != null && $Object.hasOwnProperty.call(message, "outcomeSeq"))
+                    if (!$util.isInteger(message.outcomeSeq) && !(message.outcomeSeq && $util.isInteger(message.outcomeSeq.low) && $util.isInteger(message.outcomeSeq.high)))
+                        return "outcomeSeq: integer|Long expected";
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    if (!$util.isString(message.localId))
+                        return "localId: string expected";
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    if (!$util.isString(message.type))
+                        return "type: string expected";
+                if (message.amount != null && $Object.hasOwnProperty.call(message, "amount"))
+                    if (!$util.isInteger(message.amount) && !(message.amount && $util.isInteger(message.amount.low) && $util.isInteger(message.amount.high)))
+                        return "amount: integer|Long expected";
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome"))
+                    if (!$util.isString(message.outcome))
+                        return "outcome: string expected";
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference"))
+                    if (!$util.isString(message.reference))
+                        return "reference: string expected";
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode"))
+                    if (!$util.isString(message.reasonCode))
+                        return "reasonCode: string expected";
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    if (!$util.isString(message.reason))
+                        return "reason: string expected";
+                if (message.answeredAtMs != null && $Object.hasOwnProperty.call(message, "answeredAtMs"))
+                    if (!$util.isInteger(message.answeredAtMs) && !(message.answeredAtMs && $util.isInteger(message.answeredAtMs.low) && $util.isInteger(message.answeredAtMs.high)))
+                        return "answeredAtMs: integer|Long expected";
+                return null;
+            };
+
+            /**
+             * Creates an AdviceOutcomeView message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceOutcomeView} AdviceOutcomeView
+             */
+            AdviceOutcomeView.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceOutcomeView)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceOutcomeView: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceOutcomeView();
+                if (object.seq != null)
+                    if (typeof object.seq === "object" ? object.seq.low || object.seq.high : $Number(object.seq) !== 0)
+                        if ($util.Long)
+                            message.seq = $util.Long.fromValue(object.seq, false);
+                        else if (typeof object.seq === "string")
+                            message.seq = $parseInt(object.seq, 10);
+                        else if (typeof object.seq === "number")
+                            message.seq = object.seq;
+                        else if (typeof object.seq === "object")
+                            message.seq = new $util.LongBits(object.seq.low >>> 0, object.seq.high >>> 0).toNumber();
+                if (object.outcomeSeq != null)
+                    if (typeof object.outcomeSeq === "object" ? object.outcomeSeq.low || object.outcomeSeq.high : $Number(object.outcomeSeq) !== 0)
+                        if ($util.Long)
+                            message.outcomeSeq = $util.Long.fromValue(object.outcomeSeq, false);
+                        else if (typeof object.outcomeSeq === "string")
+                            message.outcomeSeq = $parseInt(object.outcomeSeq, 10);
+                        else if (typeof object.outcomeSeq === "number")
+                            message.outcomeSeq = object.outcomeSeq;
+                        else if (typeof object.outcomeSeq === "object")
+                            message.outcomeSeq = new $util.LongBits(object.outcomeSeq.low >>> 0, object.outcomeSeq.high >>> 0).toNumber();
+                if (object.localId != null)
+                    if (typeof object.localId !== "string" || object.localId.length)
+                        message.localId = $String(object.localId);
+                if (object.type != null)
+                    if (typeof object.type !== "string" || object.type.length)
+                        message.type = $String(object.type);
+                if (object.amount != null)
+                    if (typeof object.amount === "object" ? object.amount.low || object.amount.high : $Number(object.amount) !== 0)
+                        if ($util.Long)
+                            message.amount = $util.Long.fromValue(object.amount, false);
+                        else if (typeof object.amount === "string")
+                            message.amount = $parseInt(object.amount, 10);
+                        else if (typeof object.amount === "number")
+                            message.amount = object.amount;
+                        else if (typeof object.amount === "object")
+                            message.amount = new $util.LongBits(object.amount.low >>> 0, object.amount.high >>> 0).toNumber();
+                if (object.outcome != null)
+                    if (typeof object.outcome !== "string" || object.outcome.length)
+                        message.outcome = $String(object.outcome);
+                if (object.reference != null)
+                    if (typeof object.reference !== "string" || object.reference.length)
+                        message.reference = $String(object.reference);
+                if (object.reasonCode != null)
+                    if (typeof object.reasonCode !== "string" || object.reasonCode.length)
+                        message.reasonCode = $String(object.reasonCode);
+                if (object.reason != null)
+                    if (typeof object.reason !== "string" || object.reason.length)
+                        message.reason = $String(object.reason);
+                if (object.answeredAtMs != null)
+                    if (typeof object.answeredAtMs === "object" ? object.answeredAtMs.low || object.answeredAtMs.high : $Number(object.answeredAtMs) !== 0)
+                        if ($util.Long)
+                            message.answeredAtMs = $util.Long.fromValue(object.answeredAtMs, false);
+                        else if (typeof object.answeredAtMs === "string")
+                            message.answeredAtMs = $parseInt(object.answeredAtMs, 10);
+                        else if (typeof object.answeredAtMs === "number")
+                            message.answeredAtMs = object.answeredAtMs;
+                        else if (typeof object.answeredAtMs === "object")
+                            message.answeredAtMs = new $util.LongBits(object.answeredAtMs.low >>> 0, object.answeredAtMs.high >>> 0).toNumber();
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceOutcomeView message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {pos.v1.AdviceOutcomeView} message AdviceOutcomeView
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceOutcomeView.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.seq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.seq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.outcomeSeq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.outcomeSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.localId = "";
+                    object.type = "";
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.amount = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.amount = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.outcome = "";
+                    object.reference = "";
+                    object.reasonCode = "";
+                    object.reason = "";
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.answeredAtMs = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.answeredAtMs = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                }
+                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.seq = typeof message.seq === "number" ? $BigInt(message.seq) : $util.Long.fromBits(message.seq.low >>> 0, message.seq.high >>> 0, false).toBigInt();
+                    else if (typeof message.seq === "number")
+                        object.seq = options.longs === $String ? $String(message.seq) : message.seq;
+                    else
+                        object.seq = options.longs === $String ? $util.Long.prototype.toString.call(message.seq) : options.longs === $Number ? new $util.LongBits(message.seq.low >>> 0, message.seq.high >>> 0).toNumber() : message.seq;
+                if (message.outcomeSeq != null && $Object.hasOwnProperty.call(message, "outcomeSeq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.outcomeSeq = typeof message.outcomeSeq === "number" ? $BigInt(message.outcomeSeq) : $util.Long.fromBits(message.outcomeSeq.low >>> 0, message.outcomeSeq.high >>> 0, false).toBigInt();
+                    else if (typeof message.outcomeSeq === "number")
+                        object.outcomeSeq = options.longs === $String ? $String(message.outcomeSeq) : message.outcomeSeq;
+                    else
+                        object.outcomeSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.outcomeSeq) : options.longs === $Number ? new $util.LongBits(message.outcomeSeq.low >>> 0, message.outcomeSeq.high >>> 0).toNumber() : message.outcomeSeq;
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    object.localId = message.localId;
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    object.type = message.type;
+                if (message.amount != null && $Object.hasOwnProperty.call(message, "amount"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.amount = typeof message.amount === "number" ? $BigInt(message.amount) : $util.Long.fromBits(message.amount.low >>> 0, message.amount.high >>> 0, false).toBigInt();
+                    else if (typeof message.amount === "number")
+                        object.amount = options.longs === $String ? $String(message.amount) : message.amount;
+                    else
+                        object.amount = options.longs === $String ? $util.Long.prototype.toString.call(message.amount) : options.longs === $Number ? new $util.LongBits(message.amount.low >>> 0, message.amount.high >>> 0).toNumber() : message.amount;
+                if (message.outcome != null && $Object.hasOwnProperty.call(message, "outcome"))
+                    object.outcome = message.outcome;
+                if (message.reference != null && $Object.hasOwnProperty.call(message, "reference"))
+                    object.reference = message.reference;
+                if (message.reasonCode != null && $Object.hasOwnProperty.call(message, "reasonCode"))
+                    object.reasonCode = message.reasonCode;
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    object.reason = message.reason;
+                if (message.answeredAtMs != null && $Object.hasOwnProperty.call(message, "answeredAtMs"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.answeredAtMs = typeof message.answeredAtMs === "number" ? $BigInt(message.answeredAtMs) : $util.Long.fromBits(message.answeredAtMs.low >>> 0, message.answeredAtMs.high >>> 0, false).toBigInt();
+                    else if (typeof message.answeredAtMs === "number")
+                        object.answeredAtMs = options.longs === $String ? $String(message.answeredAtMs) : message.answeredAtMs;
+                    else
+                        object.answeredAtMs = options.longs === $String ? $util.Long.prototype.toString.call(message.answeredAtMs) : options.longs === $Number ? new $util.LongBits(message.answeredAtMs.low >>> 0, message.answeredAtMs.high >>> 0).toNumber() : message.answeredAtMs;
+                return object;
+            };
+
+            /**
+             * Converts this AdviceOutcomeView to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceOutcomeView
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceOutcomeView.prototype.toJSON = function() {
+                return AdviceOutcomeView.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceOutcomeView
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceOutcomeView
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceOutcomeView.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceOutcomeView";
+            };
+
+            return AdviceOutcomeView;
+        })();
+
+        v1.AdviceOutcomesReply = (function() {
+
+            /**
+             * Properties of an AdviceOutcomesReply.
+             * @typedef {Object} pos.v1.AdviceOutcomesReply.$Properties
+             * @property {Array.<pos.v1.AdviceOutcomeView.$Properties>|null} [outcomes] AdviceOutcomesReply outcomes
+             * @property {number|null} [pending] AdviceOutcomesReply pending
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an AdviceOutcomesReply.
+             * @memberof pos.v1
+             * @interface IAdviceOutcomesReply
+             * @augments pos.v1.AdviceOutcomesReply.$Properties
+             * @deprecated Use pos.v1.AdviceOutcomesReply.$Properties instead.
+             */
+
+            /**
+             * Shape of an AdviceOutcomesReply.
+             * @typedef {pos.v1.AdviceOutcomesReply.$Properties} pos.v1.AdviceOutcomesReply.$Shape
+             */
+
+            /**
+             * Constructs a new AdviceOutcomesReply.
+             * @memberof pos.v1
+             * @classdesc Represents an AdviceOutcomesReply.
+             * @constructor
+             * @param {pos.v1.AdviceOutcomesReply.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const AdviceOutcomesReply = function (properties) {
+                this.outcomes = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * AdviceOutcomesReply outcomes.
+             * @member {Array.<pos.v1.AdviceOutcomeView.$Properties>} outcomes
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @instance
+             */
+            AdviceOutcomesReply.prototype.outcomes = $util.emptyArray;
+
+            /**
+             * AdviceOutcomesReply pending.
+             * @member {number} pending
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @instance
+             */
+            AdviceOutcomesReply.prototype.pending = 0;
+
+            /**
+             * Creates a new AdviceOutcomesReply instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {pos.v1.AdviceOutcomesReply.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.AdviceOutcomesReply} AdviceOutcomesReply instance
+             * @type {{
+             *   (properties: pos.v1.AdviceOutcomesReply.$Shape): pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape;
+             *   (properties?: pos.v1.AdviceOutcomesReply.$Properties): pos.v1.AdviceOutcomesReply;
+             * }}
+             */
+            AdviceOutcomesReply.create = function(properties) {
+                return new AdviceOutcomesReply(properties);
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomesReply message. Does not implicitly {@link pos.v1.AdviceOutcomesReply.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {pos.v1.AdviceOutcomesReply.$Properties} message AdviceOutcomesReply message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomesReply.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.outcomes != null && message.outcomes.length)
+                    for (let i = 0; i < message.outcomes.length; ++i)
+                        $root.pos.v1.AdviceOutcomeView.encode(message.outcomes[i], writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.pending != null && $Object.hasOwnProperty.call(message, "pending") && message.pending !== 0)
+                    writer.uint32(/* id 2, wireType 0 =*/16).int32(message.pending);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified AdviceOutcomesReply message, length delimited. Does not implicitly {@link pos.v1.AdviceOutcomesReply.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {pos.v1.AdviceOutcomesReply.$Properties} message AdviceOutcomesReply message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            AdviceOutcomesReply.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an AdviceOutcomesReply message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape} AdviceOutcomesReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomesReply.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.AdviceOutcomesReply();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.outcomes && message.outcomes.length))
+                                message.outcomes = [];
+                            message.outcomes.push($root.pos.v1.AdviceOutcomeView.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.pending = value;
+                            else
+                                delete message.pending;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an AdviceOutcomesReply message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.AdviceOutcomesReply & pos.v1.AdviceOutcomesReply.$Shape} AdviceOutcomesReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            AdviceOutcomesReply.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an AdviceOutcomesReply message.
+             * @function verify
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            AdviceOutcomesReply.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.outcomes != null && $Object.hasOwnProperty.call(message, "outcomes")) {
+                    if (!$Array.isArray(message.outcomes))
+                        return "outcomes: array expected";
+                    for (let i = 0; i < message.outcomes.length; ++i) {
+                        let error = $root.pos.v1.AdviceOutcomeView.verify(message.outcomes[i], _depth + 1);
+                        if (error)
+                            return "outcomes." + error;
+                    }
+                }
+                if (message.pending != null && $Object.hasOwnProperty.call(message, "pending"))
+                    if (!$util.isInteger(message.pending))
+                        return "pending: integer expected";
+                return null;
+            };
+
+            /**
+             * Creates an AdviceOutcomesReply message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.AdviceOutcomesReply} AdviceOutcomesReply
+             */
+            AdviceOutcomesReply.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.AdviceOutcomesReply)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.AdviceOutcomesReply: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.AdviceOutcomesReply();
+                if (object.outcomes) {
+                    if (!$Array.isArray(object.outcomes))
+                        throw $TypeError(".pos.v1.AdviceOutcomesReply.outcomes: array expected");
+                    message.outcomes = $Array(object.outcomes.length);
+                    for (let i = 0; i < object.outcomes.length; ++i) {
+                        if (!$util.isObject(object.outcomes[i]))
+                            throw $TypeError(".pos.v1.AdviceOutcomesReply.outcomes: object expected");
+                        message.outcomes[i] = $root.pos.v1.AdviceOutcomeView.fromObject(object.outcomes[i], _depth + 1);
+                    }
+                }
+                if (object.pending != null)
+                    if ($Number(object.pending) !== 0)
+                        message.pending = object.pending | 0;
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an AdviceOutcomesReply message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {pos.v1.AdviceOutcomesReply} message AdviceOutcomesReply
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            AdviceOutcomesReply.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.arrays || options.defaults)
+                    object.outcomes = [];
+                if (options.defaults)
+                    object.pending = 0;
+                if (message.outcomes && message.outcomes.length) {
+                    object.outcomes = $Array(message.outcomes.length);
+                    for (let j = 0; j < message.outcomes.length; ++j)
+                        object.outcomes[j] = $root.pos.v1.AdviceOutcomeView.toObject(message.outcomes[j], options, _depth + 1);
+                }
+                if (message.pending != null && $Object.hasOwnProperty.call(message, "pending"))
+                    object.pending = message.pending;
+                return object;
+            };
+
+            /**
+             * Converts this AdviceOutcomesReply to JSON.
+             * @function toJSON
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            AdviceOutcomesReply.prototype.toJSON = function() {
+                return AdviceOutcomesReply.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for AdviceOutcomesReply
+             * @function getTypeUrl
+             * @memberof pos.v1.AdviceOutcomesReply
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            AdviceOutcomesReply.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.AdviceOutcomesReply";
+            };
+
+            return AdviceOutcomesReply;
+        })();
+
         v1.LocalRequest = (function() {
 
             /**
@@ -18485,7 +21321,8 @@ export const pos = $root.pos = (() => {
              * @property {pos.v1.RecordRequest.$Properties|null} [record] LocalRequest record
              * @property {pos.v1.MayTransactRequest.$Properties|null} [mayTransact] LocalRequest mayTransact
              * @property {pos.v1.QueryRequest.$Properties|null} [query] LocalRequest query
-             * @property {"record"|"mayTransact"|"query"} [body] LocalRequest body
+             * @property {pos.v1.AdviceOutcomesRequest.$Properties|null} [adviceOutcomes] LocalRequest adviceOutcomes
+             * @property {"record"|"mayTransact"|"query"|"adviceOutcomes"} [body] LocalRequest body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -18504,9 +21341,10 @@ export const pos = $root.pos = (() => {
              *   record?: pos.v1.RecordRequest.$Shape|null;
              *   mayTransact?: pos.v1.MayTransactRequest.$Shape|null;
              *   query?: pos.v1.QueryRequest.$Shape|null;
+             *   adviceOutcomes?: pos.v1.AdviceOutcomesRequest.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; record?: null; mayTransact?: null; query?: null }|{ body?: "record"; record: pos.v1.RecordRequest.$Shape; mayTransact?: null; query?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactRequest.$Shape; query?: null }|{ body?: "query"; record?: null; mayTransact?: null; query: pos.v1.QueryRequest.$Shape })
+             *   ({ body?: undefined; record?: null; mayTransact?: null; query?: null; adviceOutcomes?: null }|{ body?: "record"; record: pos.v1.RecordRequest.$Shape; mayTransact?: null; query?: null; adviceOutcomes?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactRequest.$Shape; query?: null; adviceOutcomes?: null }|{ body?: "query"; record?: null; mayTransact?: null; query: pos.v1.QueryRequest.$Shape; adviceOutcomes?: null }|{ body?: "adviceOutcomes"; record?: null; mayTransact?: null; query?: null; adviceOutcomes: pos.v1.AdviceOutcomesRequest.$Shape })
              * )} pos.v1.LocalRequest.$Shape
              */
 
@@ -18557,17 +21395,25 @@ export const pos = $root.pos = (() => {
              */
             LocalRequest.prototype.query = null;
 
+            /**
+             * LocalRequest adviceOutcomes.
+             * @member {pos.v1.AdviceOutcomesRequest.$Properties|null|undefined} adviceOutcomes
+             * @memberof pos.v1.LocalRequest
+             * @instance
+             */
+            LocalRequest.prototype.adviceOutcomes = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * LocalRequest body.
-             * @member {"record"|"mayTransact"|"query"|undefined} body
+             * @member {"record"|"mayTransact"|"query"|"adviceOutcomes"|undefined} body
              * @memberof pos.v1.LocalRequest
              * @instance
              */
             $Object.defineProperty(LocalRequest.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["record", "mayTransact", "query"]),
+                get: $util.oneOfGetter($oneOfFields = ["record", "mayTransact", "query", "adviceOutcomes"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -18611,6 +21457,8 @@ export const pos = $root.pos = (() => {
                     $root.pos.v1.MayTransactRequest.encode(message.mayTransact, writer.uint32(/* id 11, wireType 2 =*/90).fork(), _depth + 1).ldelim();
                 if (message.query != null && $Object.hasOwnProperty.call(message, "query"))
                     $root.pos.v1.QueryRequest.encode(message.query, writer.uint32(/* id 12, wireType 2 =*/98).fork(), _depth + 1).ldelim();
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes"))
+                    $root.pos.v1.AdviceOutcomesRequest.encode(message.adviceOutcomes, writer.uint32(/* id 30, wireType 2 =*/242).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -18698,6 +21546,13 @@ export const pos = $root.pos = (() => {
                             message.body = "query";
                             continue;
                         }
+                    case 30: {
+                            if (wireType !== 2)
+                                break;
+                            message.adviceOutcomes = $root.pos.v1.AdviceOutcomesRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.adviceOutcomes);
+                            message.body = "adviceOutcomes";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -18778,6 +21633,16 @@ export const pos = $root.pos = (() => {
                             return "query." + error;
                     }
                 }
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        let error = $root.pos.v1.AdviceOutcomesRequest.verify(message.adviceOutcomes, _depth + 1);
+                        if (error)
+                            return "adviceOutcomes." + error;
+                    }
+                }
                 return null;
             };
 
@@ -18817,6 +21682,11 @@ export const pos = $root.pos = (() => {
                         throw $TypeError(".pos.v1.LocalRequest.query: object expected");
                     message.query = $root.pos.v1.QueryRequest.fromObject(object.query, _depth + 1);
                 }
+                if (object.adviceOutcomes != null) {
+                    if (!$util.isObject(object.adviceOutcomes))
+                        throw $TypeError(".pos.v1.LocalRequest.adviceOutcomes: object expected");
+                    message.adviceOutcomes = $root.pos.v1.AdviceOutcomesRequest.fromObject(object.adviceOutcomes, _depth + 1);
+                }
                 return message;
             };
 
@@ -18855,6 +21725,11 @@ export const pos = $root.pos = (() => {
                     object.query = $root.pos.v1.QueryRequest.toObject(message.query, options, _depth + 1);
                     if (options.oneofs)
                         object.body = "query";
+                }
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes")) {
+                    object.adviceOutcomes = $root.pos.v1.AdviceOutcomesRequest.toObject(message.adviceOutcomes, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "adviceOutcomes";
                 }
                 return object;
             };
@@ -18897,7 +21772,8 @@ export const pos = $root.pos = (() => {
              * @property {pos.v1.MayTransactReply.$Properties|null} [mayTransact] LocalReply mayTransact
              * @property {pos.v1.TransactionView.$Properties|null} [transaction] LocalReply transaction
              * @property {pos.v1.ErrorReply.$Properties|null} [error] LocalReply error
-             * @property {"record"|"mayTransact"|"transaction"|"error"} [body] LocalReply body
+             * @property {pos.v1.AdviceOutcomesReply.$Properties|null} [adviceOutcomes] LocalReply adviceOutcomes
+             * @property {"record"|"mayTransact"|"transaction"|"error"|"adviceOutcomes"} [body] LocalReply body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -18917,9 +21793,10 @@ export const pos = $root.pos = (() => {
              *   mayTransact?: pos.v1.MayTransactReply.$Shape|null;
              *   transaction?: pos.v1.TransactionView.$Shape|null;
              *   error?: pos.v1.ErrorReply.$Shape|null;
+             *   adviceOutcomes?: pos.v1.AdviceOutcomesReply.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; record?: null; mayTransact?: null; transaction?: null; error?: null }|{ body?: "record"; record: pos.v1.RecordReply.$Shape; mayTransact?: null; transaction?: null; error?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactReply.$Shape; transaction?: null; error?: null }|{ body?: "transaction"; record?: null; mayTransact?: null; transaction: pos.v1.TransactionView.$Shape; error?: null }|{ body?: "error"; record?: null; mayTransact?: null; transaction?: null; error: pos.v1.ErrorReply.$Shape })
+             *   ({ body?: undefined; record?: null; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "record"; record: pos.v1.RecordReply.$Shape; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "mayTransact"; record?: null; mayTransact: pos.v1.MayTransactReply.$Shape; transaction?: null; error?: null; adviceOutcomes?: null }|{ body?: "transaction"; record?: null; mayTransact?: null; transaction: pos.v1.TransactionView.$Shape; error?: null; adviceOutcomes?: null }|{ body?: "error"; record?: null; mayTransact?: null; transaction?: null; error: pos.v1.ErrorReply.$Shape; adviceOutcomes?: null }|{ body?: "adviceOutcomes"; record?: null; mayTransact?: null; transaction?: null; error?: null; adviceOutcomes: pos.v1.AdviceOutcomesReply.$Shape })
              * )} pos.v1.LocalReply.$Shape
              */
 
@@ -18978,17 +21855,25 @@ export const pos = $root.pos = (() => {
              */
             LocalReply.prototype.error = null;
 
+            /**
+             * LocalReply adviceOutcomes.
+             * @member {pos.v1.AdviceOutcomesReply.$Properties|null|undefined} adviceOutcomes
+             * @memberof pos.v1.LocalReply
+             * @instance
+             */
+            LocalReply.prototype.adviceOutcomes = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * LocalReply body.
-             * @member {"record"|"mayTransact"|"transaction"|"error"|undefined} body
+             * @member {"record"|"mayTransact"|"transaction"|"error"|"adviceOutcomes"|undefined} body
              * @memberof pos.v1.LocalReply
              * @instance
              */
             $Object.defineProperty(LocalReply.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["record", "mayTransact", "transaction", "error"]),
+                get: $util.oneOfGetter($oneOfFields = ["record", "mayTransact", "transaction", "error", "adviceOutcomes"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -19034,6 +21919,8 @@ export const pos = $root.pos = (() => {
                     $root.pos.v1.TransactionView.encode(message.transaction, writer.uint32(/* id 12, wireType 2 =*/98).fork(), _depth + 1).ldelim();
                 if (message.error != null && $Object.hasOwnProperty.call(message, "error"))
                     $root.pos.v1.ErrorReply.encode(message.error, writer.uint32(/* id 20, wireType 2 =*/162).fork(), _depth + 1).ldelim();
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes"))
+                    $root.pos.v1.AdviceOutcomesReply.encode(message.adviceOutcomes, writer.uint32(/* id 30, wireType 2 =*/242).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -19128,6 +22015,13 @@ export const pos = $root.pos = (() => {
                             message.body = "error";
                             continue;
                         }
+                    case 30: {
+                            if (wireType !== 2)
+                                break;
+                            message.adviceOutcomes = $root.pos.v1.AdviceOutcomesReply.decode(reader, reader.size(), $undefined, _depth + 1, message.adviceOutcomes);
+                            message.body = "adviceOutcomes";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -19218,6 +22112,16 @@ export const pos = $root.pos = (() => {
                             return "error." + error;
                     }
                 }
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        let error = $root.pos.v1.AdviceOutcomesReply.verify(message.adviceOutcomes, _depth + 1);
+                        if (error)
+                            return "adviceOutcomes." + error;
+                    }
+                }
                 return null;
             };
 
@@ -19262,6 +22166,11 @@ export const pos = $root.pos = (() => {
                         throw $TypeError(".pos.v1.LocalReply.error: object expected");
                     message.error = $root.pos.v1.ErrorReply.fromObject(object.error, _depth + 1);
                 }
+                if (object.adviceOutcomes != null) {
+                    if (!$util.isObject(object.adviceOutcomes))
+                        throw $TypeError(".pos.v1.LocalReply.adviceOutcomes: object expected");
+                    message.adviceOutcomes = $root.pos.v1.AdviceOutcomesReply.fromObject(object.adviceOutcomes, _depth + 1);
+                }
                 return message;
             };
 
@@ -19305,6 +22214,11 @@ export const pos = $root.pos = (() => {
                     object.error = $root.pos.v1.ErrorReply.toObject(message.error, options, _depth + 1);
                     if (options.oneofs)
                         object.body = "error";
+                }
+                if (message.adviceOutcomes != null && $Object.hasOwnProperty.call(message, "adviceOutcomes")) {
+                    object.adviceOutcomes = $root.pos.v1.AdviceOutcomesReply.toObject(message.adviceOutcomes, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "adviceOutcomes";
                 }
                 return object;
             };

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * Builds the shipped code: agent/cli/main.ts and everything it reaches (agent, protocol,
+ * storage, base; never simulator, dev, bench or test) bundled by esbuild into dist/ as ES
+ * modules. Dependencies stay in node_modules (better-sqlite3 and serialport are native).
+ *
+ *   node scripts/build.mjs            build unless dist/ already matches the sources
+ *   node scripts/build.mjs --force    build anyway
+ *
+ * `npm install` runs it (prepare), so does `npm pack`, and the test suite's global set-up, so
+ * tests that spawn bin/pos-agent.mjs run what ships. In an unpacked release there are no
+ * sources: dist/ came in the tarball and there is nothing to do.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ENTRY = path.join(ROOT, 'agent', 'cli', 'main.ts');
+const DIST = path.join(ROOT, 'dist');
+const STAMP = path.join(DIST, 'build.json');
+const RUNTIME_DIRS = ['base', 'storage', 'protocol', 'agent'];
+
+/** Hash of every input of the bundle, so an unchanged tree is not rebuilt. */
+export function sourceHash() {
+  const h = createHash('sha256');
+  const walk = (dir) => {
+    const entries = readdirSync(dir, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.(ts|js|mjs|json)$/.test(e.name))
+        h.update(path.relative(ROOT, p)).update(readFileSync(p));
+    }
+  };
+  for (const d of RUNTIME_DIRS) walk(path.join(ROOT, d));
+  for (const f of ['tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'])
+    h.update(f).update(readFileSync(path.join(ROOT, f)));
+  return h.digest('hex').slice(0, 20);
+}
+
+function upToDate(hash) {
+  try {
+    return JSON.parse(readFileSync(STAMP, 'utf8')).sourceHash === hash;
+  } catch {
+    return false;
+  }
+}
+
+export async function build({ force = false, quiet = false } = {}) {
+  if (!existsSync(ENTRY)) return { built: false, reason: 'no sources (an unpacked release)' };
+  const hash = sourceHash();
+  if (!force && upToDate(hash)) return { built: false, reason: 'up to date' };
+  const esbuild = await import('esbuild');
+  // Built beside dist/ and swapped in whole, so a process starting meanwhile never sees half.
+  const tmp = `${DIST}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const result = await esbuild.build({
+    absWorkingDir: ROOT,
+    entryPoints: { main: ENTRY },
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    tsconfig: path.join(ROOT, 'tsconfig.build.json'),
+    outdir: tmp,
+    chunkNames: 'chunks/[name]-[hash]',
+    sourcemap: 'linked',
+    sourcesContent: false,
+    metafile: true,
+    logLevel: 'warning',
+    legalComments: 'none',
+  });
+  const inputs = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules'));
+  const stray = inputs.filter((f) => !RUNTIME_DIRS.some((d) => f.startsWith(`${d}/`)));
+  if (stray.length) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`the shipped bundle would contain non-runtime code: ${stray.join(', ')}`);
+  }
+  writeFileSync(
+    path.join(tmp, 'build.json'),
+    JSON.stringify({ sourceHash: hash, esbuild: esbuild.version, inputs: inputs.length }, null, 2) +
+      '\n',
+  );
+  const old = `${DIST}.old-${process.pid}`;
+  if (existsSync(DIST)) renameSync(DIST, old);
+  renameSync(tmp, DIST);
+  rmSync(old, { recursive: true, force: true });
+  if (!quiet) process.stdout.write(`built dist/ from ${inputs.length} runtime modules\n`);
+  return { built: true, reason: 'built' };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const r = await build({ force: process.argv.includes('--force') });
+  if (!r.built && !process.argv.includes('--quiet')) process.stdout.write(`dist/: ${r.reason}\n`);
+}
