@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const UNIT = readFileSync(path.join(ROOT, 'docs', 'pos-agent.service'), 'utf8');
 const EXEC =
-  'ExecStart=/usr/bin/node /opt/pos-agent/bin/pos-agent.mjs run --config /etc/pos-agent/config.json';
+  'ExecStart=/usr/bin/node /opt/pos-agent/node_modules/pos-agent/bin/pos-agent.mjs run --config /etc/pos-agent/config.json';
 const tmp = mkdtempSync(path.join(tmpdir(), 'pa-unit-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
