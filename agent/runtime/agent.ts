@@ -88,6 +88,7 @@ export class Agent {
     });
     this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
+      terminal: this.core.terminal,
       store: this.core.store,
       clock,
       log,
