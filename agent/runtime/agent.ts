@@ -24,11 +24,13 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
-import { openAcquirerLink } from './acquirer-link.ts';
+import { watchLink } from './link-watch.ts';
+import type { ClockTrust } from '../policy/clock-trust.ts';
+import { JournalGuard } from './journal-guard.ts';
+import { heartbeatReport, openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
-import { checkPagesInBackground } from './page-check.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -58,6 +60,10 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Whether the acquirer clock may be used for command times (docs/protocol.md). */
+  readonly clockTrust: ClockTrust;
+  /** Full chain walks at start and on a schedule (journal-guard.ts). */
+  readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
   private readonly riskReports: RiskReports;
   private scheduler: Scheduler | undefined;
@@ -84,6 +90,8 @@ export class Agent {
       log,
       connect: opts.connect,
     });
+    const watched = watchLink(this.channel, { store: this.core.store, clock, log, config });
+    this.clockTrust = watched.clockTrust;
     this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
       store: this.core.store,
@@ -100,7 +108,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
+      clockOffsetMs: () => this.clockTrust.offsetForCommands(),
       terminalKey: () => this.terminalKeyFile.load(),
     });
     this.unlockCodes = new UnlockCodes({
@@ -127,6 +135,11 @@ export class Agent {
       report: (hit) => this.riskReports.queue(hit),
     });
     observe = (row) => this.risk.observe(row);
+    this.guard = new JournalGuard({
+      core: this.core,
+      runner: this.runner,
+      verifyEveryMs: config.storage.verifyEveryMs,
+    });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
     this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
@@ -139,12 +152,9 @@ export class Agent {
   /** Self-test, link, schedules. A deactivated terminal starts with neither link nor schedules. */
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
-    this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred)
-      this.pageCheck = checkPagesInBackground(this.core, this.runner, {
-        stopped: () => this.stopped,
-        logFailure: (what, e) => this.logFailure(what, e),
-      });
+    // The whole chain first, before the self-test writes its checkpoint into the file.
+    this.pageCheck = this.guard.start();
+    if (!this.core.store.frozen) this.selfTest.run({ full: false });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -168,6 +178,7 @@ export class Agent {
     this.stopped = true;
     await this.scheduler?.stop();
     await this.channel.close();
+    await this.guard.stop();
     await this.pageCheck;
     await this.runner.idle().catch(() => {});
     this.core.close();
@@ -253,6 +264,13 @@ export class Agent {
    * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
    */
   private async settleQueued(): Promise<SettleReport> {
+    const frozen = this.core.store.frozen;
+    if (frozen) {
+      // A journal behind what was acknowledged or settled must not settle anything: its
+      // batches may be reborn copies of settled ones.
+      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
+      return { settled: [], pending, error: new AgentError('STORAGE_FROZEN', frozen.reason) };
+    }
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
       return {
@@ -339,6 +357,11 @@ export class Agent {
     });
     if (done) {
       await this.scheduler?.stop();
+      // One last report, so the acquirer hears "deactivated" from the terminal itself.
+      const last = heartbeatReport(this.core, this.opts.config);
+      await this.channel
+        .request({ heartbeat: { ...last, clientTimeMs: this.core.clock.now() } })
+        .catch(() => {});
       void this.channel.close();
     }
     return done;
