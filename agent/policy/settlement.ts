@@ -231,7 +231,9 @@ export class Settlement {
     if (reply.batchAck) {
       const ack = reply.batchAck;
       this.checkKey(batch, ack.batchId, ack.digest);
-      const theirs = ack.acquirerTotals ? totalsFromWire(ack.acquirerTotals) : batch.totals!;
+      // The acquirer must say what it settled on; an ack without it is a protocol error, never
+      // read as agreement with our totals (docs/protocol.md, BatchAck).
+      const theirs = totalsFromWire(requiredTotals(ack.acquirerTotals, 'BatchAck', batch));
       if (batch.state === 'sent' && !totalsEqual(theirs, batch.totals!)) {
         // An ack whose totals disagree is treated as out of balance: we prove our rows.
         this.step(batch, ['sent'], 'out-of-balance', 'batch-out-of-balance', {
@@ -254,7 +256,7 @@ export class Settlement {
         // Uploading the same rows again cannot change the acquirer's mind: a person must.
         throw dispute.permanentRefusal(`detail upload did not end the dispute of ${batch.batchId}`);
       }
-      const theirs = oob.acquirerTotals ? totalsFromWire(oob.acquirerTotals) : undefined;
+      const theirs = totalsFromWire(requiredTotals(oob.acquirerTotals, 'OutOfBalance', batch));
       this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', {
         acquirerTotals: theirs,
       });
@@ -353,6 +355,20 @@ export class Settlement {
     for (const b of store.batches.unsettled()) n += b.txnCount ?? 0;
     return n;
   }
+}
+
+function requiredTotals(
+  t: pos.v1.IBatchTotals | null | undefined,
+  what: string,
+  batch: Batch,
+): pos.v1.IBatchTotals {
+  if (!t) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `the acquirer's ${what} for batch ${batch.batchId} carries no acquirer_totals`,
+    );
+  }
+  return t;
 }
 
 function num(v: unknown, what: string): number {
