@@ -103,9 +103,10 @@ function statusPairs(v: StatusView): Array<[string, string]> {
       `${v.openBatch.batchId}: ${v.openBatch.transactions} txns, net ${money(v.openBatch.netAmount, c)}, fees ${money(v.openBatch.netFee, c)} ${c}`,
     ],
     ['queued batches', String(v.queuedBatches)],
-    ...v.disputedBatches.map(
-      (b): [string, string] => ['disputed batch', `${b.batchId}: ${b.problem ?? '-'}`],
-    ),
+    ...v.disputedBatches.map((b): [string, string] => [
+      'disputed batch',
+      `${b.batchId}: ${b.problem ?? '-'}`,
+    ]),
     ['journal head', `${v.journal.headSeq} ${v.journal.headHash.slice(0, 16)}`],
     ['versions', `agent ${v.versions.agent}, node ${v.versions.node}`],
   ];

@@ -27,7 +27,14 @@ describe('a batch refused for good', () => {
     const first = agent.settlement.cutover({ force: true, reason: 'test' })!;
     // The acquirer already holds this id, settled with another digest.
     const other = 'f'.repeat(64);
-    const totals = { byType: [], transactionCount: 0, netAmount: 0, netFee: 0, netSettlement: 0, currency: 'CNY' };
+    const totals = {
+      byType: [],
+      transactionCount: 0,
+      netAmount: 0,
+      netFee: 0,
+      netSettlement: 0,
+      currency: 'CNY',
+    };
     sim.ledger.settle({
       terminalId: 'TD01',
       batchId: first.batchId,
