@@ -14,7 +14,8 @@ import { conformanceCommand } from '../conformance/command.ts';
 /** Commands the development tools serve; the production bin only names them. */
 const devOnly: readonly CliCommand[] = ['demo', 'simulate acquirer'].map((name) => ({
   name,
-  summary: 'a development command: run it from a checkout (npm start)',
+  args: '...',
+  summary: `development tool, in a checkout only (pos-agent ${name} --help there)`,
   run: (ctx) => {
     ctx.io.err(`${name} is a development command: run it from a checkout (npm start)`);
     return EXIT.USAGE;
@@ -37,7 +38,7 @@ const stdio: CliIo = {
 };
 
 export function helpText(commands: readonly CliCommand[]): string {
-  const lines = commands.flatMap((c) => [`  ${usageLine(c)}`, `      ${c.summary}`]);
+  const lines = commands.flatMap((c) => [...wrapUsage(usageLine(c)), `      ${c.summary}`]);
   return [
     'pos-agent: the firmware-side agent of a card-payment POS terminal',
     '',
@@ -52,6 +53,20 @@ export function helpText(commands: readonly CliCommand[]): string {
     'POS_DATA_DIR, POS_ACQUIRER_HOST, POS_ACQUIRER_PORT, POS_LOG_LEVEL, POS_SERIAL_PATH override the',
     'config file.',
   ].join('\n');
+}
+
+/** A usage line cut before an option group so that it fits 100 columns. */
+function wrapUsage(usage: string): string[] {
+  const lines: string[] = [];
+  let line = ' ';
+  for (const part of usage.split(/ (?=\[|--)/)) {
+    if (line.length + part.length + 1 > 98 && line.trim() !== '') {
+      lines.push(line);
+      line = '         ';
+    }
+    line += ` ${part}`;
+  }
+  return [...lines, line];
 }
 
 /** The command whose words start argv, the longest match first. */

@@ -9,6 +9,7 @@ import { AgentError } from '../../base/errors.ts';
 import { batchDigest, computeTotals, totalsEqual } from './batch-totals.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
+import * as dispute from './settlement-dispute.ts';
 
 /**
  * Cutover and exactly-once settlement. A batch moves
@@ -35,6 +36,8 @@ export interface SettlementDeps {
   log: Logger;
   config: Pick<Config, 'currency' | 'timeZone' | 'settlement'>;
   link: AcquirerLink;
+  /** Locks the terminal (settlement-dispute) when the acquirer refuses a batch for good. */
+  terminal?: dispute.Locker;
   /** Fault injection for crash tests: called after each step is durable. */
   afterStep?: (step: SettlementStep, batchId: string) => void;
   /**
@@ -66,6 +69,7 @@ type Move =
 export interface SettleReport {
   settled: string[];
   pending: string[];
+  disputed?: string[]; // refused for good in this run: now 'disputed'
   error?: AgentError;
 }
 
@@ -130,6 +134,7 @@ export class Settlement {
         await this.settleOne(batch.batchId);
         report.settled.push(batch.batchId);
       } catch (e) {
+        if (dispute.setAsideIfFinal(this.d, batch, e, report)) continue;
         report.error =
           e instanceof AgentError ? e : new AgentError('SETTLEMENT_REJECTED', (e as Error).message);
         report.pending.push(...queue.slice(i).map((b) => b.batchId));
@@ -194,6 +199,8 @@ export class Settlement {
         return this.submitStep(batch);
       case 'out-of-balance':
         return this.uploadStep(batch);
+      case 'disputed':
+        throw dispute.alreadyDisputed(batch);
     }
   }
 
@@ -247,10 +254,7 @@ export class Settlement {
       this.checkKey(batch, oob.batchId, oob.digest);
       if (batch.state === 'detail-uploaded') {
         // Uploading the same rows again cannot change the acquirer's mind: a person must.
-        throw new AgentError(
-          'SETTLEMENT_REJECTED',
-          `the acquirer still disputes batch ${batch.batchId} after its detail upload`,
-        );
+        throw dispute.permanentRefusal(`detail upload did not end the dispute of ${batch.batchId}`);
       }
       const theirs = totalsFromWire(requiredTotals(oob.acquirerTotals, 'OutOfBalance', batch));
       this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', {

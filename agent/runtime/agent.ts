@@ -94,6 +94,7 @@ export class Agent {
     this.clockTrust = watched.clockTrust;
     this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
+      terminal: this.core.terminal,
       store: this.core.store,
       clock,
       log,
