@@ -334,6 +334,16 @@ export class Journal {
     ) as TxnSumRow[];
   }
 
+  /** batchSums of a batch's rows after `afterSeq`, at most `limit` of them. */
+  batchSumsAfter(batchId: string, afterSeq: number, limit: number): TxnSumRow[] {
+    return guarded(() =>
+      this.sql(
+        `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
+             FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      ).all(batchId, afterSeq, limit),
+    ) as TxnSumRow[];
+  }
+
   /** Events of one name, newest last, for audits and tests. */
   events(name: string, limit = 1000): EventRow[] {
     const rows = guarded(() =>
