@@ -41,6 +41,24 @@ export interface TxnRow extends TxnRecord {
 /** What batch totals and the batch digest read of a transaction. */
 export type TxnSumRow = Pick<TxnRow, 'seq' | 'hash' | 'type' | 'status' | 'amount' | 'fee'>;
 
+/** A transaction as the detail upload sends it (batchDetailAfter). */
+export interface TxnDetailRow {
+  seq: number;
+  localId: string;
+  type: TxnType;
+  amount: number;
+  currency: string;
+  fee: number;
+  status: TxnStatus;
+  maskedPan: string;
+  panToken: string;
+  authCode: string;
+  originalSeq: number;
+  createdAtMs: number;
+  merchantCategory: string;
+  hash: string;
+}
+
 export interface EventRow {
   seq: number;
   createdAt: number;
@@ -332,6 +350,23 @@ export class Journal {
             WHERE j.kind = 'txn' AND j.batch_id = ? ORDER BY j.seq`,
       ).all(batchId),
     ) as TxnSumRow[];
+  }
+
+  /**
+   * Up to `limit` transactions of a batch after `afterSeq`, in order, as the detail upload
+   * sends them: only the columns it sends, named as it sends them, nulls as empty values, so
+   * a 100,000-row upload builds one object per row and maps nothing.
+   */
+  batchDetailAfter(batchId: string, afterSeq: number, limit: number): TxnDetailRow[] {
+    return guarded(() =>
+      this.sql(
+        `SELECT seq, local_id AS localId, type, amount, currency, fee, status,
+                COALESCE(masked_pan, '') AS maskedPan, COALESCE(pan_token, '') AS panToken,
+                COALESCE(auth_code, '') AS authCode, COALESCE(original_seq, 0) AS originalSeq,
+                created_at AS createdAtMs, category AS merchantCategory, hash
+           FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      ).all(batchId, afterSeq, limit),
+    ) as TxnDetailRow[];
   }
 
   /** batchSums of a batch's rows after `afterSeq`, at most `limit` of them. */

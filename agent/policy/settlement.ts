@@ -45,6 +45,9 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
+const DETAIL_READ_SLICE = 500;
+
 /** How a request ended, caught at once so a rejection is never left unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
@@ -95,7 +98,7 @@ export class Settlement {
    */
   async cutoverInSlices(
     opts: { force?: boolean; reason: string },
-    sliceRows = 2_000,
+    sliceRows = 1_000,
   ): Promise<Batch | null> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
@@ -324,14 +327,17 @@ export class Settlement {
       return { kind: 'again' };
     }
     if (up.canSend) {
-      up.sendNext(journal, ({ index, count, rows }) =>
+      // A slice of the next chunk per job; the chunk goes out in the job after its last slice.
+      if (!up.prepare(journal, DETAIL_READ_SLICE)) return { kind: 'again' };
+      up.sendPrepared(({ index, count, rows }) =>
         this.d.link.request({
           batchDetailChunk: {
             batchId: batch.batchId,
             digest: batch.digest,
             chunkIndex: index,
             chunkCount: count,
-            rows: rows.map(detailRow),
+            // Already in DetailRow's shape (journal.batchDetailAfter).
+            rows,
           },
         }),
       );

@@ -11,7 +11,7 @@ import { applyActivation, openCore, type Core } from '../../agent/runtime/core.t
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
 import { batchDigest, computeTotals } from '../../agent/policy/batch-totals.ts';
 import { openBatchTally } from '../../agent/policy/open-batch-tally.ts';
-import { Settlement } from '../../agent/policy/settlement.ts';
+import { detailRow, Settlement } from '../../agent/policy/settlement.ts';
 import { CardSim } from '../../simulator/card-sim.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'pos-tally-'));
@@ -83,7 +83,14 @@ describe('open batch tally', () => {
     expect(closed.totals).toEqual(want.totals);
     expect(closed.digest).toBe(want.digest);
     expect(closed.txnCount).toBe(want.rows.length);
-    expect(closed.digest).toBe(batchDigest(closed.batchId, c.store.journal.batchRows(closed.batchId)));
+    const full = c.store.journal.batchRows(closed.batchId);
+    expect(closed.digest).toBe(batchDigest(closed.batchId, full));
+    // What the detail upload sends is exactly detailRow of the full rows, sliced anywhere.
+    const sent = [
+      ...c.store.journal.batchDetailAfter(closed.batchId, 0, 31),
+      ...c.store.journal.batchDetailAfter(closed.batchId, full[30]!.seq, 1_000),
+    ];
+    expect(sent).toEqual(full.map(detailRow));
     await cards.drive(c.payments, { count: 5, mix: { sale: 1 } });
     const next = openBatchTally(c.store, c.clock.now()).tally;
     expect(next.batchId).not.toBe(closed.batchId);
