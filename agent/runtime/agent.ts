@@ -1,10 +1,8 @@
 import path from 'node:path';
-import { readFileSync, rmSync, existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { AcquirerChannel, tlsConnector } from '../../protocol/channel.ts';
+import type { AcquirerChannel } from '../../protocol/channel.ts';
 import type { EnvelopeBody, Envelope } from '../../protocol/messages.ts';
 import type { Config } from '../config.ts';
-import { dataPath } from '../config.ts';
 import type { Clock } from '../../base/clock.ts';
 import { systemClock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
@@ -12,13 +10,12 @@ import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
-import { recordEvent } from '../policy/terminal-state.ts';
 import { warmOpenBatchTally } from '../policy/open-batch-tally.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
 import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
 import { UnlockCodes } from '../policy/unlock-code.ts';
-import { RiskMonitor, type RiskHit } from '../policy/risk-monitor.ts';
+import { RiskMonitor } from '../policy/risk-monitor.ts';
 import { SelfTest, type SelfTestReport } from '../policy/selftest.ts';
 import {
   activate,
@@ -28,6 +25,11 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { openAcquirerLink } from './acquirer-link.ts';
+import { RiskReports } from './risk-reports.ts';
+import { destroyCredentialsIfDeactivated } from './credentials.ts';
+import { enterMaintenance } from './maintenance.ts';
+import { checkPagesInBackground } from './page-check.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -48,8 +50,6 @@ export interface AgentOptions {
   faultHook?: (step: SettlementStep | 'deactivated', id: string) => void;
 }
 
-const META_RISK_REPORTS = 'risk_reports_pending';
-
 export class Agent {
   readonly core: Core;
   readonly channel: AcquirerChannel;
@@ -60,6 +60,7 @@ export class Agent {
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
   private readonly terminalKeyFile: TerminalKeyFile;
+  private readonly riskReports: RiskReports;
   private scheduler: Scheduler | undefined;
   private stopped = false;
   /** The background page check of a large journal, when one runs (tests await it). */
@@ -76,27 +77,15 @@ export class Agent {
     this.terminalKeyFile = new TerminalKeyFile(
       path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'),
     );
-    this.channel = new AcquirerChannel({
-      terminalId: config.terminalId,
-      connect: opts.connect ?? (() => this.tlsConnect()),
-      helloFactory: () => ({
-        terminalId: config.terminalId,
-        firmwareVersion: config.firmwareVersion,
-        journalHeadHash: this.core.store.journal.headOf().hash,
-        lifecycleState: this.core.terminal.status().state,
-        lastCommandCounter: this.commands.lastCounter(),
-      }),
-      heartbeatFactory: () => ({
-        lifecycleState: this.core.terminal.status().state,
-        queuedBatches: this.core.store.batches.unsettled().length,
-      }),
-      heartbeatIntervalMs: config.acquirer.heartbeatIntervalMs,
-      requestTimeoutMs: config.acquirer.requestTimeoutMs,
-      backoff: { initialMs: config.acquirer.backoffInitialMs, maxMs: config.acquirer.backoffMaxMs },
-      maxFrameBytes: config.acquirer.maxFrameBytes,
+    this.channel = openAcquirerLink({
+      config,
+      core: this.core,
+      commands: () => this.commands,
       clock,
-      logger: log.child({ part: 'channel' }),
+      log,
+      connect: opts.connect,
     });
+    this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
       store: this.core.store,
       clock,
@@ -136,7 +125,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      report: (hit) => this.queueRiskReport(hit),
+      report: (hit) => this.riskReports.queue(hit),
     });
     observe = (row) => this.risk.observe(row);
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
@@ -154,7 +143,11 @@ export class Agent {
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
     this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred) this.pageCheck = this.checkPagesInBackground();
+    if (this.core.store.pageCheckDeferred)
+      this.pageCheck = checkPagesInBackground(this.core, this.runner, {
+        stopped: () => this.stopped,
+        logFailure: (what, e) => this.logFailure(what, e),
+      });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -245,53 +238,9 @@ export class Agent {
     return this.runner.run('selftest', () => this.selfTest.run({ full }));
   }
 
-  /**
-   * Sets the maintenance lock (software upgrade) without cutting an authorisation short:
-   * new transactions are refused at once, the ones in flight get a bounded time to
-   * finish normally, then the lock is set.
-   */
-  async enterMaintenance(by: string): Promise<{ drained: boolean }> {
-    const { payments, terminal, clock } = this.core;
-    const deadline = clock.now() + this.opts.config.maintenance.drainTimeoutMs;
-    payments.beginDrain();
-    try {
-      while (payments.authorisationsInFlight > 0 && clock.now() < deadline)
-        await new Promise((r) => setTimeout(r, 20));
-      const drained = payments.authorisationsInFlight === 0;
-      terminal.applyOrRecord(
-        { type: 'lock', source: 'maintenance', by: 'technician' },
-        drained ? 'maintenance' : 'maintenance; an authorisation in flight did not finish in time',
-        by,
-      );
-      return { drained };
-    } finally {
-      payments.endDrain();
-    }
-  }
-
-  /**
-   * A journal too big to check page by page before start is checked on a worker thread
-   * while the agent runs; damage found locks the terminal (hardware-fault) at once.
-   */
-  private async checkPagesInBackground(): Promise<boolean> {
-    const found = await this.core.store.checkPagesLater();
-    if (found.length === 1 && found[0] === 'ok') return true;
-    const detail = found.slice(0, 3).join('; ');
-    this.log.error({ found: detail }, 'the journal file is damaged');
-    if (this.stopped) return false;
-    await this.runner
-      .run('page-check', () => {
-        recordEvent(this.core.store, this.core.clock, this.log, 'page-check-failed', {
-          found: detail,
-        });
-        this.core.terminal.applyOrRecord(
-          { type: 'lock', source: 'hardware-fault', by: 'agent' },
-          `the journal file is damaged: ${detail}`,
-          'page-check',
-        );
-      })
-      .catch((e) => this.logFailure('page check', e));
-    return false;
+  /** The maintenance lock, set once the authorisations in flight finish (maintenance.ts). */
+  enterMaintenance(by: string): Promise<{ drained: boolean }> {
+    return enterMaintenance(this.core, this.opts.config.maintenance.drainTimeoutMs, by);
   }
 
   private flowDeps(): FlowDeps {
@@ -327,7 +276,7 @@ export class Agent {
     const deps = this.flowDeps();
     const job = (name: string, fn: () => Promise<unknown>) =>
       this.runner.run(name, fn).catch((e) => this.logFailure(name, e));
-    await job('risk-reports', () => this.sendRiskReports());
+    await job('risk-reports', () => this.riskReports.send());
     await job('deactivation-request', () => sendPendingDeactivationRequest(deps));
     if (this.commands.pinnedKey()) {
       // Commands pushed in answer queue behind this job and run as soon as it ends.
@@ -400,65 +349,8 @@ export class Agent {
     return done;
   }
 
-  /** After deactivation: no token key, no signing key, no TLS key. Idempotent across crashes. */
   private finishDestroyingCredentials(): void {
-    if (this.core.terminal.status().state !== 'deactivated') return;
-    const keyFile = dataPath(this.opts.config, this.opts.config.acquirer.keyFile);
-    const had =
-      this.terminalKeyFile.exists() || existsSync(this.core.tokenKeys.file) || existsSync(keyFile);
-    this.core.tokenKeys.destroy();
-    this.terminalKeyFile.destroy();
-    rmSync(keyFile, { force: true });
-    if (had)
-      this.core.store.atomically(() =>
-        this.core.store.journal.appendEvent(
-          'credentials-destroyed',
-          { keys: ['token', 'terminal-signing', 'tls-client'] },
-          this.core.clock.now(),
-        ),
-      );
-  }
-
-  private tlsConnect(): Duplex {
-    const c = this.opts.config;
-    const read = (p: string) => readFileSync(dataPath(c, p));
-    return tlsConnector({
-      host: c.acquirer.host,
-      port: c.acquirer.port,
-      servername: c.acquirer.servername,
-      ca: read(c.acquirer.caFile),
-      cert: read(c.acquirer.certFile),
-      key: read(c.acquirer.keyFile),
-    })();
-  }
-
-  private queueRiskReport(hit: RiskHit): void {
-    const { store } = this.core;
-    store.atomically(() =>
-      store.state.setJson(META_RISK_REPORTS, [
-        ...(store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []),
-        hit,
-      ]),
-    );
-    if (this.channel.isUp) this.runner.submit('risk-report', () => this.sendRiskReports());
-  }
-
-  private async sendRiskReports(): Promise<void> {
-    const { store } = this.core;
-    for (;;) {
-      const queue = store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? [];
-      const hit = queue[0];
-      if (!hit) return;
-      await this.channel.request({
-        riskReport: { rule: hit.rule, detail: hit.detail, atMs: hit.at },
-      });
-      store.atomically(() =>
-        store.state.setJson(
-          META_RISK_REPORTS,
-          (store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []).slice(1),
-        ),
-      );
-    }
+    destroyCredentialsIfDeactivated(this.core, this.opts.config, this.terminalKeyFile);
   }
 
   private logFailure(what: string, e: unknown): void {
