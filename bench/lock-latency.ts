@@ -24,7 +24,15 @@ import { ensureBacklog } from './journal-builder.ts';
 import type { Figure, Target } from './report.ts';
 import { settleBacklog } from './settlement.ts';
 import { benchAgentConfig, SimHost, startBenchAgent } from './sim-host.ts';
-import { distribution, msBetween, nowNs, sleep, type Distribution } from './stats.ts';
+import {
+  distribution,
+  msBetween,
+  nowNs,
+  sleep,
+  watchJobs,
+  type Distribution,
+  type JobWatch,
+} from './stats.ts';
 
 const CODE = 'BENCHLOCK1';
 const LOCK = { lock: { reason: 'bench lock' } };
@@ -170,13 +178,16 @@ async function whileSettling(opts: BenchOptions, rows: number, runs: number) {
   const backlog = await ensureBacklog(rows, opts);
   const samples: number[] = [];
   const settleMs: number[] = [];
+  let longest = { name: '', wallMs: 0, cpuMs: 0, jobs: 0 };
   for (let r = 0; r < runs; r++) {
     let probe: CommandProbe | undefined;
+    let watch: JobWatch | undefined;
     const settled = await settleBacklog(backlog, 'out-of-balance', {
       // The backlog's terminal was activated offline: pin the simulator's key as activation would.
       before: async ({ agent, sim }) => {
         agent.commands.pinKey(await sim.commandPublicKey());
         probe = new CommandProbe(agent);
+        watch = watchJobs(agent.runner);
       },
       during: async ({ sim }, settling) => {
         let done = false;
@@ -190,12 +201,14 @@ async function whileSettling(opts: BenchOptions, rows: number, runs: number) {
       },
     });
     settleMs.push(settled.ms);
+    const l = watch!.longest();
+    if (l.wallMs > longest.wallMs) longest = l;
   }
   const d = distribution(samples);
   opts.log(
     `  while settling: ${d.n} locks, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} worst ${d.max.toFixed(2)} ms`,
   );
-  return { samples: d, settleMs: distribution(settleMs) };
+  return { samples: d, settleMs: distribution(settleMs), longest };
 }
 
 export async function run(opts: BenchOptions): Promise<Figure[]> {
@@ -242,7 +255,7 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
       `lock latency, pushed over TLS while settling a ${rows / 1000}k-sale backlog (worst)`,
       busy.samples,
       'max',
-      `${busy.samples.n} locks pushed one after another all through ${busy.settleMs.n} out-of-balance settlements of ${busy.settleMs.p50.toFixed(0)} ms (median), p50 ${busy.samples.p50.toFixed(2)} ms, p99 ${busy.samples.p99.toFixed(2)} ms; a command waits in the serial runner for at most one settlement job (a cutover slice, one chunk sent, one ack taken)`,
+      `${busy.samples.n} locks pushed one after another all through ${busy.settleMs.n} out-of-balance settlements of ${busy.settleMs.p50.toFixed(0)} ms (median), p50 ${busy.samples.p50.toFixed(2)} ms, p99 ${busy.samples.p99.toFixed(2)} ms; a command waits in the serial runner for at most one settlement job (a cutover slice, one chunk slice read or sent, one ack taken): the longest of ${busy.longest.jobs} jobs was '${busy.longest.name}', ${busy.longest.wallMs.toFixed(1)} ms wall, ${busy.longest.cpuMs.toFixed(1)} ms on CPU`,
       under10,
     ),
   ];
