@@ -245,6 +245,18 @@ export const configSchema = z
           .int()
           .nonnegative()
           .default(64 * 1024 * 1024),
+        /**
+         * The local head witness (docs/design.md "Rollback"), relative to dataDir. Put it on
+         * another file system than the journal when the terminal has one: a copy of the data
+         * directory restored as a whole then no longer carries its own witness.
+         */
+        witnessFile: z.string().min(1).default('journal.witness'),
+        /** The full chain walk (on a worker thread) repeats this often; 0 only at start. */
+        verifyEveryMs: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(6 * 3600_000),
       })
       .strict()
       .prefault({}),

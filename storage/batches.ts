@@ -91,7 +91,10 @@ export const UNSETTLED_STATES: readonly BatchState[] = [
 
 export class Batches {
   private readonly sql: (sql: string) => Statement;
-  constructor(private readonly db: Database) {
+  constructor(
+    private readonly db: Database,
+    private readonly incarnation: () => string = () => '00000000',
+  ) {
     this.sql = statementCache(db);
   }
 
@@ -107,8 +110,10 @@ export class Batches {
       n: number | null;
     };
     const number = (last.n ?? 0) + 1;
-    // The random part keeps a re-installed terminal, whose numbers restart, from reusing an id.
-    const batchId = `B${String(number).padStart(6, '0')}-${randomBytes(3).toString('hex').toUpperCase()}`;
+    // The journal's incarnation keeps a new incarnation (after a rollback was recovered), whose
+    // numbers may repeat, from ever reusing a batch id the acquirer settled; the random part
+    // does the same for a re-installed terminal.
+    const batchId = `B${String(number).padStart(6, '0')}-${this.incarnation().slice(0, 8)}${randomBytes(2).toString('hex').toUpperCase()}`;
     guarded(() =>
       this.sql(
         "INSERT INTO batches (batch_id, number, state, opened_at, updated_at) VALUES (?, ?, 'open', ?, ?)",

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { AgentError } from '../base/errors.ts';
 import { guarded, statementCache, type Database } from './db.ts';
+import { walkChain } from './chain-walk.ts';
 
 /**
  * The hash-chained journal. Each row's hash is SHA-256 over the previous row's hash and
@@ -118,8 +119,7 @@ type Content = Pick<RawRow, (typeof JOURNAL_COLUMNS)[number]>;
 
 /** The hash of one row: covers the previous hash and every content column in order. */
 export function rowHash(prevHash: string, row: Content): string {
-  const canonical = JSON.stringify(JOURNAL_COLUMNS.map((c) => row[c] ?? null));
-  return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
+  return chainHash(prevHash, JSON.stringify(JOURNAL_COLUMNS.map((c) => row[c] ?? null)));
 }
 
 export interface VerifyResult {
@@ -394,36 +394,26 @@ export class Journal {
    * row that does not match. Iterates so a million rows never sit in memory at once.
    */
   verify(from: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }): VerifyResult {
-    let prev = from.hash;
-    let expectedSeq = from.seq + 1;
-    let checked = 0;
-    const it = guarded(() =>
-      this.sql('SELECT * FROM journal WHERE seq > ? ORDER BY seq').iterate(from.seq),
-    );
     try {
-      for (const raw of it as Iterable<RawRow>) {
-        const bad = (reason: string): VerifyResult => ({
-          ok: false,
-          checked,
-          headSeq: raw.seq,
-          headHash: raw.hash,
-          firstBad: { seq: raw.seq, reason },
-        });
-        if (raw.seq !== expectedSeq) return bad(`row ${expectedSeq} is missing`);
-        if (raw.prev_hash !== prev) return bad('its link to the previous row does not match');
-        if (rowHash(prev, raw) !== raw.hash) return bad('its content does not match its hash');
-        prev = raw.hash;
-        expectedSeq++;
-        checked++;
-      }
+      const rows = guarded(() => this.sql(CHAIN_SQL).raw(true).iterate(from.seq)) as Iterable<
+        unknown[]
+      >;
+      return walkChain(rows, from, JOURNAL_COLUMNS.length, chainHash);
     } catch (e) {
       throw new AgentError(
         'STORAGE_CORRUPT',
         `the journal could not be read while verifying: ${(e as Error).message}`,
       );
     }
-    return { ok: true, checked, headSeq: expectedSeq - 1, headHash: prev };
   }
+}
+
+/** The rows a chain walk reads: content columns in hash order, then prev_hash and hash. */
+export const CHAIN_SQL = `SELECT ${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash FROM journal WHERE seq > ? ORDER BY seq`;
+
+/** rowHash over a canonical text already built: SHA-256(prev + newline + canonical). */
+export function chainHash(prev: string, canonical: string): string {
+  return createHash('sha256').update(prev).update('\n').update(canonical).digest('hex');
 }
 
 function toEntry(r: RawRow): JournalEntry {

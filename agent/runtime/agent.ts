@@ -25,11 +25,11 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { JournalGuard } from './journal-guard.ts';
 import { openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
-import { checkPagesInBackground } from './page-check.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -59,6 +59,8 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Full chain walks at start and on a schedule (journal-guard.ts). */
+  readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
   private readonly riskReports: RiskReports;
   private scheduler: Scheduler | undefined;
@@ -128,6 +130,11 @@ export class Agent {
       report: (hit) => this.riskReports.queue(hit),
     });
     observe = (row) => this.risk.observe(row);
+    this.guard = new JournalGuard({
+      core: this.core,
+      runner: this.runner,
+      verifyEveryMs: config.storage.verifyEveryMs,
+    });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
     this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
@@ -142,12 +149,9 @@ export class Agent {
 
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
-    this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred)
-      this.pageCheck = checkPagesInBackground(this.core, this.runner, {
-        stopped: () => this.stopped,
-        logFailure: (what, e) => this.logFailure(what, e),
-      });
+    // The whole chain first, before the self-test writes its checkpoint into the file.
+    this.pageCheck = this.guard.start();
+    if (!this.core.store.frozen) this.selfTest.run({ full: false });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -175,6 +179,7 @@ export class Agent {
     this.stopped = true;
     await this.scheduler?.stop();
     await this.channel.close();
+    await this.guard.stop();
     await this.pageCheck;
     await this.tallyWarm;
     await this.runner.idle().catch(() => {});
@@ -257,6 +262,13 @@ export class Agent {
    * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
    */
   private async settleQueued(): Promise<SettleReport> {
+    const frozen = this.core.store.frozen;
+    if (frozen) {
+      // A journal behind what was acknowledged or settled must not settle anything: its
+      // batches may be reborn copies of settled ones.
+      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
+      return { settled: [], pending, error: new AgentError('STORAGE_FROZEN', frozen.reason) };
+    }
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
       return {
