@@ -143,7 +143,7 @@ export class Journal {
     this.sql = statementCache(db);
     this.insert = db.prepare(
       `INSERT INTO journal (${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash)
-       VALUES (${JOURNAL_COLUMNS.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+       VALUES (${JOURNAL_COLUMNS.map(() => '?').join(', ')}, ?, ?)`,
     );
     this.head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1');
     this.bySeq = db.prepare('SELECT * FROM journal WHERE seq = ?');
@@ -155,10 +155,23 @@ export class Journal {
     );
   }
 
+  /**
+   * The newest row, kept in memory from the last append (read three times per payment); Store
+   * drops it after a rolled-back transaction (forget), so the next read goes to the file.
+   */
+  private known: { seq: number; hash: string } | undefined;
+
+  forget(): void {
+    this.known = undefined;
+  }
+
   /** The newest row's sequence number and hash (GENESIS when empty). */
   headOf(): { seq: number; hash: string } {
-    const row = guarded(() => this.head.get()) as { seq: number; hash: string } | undefined;
-    return row ?? { seq: 0, hash: GENESIS_HASH };
+    if (!this.known) {
+      const row = guarded(() => this.head.get()) as { seq: number; hash: string } | undefined;
+      this.known = row ?? { seq: 0, hash: GENESIS_HASH };
+    }
+    return { ...this.known };
   }
 
   /** Appends a transaction row; the caller owns the surrounding SQLite transaction. */
@@ -244,8 +257,16 @@ export class Journal {
   private write(content: Omit<Content, 'seq'>): { seq: number; hash: string } {
     const head = this.headOf();
     const full: Content = { ...content, seq: head.seq + 1 };
-    const hash = rowHash(head.hash, full);
-    guarded(() => this.insert.run({ ...full, prev_hash: head.hash, hash }));
+    // One array serves the hash (its canonical JSON, as rowHash) and the positional insert.
+    const values = JOURNAL_COLUMNS.map((c) => full[c] ?? null);
+    const hash = chainHash(head.hash, JSON.stringify(values));
+    try {
+      guarded(() => this.insert.run(...values, head.hash, hash));
+    } catch (e) {
+      this.known = undefined;
+      throw e;
+    }
+    this.known = { seq: full.seq, hash };
     return { seq: full.seq, hash };
   }
 
