@@ -89,6 +89,9 @@ interface FleetRun {
   /** Time to start N agents and get every link up. */
   upMs: number;
   rssMb: number;
+  /** CPU time of the simulator's process and of the agents' process over the settlement. */
+  simCpuMs: number;
+  fleetCpuMs: number;
 }
 
 /** N agents against one simulator, every link up, then every settleNow at the same instant. */
@@ -111,6 +114,8 @@ async function runFleet(n: number, opts: BenchOptions): Promise<FleetRun> {
     await Promise.all(agents.map((a) => a.runner.idle()));
     const upMs = msBetween(t0);
     // The cron fires on every terminal in the same instant.
+    const simCpu0 = await sim.cpuMs();
+    const cpu0 = process.cpuUsage();
     const start = nowNs();
     const ackMs = await Promise.all(
       agents.map(async (a) => {
@@ -121,6 +126,9 @@ async function runFleet(n: number, opts: BenchOptions): Promise<FleetRun> {
       }),
     );
     const totalMs = msBetween(start);
+    const simCpuMs = (await sim.cpuMs()) - simCpu0;
+    const c = process.cpuUsage(cpu0);
+    const fleetCpuMs = (c.user + c.system) / 1000;
     const rssMb = process.memoryUsage().rss / 2 ** 20;
     const check = await sim.fleetCheck(
       agents.map((a) => {
@@ -130,7 +138,15 @@ async function runFleet(n: number, opts: BenchOptions): Promise<FleetRun> {
     );
     if (check.wrong.length)
       throw new Error(`not settled exactly once: ${check.wrong.slice(0, 5).join(', ')}`);
-    return { n, totalMs, ackMs: ackMs.sort((a, b) => a - b), upMs, rssMb };
+    return {
+      n,
+      totalMs,
+      ackMs: ackMs.sort((a, b) => a - b),
+      upMs,
+      rssMb,
+      simCpuMs,
+      fleetCpuMs,
+    };
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));
     await sim.stop();
@@ -151,7 +167,10 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
     opts.log(
       `  ${n} terminals: links up in ${(f.upMs / 1000).toFixed(1)} s; all acked in ${f.totalMs.toFixed(0)} ms, median terminal ${median.toFixed(0)} ms; RSS ${f.rssMb.toFixed(0)} MB`,
     );
-    const facts = `${n} full agents in one process (RSS ${f.rssMb.toFixed(0)} MB), ${SALES} sales each, one simulator process; median terminal acked at ${median.toFixed(0)} ms, last at ${f.totalMs.toFixed(0)} ms`;
+    const facts =
+      `${n} full agents in one process (RSS ${f.rssMb.toFixed(0)} MB), ${SALES} sales each, one simulator process; ` +
+      `median terminal acked at ${median.toFixed(0)} ms, last at ${f.totalMs.toFixed(0)} ms; over that time the simulator used ` +
+      `${f.simCpuMs.toFixed(0)} ms of CPU and the agents' process ${f.fleetCpuMs.toFixed(0)} ms (3 durable commits per terminal, one thread)`;
     figures.push(
       {
         name: `fleet of ${n} terminals cutting over at once: batches settled per second`,

@@ -18,6 +18,7 @@ export type SimRequest =
   | { op: 'craft'; terminalId: string; body: CommandBody }
   | { op: 'settlement'; terminalId: string; batchId: string }
   | { op: 'publicKey' }
+  | { op: 'cpu' }
   | { op: 'fleetCheck'; batches: Array<{ terminalId: string; batchId: string; digest: string }> }
   | { op: 'stop' };
 
@@ -77,6 +78,10 @@ async function handle(req: SimRequest): Promise<unknown> {
       return need().commandPublicKeyRaw.toString('base64');
     case 'settlement':
       return need().ledger.settlement(req.terminalId, req.batchId) ?? null;
+    case 'cpu': {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1000;
+    }
     case 'fleetCheck': {
       const ledger = need().ledger;
       const wrong = req.batches

@@ -111,6 +111,11 @@ export class SimHost {
     return Buffer.from(await this.request<string>({ op: 'publicKey' }), 'base64');
   }
 
+  /** CPU milliseconds the simulator's process has used so far. */
+  cpuMs(): Promise<number> {
+    return this.request({ op: 'cpu' });
+  }
+
   /** Terminals whose batch is not settled exactly once with this digest (empty when all are). */
   fleetCheck(
     batches: Array<{ terminalId: string; batchId: string; digest: string }>,
