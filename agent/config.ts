@@ -175,6 +175,16 @@ export const configSchema = z
       .object({
         /** Allowance for clock drift beyond the measured offset when checking expiry. */
         expirySkewMs: z.number().int().nonnegative().default(30_000),
+        /** Longest a command may be valid: expires_at - issued_at (docs/protocol.md). */
+        maxLifetimeMs: z
+          .number()
+          .int()
+          .positive()
+          .default(24 * 3600_000),
+        /** The acquirer clock is not trusted beyond these (docs/protocol.md, clock offset). */
+        maxClockOffsetMs: z.number().int().positive().default(600_000),
+        maxClockStepMs: z.number().int().positive().default(5_000),
+        maxClockDriftMs: z.number().int().positive().default(120_000),
       })
       .strict()
       .prefault({}),

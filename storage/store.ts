@@ -131,6 +131,14 @@ export class Store {
     return store;
   }
 
+  /** How a journal compares with its witness, read without writing to either (status, recovery). */
+  static judge(file: string, witnessFile: string): WitnessVerdict {
+    const seen = readWitness(witnessFile);
+    const facts = journalFacts(file, seen.state === 'ok' ? seen.record.seq : undefined);
+    if (!facts) return { ok: false, kind: 'rollback', reason: 'the journal cannot be read' };
+    return judgeWitness(seen, facts);
+  }
+
   /** Stops every write from now on (a break found in the chain, a rollback reported remotely). */
   freeze(why: Frozen, hold?: WitnessHold): void {
     if (hold && this.witness?.record) this.witness.writeDurably({ ...this.witness.record, hold });

@@ -245,3 +245,11 @@ export function isLockSource(s: string): s is LockSource {
 export function isState(s: string): s is State {
   return (STATES as readonly string[]).includes(s);
 }
+
+/** Fewest characters a deactivation reason may have, wherever it comes from (console, remote). */
+export const MIN_DEACTIVATION_REASON_CHARS = 3;
+
+/** True when `reason` is a real reason for a deactivation, not blank or a stray key. */
+export function hasDeactivationReason(reason: string): boolean {
+  return reason.trim().length >= MIN_DEACTIVATION_REASON_CHARS;
+}

@@ -10,6 +10,7 @@ import { totalsEqual } from './batch-totals.ts';
 import { forgetTally, openBatchTally } from './open-batch-tally.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
+import * as dispute from './settlement-dispute.ts';
 
 /**
  * Cutover and exactly-once settlement. A batch moves
@@ -36,6 +37,8 @@ export interface SettlementDeps {
   log: Logger;
   config: Pick<Config, 'currency' | 'timeZone' | 'settlement'>;
   link: AcquirerLink;
+  /** Locks the terminal (settlement-dispute) when the acquirer refuses a batch for good. */
+  terminal?: dispute.Locker;
   /** Fault injection for crash tests: called after each step is durable. */
   afterStep?: (step: SettlementStep, batchId: string) => void;
   /**
@@ -70,6 +73,7 @@ type Move =
 export interface SettleReport {
   settled: string[];
   pending: string[];
+  disputed?: string[]; // refused for good in this run: now 'disputed'
   error?: AgentError;
 }
 
@@ -173,6 +177,7 @@ export class Settlement {
         await this.settleOne(batch.batchId);
         report.settled.push(batch.batchId);
       } catch (e) {
+        if (dispute.setAsideIfFinal(this.d, batch, e, report)) continue;
         report.error =
           e instanceof AgentError ? e : new AgentError('SETTLEMENT_REJECTED', (e as Error).message);
         report.pending.push(...queue.slice(i).map((b) => b.batchId));
@@ -237,6 +242,8 @@ export class Settlement {
         return this.submitStep(batch);
       case 'out-of-balance':
         return this.uploadStep(batch);
+      case 'disputed':
+        throw dispute.alreadyDisputed(batch);
     }
   }
 
@@ -267,7 +274,9 @@ export class Settlement {
     if (reply.batchAck) {
       const ack = reply.batchAck;
       this.checkKey(batch, ack.batchId, ack.digest);
-      const theirs = ack.acquirerTotals ? totalsFromWire(ack.acquirerTotals) : batch.totals!;
+      // The acquirer must say what it settled on; an ack without it is a protocol error, never
+      // read as agreement with our totals (docs/protocol.md, BatchAck).
+      const theirs = totalsFromWire(requiredTotals(ack.acquirerTotals, 'BatchAck', batch));
       if (batch.state === 'sent' && !totalsEqual(theirs, batch.totals!)) {
         // An ack whose totals disagree is treated as out of balance: we prove our rows.
         this.step(batch, ['sent'], 'out-of-balance', 'batch-out-of-balance', {
@@ -288,12 +297,9 @@ export class Settlement {
       this.checkKey(batch, oob.batchId, oob.digest);
       if (batch.state === 'detail-uploaded') {
         // Uploading the same rows again cannot change the acquirer's mind: a person must.
-        throw new AgentError(
-          'SETTLEMENT_REJECTED',
-          `the acquirer still disputes batch ${batch.batchId} after its detail upload`,
-        );
+        throw dispute.permanentRefusal(`detail upload did not end the dispute of ${batch.batchId}`);
       }
-      const theirs = oob.acquirerTotals ? totalsFromWire(oob.acquirerTotals) : undefined;
+      const theirs = totalsFromWire(requiredTotals(oob.acquirerTotals, 'OutOfBalance', batch));
       this.step(batch, ['sent', 'detail-uploaded'], 'out-of-balance', 'batch-out-of-balance', {
         acquirerTotals: theirs,
       });
@@ -395,6 +401,20 @@ export class Settlement {
     for (const b of store.batches.unsettled()) n += b.txnCount ?? 0;
     return n;
   }
+}
+
+function requiredTotals(
+  t: pos.v1.IBatchTotals | null | undefined,
+  what: string,
+  batch: Batch,
+): pos.v1.IBatchTotals {
+  if (!t) {
+    throw new AgentError(
+      'PROTOCOL_MALFORMED',
+      `the acquirer's ${what} for batch ${batch.batchId} carries no acquirer_totals`,
+    );
+  }
+  return t;
 }
 
 function num(v: unknown, what: string): number {

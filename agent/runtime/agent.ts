@@ -25,8 +25,10 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { watchLink } from './link-watch.ts';
+import type { ClockTrust } from '../policy/clock-trust.ts';
 import { JournalGuard } from './journal-guard.ts';
-import { openAcquirerLink } from './acquirer-link.ts';
+import { heartbeatReport, openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
@@ -59,6 +61,8 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Whether the acquirer clock may be used for command times (docs/protocol.md). */
+  readonly clockTrust: ClockTrust;
   /** Full chain walks at start and on a schedule (journal-guard.ts). */
   readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
@@ -87,8 +91,11 @@ export class Agent {
       log,
       connect: opts.connect,
     });
+    const watched = watchLink(this.channel, { store: this.core.store, clock, log, config });
+    this.clockTrust = watched.clockTrust;
     this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
+      terminal: this.core.terminal,
       store: this.core.store,
       clock,
       log,
@@ -103,7 +110,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
+      clockOffsetMs: () => this.clockTrust.offsetForCommands(),
       terminalKey: () => this.terminalKeyFile.load(),
     });
     this.unlockCodes = new UnlockCodes({
@@ -356,6 +363,11 @@ export class Agent {
     });
     if (done) {
       await this.scheduler?.stop();
+      // One last report, so the acquirer hears "deactivated" from the terminal itself.
+      const last = heartbeatReport(this.core, this.opts.config);
+      await this.channel
+        .request({ heartbeat: { ...last, clientTimeMs: this.core.clock.now() } })
+        .catch(() => {});
       void this.channel.close();
     }
     return done;

@@ -27,6 +27,8 @@ export interface StatusView {
     currency: string;
   };
   queuedBatches: number;
+  /** Batches the acquirer refused for good: they wait for a person, not for a resend. */
+  disputedBatches: Array<{ batchId: string; problem: string | null }>;
   link?: { up: boolean; clockOffsetMs: number | null };
   versions: { agent: string; node: string };
 }
@@ -66,6 +68,9 @@ export function statusView(
       currency: ctx.currency,
     },
     queuedBatches: store.batches.unsettled().length,
+    disputedBatches: store.batches
+      .disputed()
+      .map((b) => ({ batchId: b.batchId, problem: b.problem })),
     ...(ctx.link ? { link: ctx.link } : {}),
     versions: { agent: ctx.firmwareVersion, node: process.versions.node },
   };
