@@ -158,7 +158,9 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
       // Baseline and agent alternate, so both see the same machine.
       encodes.push(encodeRate(detail, 3));
       runs.push(await settleBacklog(backlog, mode, {}, tally));
-      opts.log(`  ${mode} (${tally}): ${runs.at(-1)!.ms.toFixed(0)} ms (${describe(runs.at(-1)!)})`);
+      opts.log(
+        `  ${mode} (${tally}): ${runs.at(-1)!.ms.toFixed(0)} ms (${describe(runs.at(-1)!)})`,
+      );
     }
     const mid = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
     const what =

@@ -34,7 +34,8 @@ export class DetailUpload {
   /** Chunks allowed in flight; 1 until the acquirer has answered one. */
   private window = 1;
   /** The next chunk, being read a slice at a time. */
-  private pending: { index: number; rows: TxnDetailRow[]; after: number; whole: boolean } | undefined;
+  private pending:
+    { index: number; rows: TxnDetailRow[]; after: number; whole: boolean } | undefined;
 
   constructor(
     readonly batchId: string,
