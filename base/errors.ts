@@ -7,6 +7,7 @@
 export const ErrorCodes = {
   // config
   CONFIG_INVALID: 'the configuration is invalid',
+  CONFIG_WEAK_PIN_HASH: 'a technician PIN hash uses scrypt parameters below the floor',
   // storage
   STORAGE_NATIVE_MODULE: 'the SQLite driver cannot load on this Node.js',
   STORAGE_CORRUPT: 'the journal file is damaged',
