@@ -314,7 +314,8 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     this.pending.rejectAll(
       new AgentError('PROTOCOL_DISCONNECTED', undefined, { reason: reason.code }),
     );
-    this.logger.warn(
+    // Our own close at shutdown is routine: warn only when the link went down by itself.
+    this.logger[this.closed ? 'info' : 'warn'](
       { code: reason.code, reason: reason.message },
       wasUp ? 'link down' : 'link failed',
     );
