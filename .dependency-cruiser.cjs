@@ -53,8 +53,18 @@ module.exports = {
       name: 'cli-is-the-top',
       comment: 'agent/cli/ is the entry point; nothing else in the product imports it.',
       severity: 'error',
-      from: { path: '^(base|storage|protocol|agent/(policy|runtime|console))/' },
+      from: { path: '^(base|storage|protocol|agent/(policy|runtime|console|conformance))/' },
       to: { path: '^agent/cli/' },
+    },
+    {
+      name: 'conformance-kit-plays-only-a-terminal',
+      comment:
+        'The conformance kit (agent/conformance) judges acquirer hosts with the protocol code and ' +
+        'the agent policy rules only: never the simulator (it would judge the simulator by itself), ' +
+        'nor storage, the runtime, the console, the dev entry, bench or tests.',
+      severity: 'error',
+      from: { path: '^agent/conformance/' },
+      to: { path: '^(simulator|storage|agent/runtime|agent/console|dev|bench|test)/' },
     },
     {
       name: 'no-circular-layers',
