@@ -396,7 +396,7 @@ describe('technician commands on a real pty', () => {
     sim.decideDeactivation(TID, false, 'the shop stays open');
     expect(await expectOutput(`${TID} active> stat`, 20_000)).toMatch(
       new RegExp(
-        `^\r\nnotice: the terminal is now active \(.*the shop stays open.*\)\r\n${TID} active> stat$`,
+        `^\r\nnotice: the terminal is now active \\(.*the shop stays open.*\\)\r\n${TID} active> stat$`,
       ),
     );
     type('\x15');
