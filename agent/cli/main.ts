@@ -3,6 +3,7 @@ import { parseCommandArgs, usageLine, type CliCommand, type CliIo } from './cli-
 import { dataCommands } from './data-commands.ts';
 import { runCommands } from './run-commands.ts';
 import { EXIT, exitCodeOf, exitCodesHelp } from './exit-codes.ts';
+import { conformanceCommand } from '../conformance/command.ts';
 
 /**
  * The production CLI: a table of small command handlers. A command is one entry in
@@ -21,7 +22,11 @@ const devOnly: readonly CliCommand[] = ['demo', 'simulate acquirer'].map((name) 
   },
 }));
 
-export const productionCommands: readonly CliCommand[] = [...runCommands, ...dataCommands];
+export const productionCommands: readonly CliCommand[] = [
+  ...runCommands,
+  ...dataCommands,
+  conformanceCommand,
+];
 
 const stdio: CliIo = {
   out: (s) => process.stdout.write(s + '\n'),
