@@ -53,7 +53,7 @@ module.exports = {
       name: 'cli-is-the-top',
       comment: 'agent/cli/ is the entry point; nothing else in the product imports it.',
       severity: 'error',
-      from: { path: '^(base|storage|protocol|agent/(policy|runtime|console|conformance))/' },
+      from: { path: '^(base|storage|protocol|agent/(policy|runtime|console))/' },
       to: { path: '^agent/cli/' },
     },
     {
