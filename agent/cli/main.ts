@@ -7,7 +7,15 @@ import { journalPath, type Identity } from '../runtime/core.ts';
 import { TerminalState } from '../policy/terminal-state.ts';
 import { silentLogger } from '../../base/log.ts';
 import { systemClock } from '../../base/clock.ts';
-import { batchView, entryView, statusView } from '../runtime/views.ts';
+import {
+  adviceQueueLine,
+  adviceQueueView,
+  adviceViews,
+  batchView,
+  entryView,
+  statusView,
+} from '../runtime/views.ts';
+import { adviceTable } from '../console/advice-commands.ts';
 import { formatKeyValue, formatTable, table } from '../console/table.ts';
 
 // Fit a terminal's width; piped output (scripts, evidence) is never cut to 80 columns.
@@ -25,6 +33,9 @@ usage:
   pos-agent journal verify --data DIR         walk the hash chain; exit 1 naming the first bad row
   pos-agent journal tail --data DIR [-n N] [--json]
   pos-agent batch list --data DIR [--json]
+  pos-agent advices [pending|accepted|declined|expired] --data DIR [--json]
+                                              offline approvals forwarded to the acquirer and
+                                              its answers (declined and expired ones need action)
   pos-agent simulate acquirer --port N --data DIR [--terminal ID --code CODE]
   pos-agent hash-pin                          read a technician PIN on stdin, print its scrypt hash
   pos-agent --help
@@ -138,6 +149,31 @@ async function dispatch(argv: string[], io: Out): Promise<number> {
         });
       }
       break;
+    case 'advices': {
+      const filters = ['pending', 'accepted', 'declined', 'expired'] as const;
+      const only = filters.find((f) => f === sub);
+      if (sub && !sub.startsWith('-') && !only)
+        throw new AgentError(
+          'CONSOLE_BAD_ARGUMENTS',
+          `advices takes one of: ${filters.join(', ')}`,
+        );
+      return withStore(argv.slice(only ? 2 : 1), io, (store, flags) => {
+        const views = adviceViews(store, only);
+        if (flags.json) {
+          io.out(JSON.stringify(views, null, 2));
+          return 0;
+        }
+        io.out(adviceQueueLine(adviceQueueView(store, Date.now())));
+        io.out(
+          views.length
+            ? formatTable(adviceTable(views, String), {
+                width: process.stdout.columns ?? Infinity,
+              }).join('\n')
+            : '(none)',
+        );
+        return 0;
+      });
+    }
     case 'run': {
       const { values } = parseArgs({
         args: argv.slice(1),
@@ -208,6 +244,7 @@ function flattenStatus(v: ReturnType<typeof statusView>): Array<[string, string]
       `${v.openBatch.batchId}: ${v.openBatch.transactions} txns, net ${v.openBatch.netAmount}, fees ${v.openBatch.netFee}`,
     ],
     ['queued batches', String(v.queuedBatches)],
+    ['offline advices', adviceQueueLine(v.advices)],
     ['journal head', `${v.journal.headSeq} ${v.journal.headHash.slice(0, 16)}`],
     ...(v.link
       ? ([

@@ -4,7 +4,8 @@ import { redactedConfig } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import { CommandRegistry, type CommandContext } from './commands.ts';
 import { formatMinor, table } from './table.ts';
-import { batchView, entryView } from '../runtime/views.ts';
+import { adviceQueueLine, batchView, entryView } from '../runtime/views.ts';
+import { registerAdviceCommands } from './advice-commands.ts';
 
 /**
  * The technician's commands, registered on the generic console. Each is a thin call
@@ -59,6 +60,7 @@ export function terminalCommands(
         merchant: s.merchant ?? '-',
         'open batch': `${s.openBatch.batchId}: ${s.openBatch.transactions} txns, net ${money(s.openBatch.netAmount)}, fees ${money(s.openBatch.netFee)}`,
         'queued batches': s.queuedBatches,
+        'offline advices': adviceQueueLine(s.advices),
         link: s.link
           ? `${s.link.up ? 'up' : 'down'}, clock offset ${s.link.clockOffsetMs ?? '?'} ms`
           : '-',
@@ -157,6 +159,8 @@ export function terminalCommands(
     },
   });
 
+  registerAdviceCommands(reg, agent, (n) => money(n));
+
   reg.register({
     name: 'settle',
     summary: 'cut over now and settle every queued batch',
@@ -166,7 +170,11 @@ export function terminalCommands(
       ctx.print('cutting over and settling...');
       const r = await agent.settleNow(`settle from console by ${ctx.technician}`);
       const lines = [
-        r.closed ? `closed batch ${r.closed}` : 'nothing new to close',
+        r.closed
+          ? `closed batch ${r.closed}`
+          : agent.settlement.deferred
+            ? 'the open batch waits for the answers to its offline advices (see: advices)'
+            : 'nothing new to close',
         `settled: ${r.settled.length ? r.settled.join(', ') : 'none'}`,
       ];
       if (r.pending.length) lines.push(`still queued: ${r.pending.join(', ')}`);

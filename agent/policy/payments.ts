@@ -1,6 +1,5 @@
 import type { Store } from '../../storage/store.ts';
 import type { TxnRow, TxnStatus, TxnType } from '../../storage/journal.ts';
-import { UNSETTLED_STATES } from '../../storage/batches.ts';
 import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import type { Config } from '../config.ts';
@@ -397,7 +396,11 @@ export class Payments {
 
   private originalFor(input: RecordInput, openBatchId: string): TxnRow {
     const original = this.d.store.journal.getTxn(input.originalSeq!);
-    if (!original || original.type !== 'sale' || original.status === 'declined') {
+    // An offline sale the acquirer declined (or never answered) was never paid: nothing to take back.
+    const unpaid = ['declined', 'expired'].includes(
+      this.d.store.advices.get(input.originalSeq!)?.outcome ?? '',
+    );
+    if (!original || original.type !== 'sale' || original.status === 'declined' || unpaid) {
       throw new AgentError(
         'TXN_ORIGINAL_NOT_FOUND',
         `no approved sale with sequence number ${input.originalSeq}`,
@@ -471,16 +474,11 @@ export class Payments {
     }
   }
 
-  /** Offline approvals not yet settled by the acquirer: in the open batch or a queued one. */
+  /**
+   * The offline allowance in use: offline approvals the acquirer has not answered yet (an
+   * answer, accepted or declined, frees it; storage/advices.ts says what else counts).
+   */
   pendingOfflineTotal(): number {
-    const { store } = this.d;
-    const batches = [store.batches.open(this.d.clock.now()), ...store.batches.unsettled()];
-    let total = 0;
-    for (const b of batches) {
-      if (b.state !== 'open' && !UNSETTLED_STATES.includes(b.state)) continue;
-      for (const r of store.journal.batchRows(b.batchId))
-        if (r.status === 'pending-offline') total += r.amount;
-    }
-    return total;
+    return this.d.store.advices.offlineAllowanceUsed();
   }
 }

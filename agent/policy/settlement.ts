@@ -51,21 +51,33 @@ export interface SettleReport {
 
 export class Settlement {
   private readonly detailCursor = new Map<string, { next: number; after: number; count: number }>();
+  /** A cutover that waited for offline advices: run it again once they are answered. */
+  deferred: { force: boolean; reason: string } | undefined;
 
   constructor(private readonly d: SettlementDeps) {}
 
   /**
    * Closes the open batch. Without `force`, at most one cutover per business date: a
    * late or doubled cron tick finds the date already cut and does nothing. An empty
-   * batch is never closed.
+   * batch is never closed, nor one whose offline advices wait for the acquirer's answer
+   * (`deferred` then remembers the cutover for when they are answered).
    */
   cutover(opts: { force?: boolean; reason: string }): Batch | null {
     const { store, clock, config } = this.d;
+    this.deferred = undefined;
     const batch = store.atomically(() => {
       const now = clock.now();
       const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
       if (!opts.force && store.batches.lastBusinessDate() === date) return null;
       const open = store.batches.open(now);
+      // A batch closes only once the acquirer has answered every offline advice in it (or
+      // they expired): its totals then say what the acquirer accepted (docs/protocol.md).
+      const unanswered = store.advices.unansweredIn(open.batchId);
+      if (unanswered > 0) {
+        this.deferred = { force: opts.force ?? false, reason: opts.reason };
+        this.d.log.warn({ batchId: open.batchId, unanswered }, 'cutover waits for offline advices');
+        return null;
+      }
       // Totals and digest need six columns, not whole rows (bench/settlement.ts).
       const rows = store.journal.batchSums(open.batchId);
       if (rows.length === 0) return null;

@@ -27,6 +27,8 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
+import { Forwarder, type ForwardRound, type ForwardStep } from '../policy/forwarding.ts';
+import { ForwardingLoop } from './forwarding-loop.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -45,6 +47,8 @@ export interface AgentOptions {
   schedules?: boolean;
   /** Fault injection for crash tests: called after each durable settlement or deactivation step. */
   faultHook?: (step: SettlementStep | 'deactivated', id: string) => void;
+  /** Fault injection for crash tests: called at each step of advice forwarding. */
+  adviceHook?: (step: ForwardStep, key: string) => void;
 }
 
 const META_RISK_REPORTS = 'risk_reports_pending';
@@ -58,6 +62,9 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Store-and-forward of offline approvals (agent/policy/forwarding.ts). */
+  readonly forwarder: Forwarder;
+  private readonly forwarding: ForwardingLoop;
   private readonly terminalKeyFile: TerminalKeyFile;
   private scheduler: Scheduler | undefined;
   private stopped = false;
@@ -70,7 +77,18 @@ export class Agent {
     const log = opts.log ?? silentLogger();
     // The risk monitor needs the core and the core reports to it: wire through a late-bound hook.
     let observe: (row: Parameters<RiskMonitor['observe']>[0]) => void = () => {};
-    this.core = openCore(config, { clock, log, onRecorded: (row) => observe(row) });
+    this.core = openCore(config, {
+      clock,
+      log,
+      onRecorded: (row) => {
+        observe(row);
+        // Called inside the row's transaction: the advice goes out once it has committed.
+        if (this.core.store.advices.get(row.seq))
+          setImmediate(
+            () => void this.forwardAdvices().catch((e) => this.logFailure('advices', e)),
+          );
+      },
+    });
     this.runner = new SerialRunner(log);
     this.terminalKeyFile = new TerminalKeyFile(
       path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'),
@@ -104,6 +122,21 @@ export class Agent {
       link: this.channel,
       afterStep: opts.faultHook,
       runStep: (step) => this.runner.run('settle-step', step),
+    });
+    this.forwarder = new Forwarder({
+      store: this.core.store,
+      clock,
+      log,
+      config,
+      link: this.channel,
+      afterStep: opts.adviceHook,
+    });
+    this.forwarding = new ForwardingLoop({
+      forwarder: this.forwarder,
+      runner: this.runner,
+      log,
+      isUp: () => this.channel.isUp && !this.stopped,
+      onDrained: () => this.afterAdvicesAnswered(),
     });
     this.commands = new CommandProcessor({
       store: this.core.store,
@@ -174,6 +207,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     await this.scheduler?.stop();
+    await this.forwarding.stop();
     await this.channel.close();
     await this.pageCheck;
     await this.runner.idle().catch(() => {});
@@ -216,6 +250,8 @@ export class Agent {
    */
   async heartbeatTick(): Promise<void> {
     await this.runner.run('selftest', () => this.selfTest.run({ full: false }));
+    // Expiry runs with the link down too: that is when advices get stuck.
+    await this.runner.run('advice-expiry', () => this.forwarder.expireDue());
     if (this.channel.isUp) await this.contact();
   }
 
@@ -331,7 +367,24 @@ export class Agent {
         this.channel.request({ commandPoll: { afterCounter: this.commands.lastCounter() } }),
       );
     }
+    // Advices before batches: a batch waits for the answers to its offline approvals.
+    await this.forwardAdvices({ ignoreBackoff: true }).catch((e) => this.logFailure('advices', e));
     await this.settleQueued();
+    if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
+  }
+
+  /** Forwards queued offline advices now (when the link is up); resolves with the last round. */
+  forwardAdvices(opts: { ignoreBackoff?: boolean } = {}): Promise<ForwardRound> {
+    return this.forwarding.kick(opts);
+  }
+
+  /** Every advice answered: a cutover that waited for them, and a deactivation, go on. */
+  private async afterAdvicesAnswered(): Promise<void> {
+    const deferred = this.settlement.deferred;
+    if (deferred) {
+      await this.runner.run('cutover', () => this.settlement.cutover(deferred));
+      await this.settleQueued();
+    }
     if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
   }
 
@@ -373,8 +426,11 @@ export class Agent {
         return terminal.status().state === 'deactivated';
       // An authorisation still waiting for its host may yet journal an approval and its reversal:
       // until it lands (and a later contact settles it) the terminal is not done.
+      // And offline advices the acquirer has not answered: their batch cannot close before.
       const unsettled =
-        this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
+        this.settlement.unsettledTransactions() +
+        this.core.payments.authorisationsInFlight +
+        this.core.store.advices.stats().pending;
       if (unsettled > 0) {
         this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
         return false;
