@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import cron from 'node-cron';
 import { AgentError } from '../base/errors.ts';
+import { parsePinHash, technicianIdPattern } from './console/auth.ts';
 
 /**
  * The whole configuration as one validated object. Every field has a default that runs
@@ -9,37 +11,116 @@ import { AgentError } from '../base/errors.ts';
  * paths, the acquirer address and the technicians.
  */
 
+const filePath = z
+  .string()
+  .min(1, 'a path may not be empty')
+  .max(4096)
+  .refine((p) => !/[\0\n\r]/.test(p), 'a path may not hold NUL or line breaks');
+
+const cronExpression = z
+  .string()
+  .refine(
+    (e) => cron.validate(e),
+    'not a cron expression (six fields: second minute hour day month weekday)',
+  );
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return tz.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+const pinHashSchema = z.string().superRefine((h, ctx) => {
+  try {
+    parsePinHash(h);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
+
+/** A unix socket path is limited to 107 bytes on Linux (sun_path). */
+const maxSocketPathBytes = 107;
+
+/** Rules that span fields, each reported with the path of the field to change. */
+function crossChecks(c: Config, ctx: z.RefinementCtx): void {
+  if (c.console.mode === 'serial' && !c.console.serialPath)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['console', 'serialPath'],
+      message: 'console.mode is serial, so a serialPath is required',
+    });
+  if (c.console.lockoutAfter < c.console.maxFailures)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['console', 'lockoutAfter'],
+      message: 'must be at least console.maxFailures',
+    });
+  if (c.acquirer.backoffMaxMs < c.acquirer.backoffInitialMs)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['acquirer', 'backoffMaxMs'],
+      message: 'must be at least acquirer.backoffInitialMs',
+    });
+  const seen = new Set<string>();
+  c.console.technicians.forEach((t, i) => {
+    const id = t.id.toLowerCase();
+    if (seen.has(id))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['console', 'technicians', i, 'id'],
+        message: `${t.id} is listed twice`,
+      });
+    seen.add(id);
+  });
+  if (c.paymentSocket.path) {
+    const full = dataPath(c, c.paymentSocket.path);
+    if (Buffer.byteLength(full) > maxSocketPathBytes)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['paymentSocket', 'path'],
+        message: `${full} is longer than the ${maxSocketPathBytes} bytes a unix socket path may take`,
+      });
+  }
+}
+
 export const configSchema = z
   .object({
     terminalId: z
       .string()
       .regex(/^[A-Z0-9]{4,16}$/, 'terminal ids are 4 to 16 capital letters or digits')
       .default('T0001'),
-    dataDir: z.string().min(1).default('.pos-agent/data'),
+    dataDir: filePath.default('.pos-agent/data'),
     firmwareVersion: z.string().default('0.1.0'),
     currency: z
       .string()
       .regex(/^[A-Z]{3}$/)
       .default('CNY'),
     merchantCategory: z.string().default('default'),
-    timeZone: z.string().default('Asia/Shanghai'),
+    timeZone: z
+      .string()
+      .refine(isTimeZone, 'not a time zone name (e.g. Asia/Shanghai, UTC)')
+      .default('Asia/Shanghai'),
     log: z
       .object({
         level: z
           .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
           .default('info'),
-        file: z.string().optional(),
+        file: filePath.optional(),
       })
+      .strict()
       .prefault({}),
     acquirer: z
       .object({
-        host: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(7443),
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(1).max(65535).default(7443),
         servername: z.string().default('localhost'),
         /** PEM files; relative paths are under dataDir. */
-        caFile: z.string().default('tls/ca.crt'),
-        certFile: z.string().default('tls/terminal.crt'),
-        keyFile: z.string().default('tls/terminal.key'),
+        caFile: filePath.default('tls/ca.crt'),
+        certFile: filePath.default('tls/terminal.crt'),
+        keyFile: filePath.default('tls/terminal.key'),
         maxFrameBytes: z
           .number()
           .int()
@@ -51,17 +132,21 @@ export const configSchema = z
         backoffInitialMs: z.number().int().positive().default(500),
         backoffMaxMs: z.number().int().positive().default(60_000),
       })
+      .strict()
       .prefault({}),
     settlement: z
       .object({
         /** node-cron expression in timeZone: nightly cutover. */
-        cutoverCron: z.string().default('0 0 23 * * *'),
-        heartbeatCron: z.string().default('*/30 * * * * *'),
+        cutoverCron: cronExpression.default('0 0 23 * * *'),
+        heartbeatCron: cronExpression.default('*/30 * * * * *'),
         /** Rows per detail frame: about 250 bytes each, so 3,000 stay under the 1 MiB frame limit. */
         detailChunkRows: z.number().int().min(1).max(3_000).default(2_000),
+        /** Detail chunks in flight at once, at most (the acquirer may allow fewer). */
+        detailWindow: z.number().int().min(1).max(64).default(8),
         /** Hour (0-23, in timeZone) at which a new business date starts. */
         businessDayStartHour: z.number().int().min(0).max(23).default(0),
       })
+      .strict()
       .prefault({}),
     offline: z
       .object({
@@ -73,6 +158,7 @@ export const configSchema = z
           .positive()
           .default(24 * 3600_000),
       })
+      .strict()
       .prefault({}),
     /** Store-and-forward of offline approvals (agent/policy/forwarding.ts). */
     forwarding: z
@@ -99,12 +185,14 @@ export const configSchema = z
         tinyBurst: z.number().int().min(2).default(5),
         tinyWindowMs: z.number().int().positive().default(60_000),
       })
+      .strict()
       .prefault({}),
     commands: z
       .object({
         /** Allowance for clock drift beyond the measured offset when checking expiry. */
         expirySkewMs: z.number().int().nonnegative().default(30_000),
       })
+      .strict()
       .prefault({}),
     activation: z
       .object({
@@ -115,6 +203,7 @@ export const configSchema = z
           .positive()
           .default(15 * 60_000),
       })
+      .strict()
       .prefault({}),
     selftest: z
       .object({
@@ -126,15 +215,17 @@ export const configSchema = z
         /** The clock is insane before this instant (2024-01-01). */
         minSaneTimeMs: z.number().int().default(1_704_067_200_000),
       })
+      .strict()
       .prefault({}),
     maintenance: z
       .object({ drainTimeoutMs: z.number().int().positive().default(30_000) })
+      .strict()
       .prefault({}),
     console: z
       .object({
         /** none | stdio | serial | pty path given as serial.path */
         mode: z.enum(['none', 'stdio', 'serial']).default('none'),
-        serialPath: z.string().optional(),
+        serialPath: filePath.optional(),
         baudRate: z.number().int().positive().default(115_200),
         idleTimeoutMs: z
           .number()
@@ -143,7 +234,14 @@ export const configSchema = z
           .default(10 * 60_000),
         maxLineBytes: z.number().int().min(16).max(4096).default(256),
         technicians: z
-          .array(z.object({ id: z.string().min(1), pinHash: z.string().min(1) }))
+          .array(
+            z
+              .object({
+                id: z.string().regex(technicianIdPattern, 'ids are letters, digits, . _ - (1-32)'),
+                pinHash: pinHashSchema,
+              })
+              .strict(),
+          )
           .default([]),
         maxFailures: z.number().int().min(1).default(3),
         lockoutAfter: z.number().int().min(1).default(5),
@@ -153,6 +251,7 @@ export const configSchema = z
           .positive()
           .default(5 * 60_000),
       })
+      .strict()
       .prefault({}),
     storage: z
       .object({
@@ -163,15 +262,18 @@ export const configSchema = z
           .nonnegative()
           .default(64 * 1024 * 1024),
       })
+      .strict()
       .prefault({}),
     paymentSocket: z
       .object({
         /** Unix socket path for the payment app; relative to dataDir; empty disables it. */
-        path: z.string().default('payment.sock'),
+        path: z.union([z.literal(''), filePath]).default('payment.sock'),
       })
+      .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine(crossChecks);
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -180,14 +282,83 @@ export type ConfigInput = z.input<typeof configSchema>;
 export function parseConfig(input: unknown): Config {
   const result = configSchema.safeParse(input ?? {});
   if (result.success) return result.data;
-  const problems = result.error.issues.map(
-    (i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`,
-  );
-  throw new AgentError(
+  throw configError(configProblems(result.error.issues));
+}
+
+/** Every problem of a config object as `path: what is wrong`; empty when it is valid. */
+export function configProblems(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.flatMap((i) => {
+    const where = i.path.map(String);
+    if (i.code === 'unrecognized_keys') {
+      return i.keys.map((k) => {
+        const hint = closest(k, knownKeys(where));
+        return `${[...where, k].join('.')}: unknown key${hint ? ` (did you mean ${hint}?)` : ''}`;
+      });
+    }
+    return [`${where.length ? where.join('.') : '(root)'}: ${i.message}`];
+  });
+}
+
+export function configError(problems: readonly string[]): AgentError {
+  return new AgentError(
     'CONFIG_INVALID',
     `the configuration is invalid:\n  ${problems.join('\n  ')}`,
     { problems },
   );
+}
+
+/** The keys the schema allows at a path, for "did you mean". */
+function knownKeys(where: readonly string[]): string[] {
+  let node: unknown = configSchema;
+  for (const step of ['', ...where]) {
+    // Look through defaults, prefaults, optionals and arrays to the object beneath.
+    for (let guard = 0; guard < 8; guard++) {
+      const n = node as { unwrap?: () => unknown; element?: unknown; shape?: object };
+      if (n.shape) break;
+      if (n.element) node = n.element;
+      else if (typeof n.unwrap === 'function') node = n.unwrap();
+      else return [];
+    }
+    if (step === '' || /^\d+$/.test(step)) continue;
+    node = (node as { shape: Record<string, unknown> }).shape[step];
+    if (!node) return [];
+  }
+  let n = node as { unwrap?: () => unknown; element?: unknown; shape?: object };
+  for (let guard = 0; guard < 8 && !n.shape; guard++) {
+    if (n.element) n = n.element as typeof n;
+    else if (typeof n.unwrap === 'function') n = n.unwrap() as typeof n;
+    else return [];
+  }
+  return n.shape ? Object.keys(n.shape) : [];
+}
+
+/** The known key closest to a typo, if it is close (one edit for short keys, two for long). */
+function closest(typo: string, keys: readonly string[]): string | undefined {
+  const limit = typo.length <= 4 ? 1 : 2;
+  let best: string | undefined;
+  let bestD = limit + 1;
+  for (const k of keys) {
+    const d = editDistance(typo.toLowerCase(), k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+/** Edit distance counting a swap of two neighbours as one edit (prot -> port). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 /**
@@ -213,23 +384,28 @@ export function applyEnv(
   return out;
 }
 
+/** Reads a JSON config file (an object); CONFIG_INVALID when it cannot. */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new AgentError(
+      'CONFIG_INVALID',
+      `cannot read config file ${file}: ${(e as Error).message}`,
+    );
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new AgentError('CONFIG_INVALID', `config file ${file} must hold one JSON object`);
+  return raw as Record<string, unknown>;
+}
+
 /** Reads a JSON config file, applies environment overrides and validates. */
 export function loadConfigFile(
   file: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): Config {
-  let raw: Record<string, unknown> = {};
-  if (file) {
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch (e) {
-      throw new AgentError(
-        'CONFIG_INVALID',
-        `cannot read config file ${file}: ${(e as Error).message}`,
-      );
-    }
-  }
-  return parseConfig(applyEnv(raw, env));
+  return parseConfig(applyEnv(file ? readConfigFile(file) : {}, env));
 }
 
 /** Resolves a path from the config against the data directory. */

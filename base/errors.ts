@@ -15,6 +15,7 @@ export const ErrorCodes = {
   STORAGE_IO: 'the journal could not be read or written',
   STORAGE_CHAIN_BROKEN: 'the journal hash chain does not verify',
   STORAGE_NOT_FOUND: 'no such record',
+  STORAGE_IN_USE: 'the data directory is in use by another process',
   // card data
   CARD_INVALID_PAN: 'the card number is not valid',
   CARD_SENSITIVE_DATA: 'CVV, track or PIN data may not be given to the agent',

@@ -14,87 +14,22 @@ import { AgentError, isAgentError, toAgentError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
 import { silentLogger } from '../base/log.ts';
 import { systemClock, type Clock } from '../base/clock.ts';
-import { classifySocketError, envelopeConnection, type FrameConnection } from './connection.ts';
+import { classifySocketError, envelopeConnection } from './connection.ts';
 import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from './messages.ts';
 import { PendingRequests } from './pending-requests.ts';
 import { tlsConnector, type TlsTarget } from './tls-connector.ts';
+import { checkOneBody, unexpected } from './envelope-checks.ts';
+import { answerUnsolicited, type Conn } from './unsolicited.ts';
+import { UpWaiters } from './up-waiters.ts';
+import type {
+  AcquirerChannelEvents,
+  AcquirerChannelOptions,
+  UnsolicitedHandler,
+  UpInfo,
+} from './channel-options.ts';
 
 export { tlsConnector, type TlsTarget };
-
-type Conn = FrameConnection<pos.v1.Envelope, pos.v1.IEnvelope>;
-
-/**
- * Handles an envelope the acquirer sent on its own (a command, ...). `reply` answers it once,
- * on the link it came on; it throws PROTOCOL_DISCONNECTED if that link is gone (the acquirer
- * then asks again, e.g. by polling commands). A throw or rejection is answered with an ErrorReply
- * carrying the AgentError's code.
- */
-export type UnsolicitedHandler = (
-  env: pos.v1.Envelope,
-  reply: (body: EnvelopeBody) => void,
-) => void | Promise<void>;
-
-/** Options of AcquirerChannel. Durations are milliseconds. */
-export interface AcquirerChannelOptions {
-  terminalId: string;
-  /** Opens the byte stream; give this or `tls`. */
-  connect?: () => Duplex;
-  tls?: TlsTarget;
-  /** Called on each connect, since the journal head and lifecycle state change. */
-  helloFactory: () => pos.v1.IHello;
-  /** Extra heartbeat fields (lifecycle state, queued batches); client time is filled in. */
-  heartbeatFactory?: () => Omit<pos.v1.IHeartbeat, 'clientTimeMs'>;
-  /** Default 30 000. */
-  heartbeatIntervalMs?: number;
-  /** Default 15 000; also the Hello timeout (connect + handshake + HelloAck) unless set. */
-  requestTimeoutMs?: number;
-  helloTimeoutMs?: number;
-  /** Reconnect delay is uniform in [0, min(maxMs, initialMs * 2^attempt)]. Default 500 / 60 000. */
-  backoff?: { initialMs: number; maxMs: number };
-  /** Default 1 MiB. */
-  maxFrameBytes?: number;
-  clock?: Clock;
-  logger?: Logger;
-  onUnsolicited?: UnsolicitedHandler;
-  /** Source of jitter in [0, 1); tests may fix it. */
-  random?: () => number;
-}
-
-/** What the channel learnt when the link came up. */
-export interface UpInfo {
-  serverTimeMs: number;
-  acquirerId: string;
-  clockOffsetMs: number;
-  rttMs: number;
-}
-
-/** Events of AcquirerChannel. */
-export interface AcquirerChannelEvents {
-  up: [info: UpInfo];
-  down: [reason: AgentError];
-  'protocol-error': [err: AgentError];
-  heartbeat: [sample: { clockOffsetMs: number; rttMs: number }];
-}
-
-interface UpWaiter {
-  resolve: () => void;
-  reject: (err: AgentError) => void;
-  timer: NodeJS.Timeout;
-}
-
-function unexpected(message: string, kind: string | null | undefined): AgentError {
-  return new AgentError('PROTOCOL_UNEXPECTED', message, { kind: kind ?? null });
-}
-
-function checkOneBody(body: EnvelopeBody): string {
-  const set = Object.keys(body).filter((k) => body[k as keyof EnvelopeBody] != null);
-  if (set.length !== 1 || set[0] === undefined) {
-    throw new AgentError('PROTOCOL_MALFORMED', 'an envelope body must set exactly one field', {
-      fields: set,
-    });
-  }
-  return set[0];
-}
+export type { AcquirerChannelEvents, AcquirerChannelOptions, UnsolicitedHandler, UpInfo };
 
 /** The agent's client link to the acquirer. */
 export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
@@ -118,7 +53,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly pending = new PendingRequests();
-  private readonly upWaiters = new Set<UpWaiter>();
+  private readonly upWaiters = new UpWaiters();
 
   constructor(options: AcquirerChannelOptions) {
     super();
@@ -159,14 +94,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   waitUntilUp(timeoutMs: number): Promise<void> {
     if (this.up) return Promise.resolve();
     if (this.closed) return Promise.reject(new AgentError('PROTOCOL_DISCONNECTED'));
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.upWaiters.delete(waiter);
-        reject(new AgentError('PROTOCOL_TIMEOUT', 'the acquirer link is not up', { timeoutMs }));
-      }, timeoutMs);
-      const waiter: UpWaiter = { resolve, reject, timer };
-      this.upWaiters.add(waiter);
-    });
+    return this.upWaiters.wait(timeoutMs);
   }
 
   /**
@@ -189,7 +117,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     this.reconnectTimer = undefined;
     this.stopHeartbeat();
     const err = new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer channel was closed');
-    this.settleUpWaiters(err);
+    this.upWaiters.settle(err);
     this.pending.rejectAll(err);
     const conn = this.conn;
     if (conn) {
@@ -243,7 +171,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
         rttMs: this.rtt ?? 0,
       };
       this.logger.info(info, 'acquirer link up');
-      this.settleUpWaiters();
+      this.upWaiters.settle();
       this.emit('up', info);
     } catch (e) {
       if (conn !== this.conn) return;
@@ -292,41 +220,11 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     } else if (!this.up || !env.messageId) {
       this.refuse(conn, unexpected('unsolicited message before HelloAck or without id', env.body));
     } else {
-      this.dispatch(conn, env);
-    }
-  }
-
-  private dispatch(conn: Conn, env: pos.v1.Envelope): void {
-    let replied = false;
-    const reply = (body: EnvelopeBody): void => {
-      if (replied) throw unexpected('an unsolicited message was answered twice', env.body);
-      checkOneBody(body);
-      replied = true;
-      conn.send({
-        ...body,
-        messageId: newMessageId(),
+      answerUnsolicited(conn, env, this.onUnsolicited, {
         terminalId: this.opts.terminalId,
-        correlationId: env.messageId,
-        sentAtMs: this.clock.now(),
+        clock: this.clock,
+        logger: this.logger,
       });
-    };
-    const fail = (e: unknown): void => {
-      const err = toAgentError(e, 'PROTOCOL_UNEXPECTED');
-      this.logger.error({ code: err.code, kind: env.body }, 'unsolicited message not handled');
-      if (replied || conn.closed) return;
-      try {
-        reply({ error: errorReplyFor(err) });
-      } catch (sendErr) {
-        this.logger.debug({ err: sendErr }, 'could not send the error reply');
-      }
-    };
-    const handler = this.onUnsolicited;
-    if (!handler) return fail(unexpected('the terminal has no handler for this message', env.body));
-    try {
-      const result = handler(env, reply);
-      if (result instanceof Promise) result.catch(fail);
-    } catch (e) {
-      fail(e);
     }
   }
 
@@ -382,15 +280,6 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   private stopHeartbeat(): void {
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
-  }
-
-  private settleUpWaiters(err?: AgentError): void {
-    for (const w of this.upWaiters) {
-      clearTimeout(w.timer);
-      if (err) w.reject(err);
-      else w.resolve();
-    }
-    this.upWaiters.clear();
   }
 
   private onConnClose(conn: Conn, reason: AgentError): void {

@@ -54,6 +54,80 @@ function commonName(socket: tls.TLSSocket): string | undefined {
   return undefined;
 }
 
+/** A client the TLS layer refused: logged and reported with the certificate's fault. */
+function reportTlsClientError(
+  err: Error,
+  socket: tls.TLSSocket,
+  options: FrameServerOptions,
+): void {
+  const logger = options.logger ?? silentLogger();
+  // Node verifies the client certificate itself and just drops the socket, so the error is a
+  // bare hang-up; the certificate's fault (CERT_HAS_EXPIRED, ...) is on the socket.
+  const authorizationError = socket.authorizationError
+    ? String(socket.authorizationError)
+    : undefined;
+  const cause = classifySocketError(err);
+  const refused = new AgentError(
+    'PROTOCOL_TLS',
+    `TLS client refused: ${authorizationError ?? cause.message}`,
+    { ...cause.context, authorizationError },
+  );
+  logger.info({ code: refused.code, context: refused.context }, 'TLS client refused');
+  options.onTlsClientError?.(refused);
+}
+
+/** A verified client: framed, tracked until it closes and handed to onConnection with its CN. */
+function acceptSecure(
+  socket: tls.TLSSocket,
+  options: FrameServerOptions,
+  connections: Set<ServerConnection>,
+): void {
+  const logger = options.logger ?? silentLogger();
+  const cn = socket.authorized ? commonName(socket) : undefined;
+  if (cn === undefined) {
+    // Unreachable with rejectUnauthorized, kept as a second lock on the door.
+    logger.warn({ authorized: socket.authorized }, 'client without a usable certificate dropped');
+    options.onTlsClientError?.(
+      new AgentError('PROTOCOL_TLS', 'client certificate has no usable CN', {
+        authorized: socket.authorized,
+      }),
+    );
+    socket.destroy();
+    return;
+  }
+  const conn = envelopeConnection(socket, {
+    maxFrameBytes: options.maxFrameBytes,
+    logger,
+    clock: options.clock,
+  });
+  connections.add(conn);
+  conn.once('close', () => connections.delete(conn));
+  try {
+    options.onConnection(conn, cn);
+  } catch (err) {
+    logger.error({ err }, 'frame server onConnection threw; dropping the connection');
+    conn.destroy();
+  }
+}
+
+/** Listens and resolves with the bound TCP port. */
+async function listen(server: tls.Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') {
+    server.close();
+    throw new AgentError('PROTOCOL_TLS', 'frame server has no TCP address');
+  }
+  return address.port;
+}
+
 /** Starts a mutual-TLS frame server; resolves once it listens. */
 export async function startFrameServer(options: FrameServerOptions): Promise<FrameServer> {
   const logger = options.logger ?? silentLogger();
@@ -76,69 +150,19 @@ export async function startFrameServer(options: FrameServerOptions): Promise<Fra
     raw.once('close', () => rawSockets.delete(raw));
   });
 
-  server.on('tlsClientError', (err, socket: tls.TLSSocket) => {
-    // Node verifies the client certificate itself and just drops the socket, so the error is a
-    // bare hang-up; the certificate's fault (CERT_HAS_EXPIRED, ...) is on the socket.
-    const authorizationError = socket.authorizationError
-      ? String(socket.authorizationError)
-      : undefined;
-    const cause = classifySocketError(err);
-    const refused = new AgentError(
-      'PROTOCOL_TLS',
-      `TLS client refused: ${authorizationError ?? cause.message}`,
-      { ...cause.context, authorizationError },
-    );
-    logger.info({ code: refused.code, context: refused.context }, 'TLS client refused');
-    options.onTlsClientError?.(refused);
-  });
-
-  server.on('secureConnection', (socket: tls.TLSSocket) => {
-    const cn = socket.authorized ? commonName(socket) : undefined;
-    if (cn === undefined) {
-      // Unreachable with rejectUnauthorized, kept as a second lock on the door.
-      logger.warn({ authorized: socket.authorized }, 'client without a usable certificate dropped');
-      options.onTlsClientError?.(
-        new AgentError('PROTOCOL_TLS', 'client certificate has no usable CN', {
-          authorized: socket.authorized,
-        }),
-      );
-      socket.destroy();
-      return;
-    }
-    const conn = envelopeConnection(socket, {
-      maxFrameBytes: options.maxFrameBytes,
-      logger,
-      clock: options.clock,
-    });
-    connections.add(conn);
-    conn.once('close', () => connections.delete(conn));
-    try {
-      options.onConnection(conn, cn);
-    } catch (err) {
-      logger.error({ err }, 'frame server onConnection threw; dropping the connection');
-      conn.destroy();
-    }
-  });
-
+  server.on('tlsClientError', (err, socket: tls.TLSSocket) =>
+    reportTlsClientError(err, socket, options),
+  );
+  server.on('secureConnection', (socket: tls.TLSSocket) =>
+    acceptSecure(socket, options, connections),
+  );
   server.on('error', (err) => logger.error({ err }, 'frame server error'));
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') {
-    server.close();
-    throw new AgentError('PROTOCOL_TLS', 'frame server has no TCP address');
-  }
+  const port = await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
 
   let closing: Promise<void> | undefined;
   return {
-    port: address.port,
+    port,
     connections,
     close(): Promise<void> {
       closing ??= (async () => {

@@ -16,7 +16,7 @@ import { silentLogger, type Logger } from '../base/log.ts';
 import { systemClock, type Clock } from '../base/clock.ts';
 import { startFrameServer, type FrameServer, type ServerConnection } from '../protocol/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from '../protocol/tls-material.ts';
-import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from '../protocol/messages.ts';
+import { errorReplyFor, type pos } from '../protocol/messages.ts';
 import { handleEnvelope, type HandlerContext, type HandlerResult } from './acquirer-handlers.ts';
 import { applyPatch, defaultBehaviour, type Behaviour, type BehaviourPatch } from './behaviour.ts';
 import {
@@ -26,7 +26,8 @@ import {
   type IssuedCommand,
 } from './command-desk.ts';
 import { CommandSigner, type SignedCommandParts } from './command-signer.ts';
-import { garbageBytes } from './garbage.ts';
+import { answer } from './acquirer-replies.ts';
+import { Sleepers } from './sleepers.ts';
 import { AcquirerLedger, type TerminalRecord } from './ledger.ts';
 import { TerminalLinks } from './terminal-links.ts';
 import type {
@@ -49,7 +50,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly links = new TerminalLinks();
-  private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  private readonly sleepers = new Sleepers();
   private material: TlsMaterial | undefined;
   private signer: CommandSigner | undefined;
   private db: AcquirerLedger | undefined;
@@ -229,11 +230,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
     this.server = undefined;
     // Cleared first: a handler woken from slowMs below then finds no context and does nothing.
     this.ctx = undefined;
-    for (const s of this.sleepers) {
-      clearTimeout(s.timer);
-      s.wake();
-    }
-    this.sleepers.clear();
+    this.sleepers.wakeAll();
     await server.close();
     this.links.clear();
     this.db?.close();
@@ -324,7 +321,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
 
   private async onMessage(conn: ServerConnection, cn: string, env: pos.v1.Envelope): Promise<void> {
     this.emit('received', cn, env);
-    if (this.behaviour.slowMs > 0) await this.sleep(this.behaviour.slowMs);
+    if (this.behaviour.slowMs > 0) await this.sleepers.sleep(this.behaviour.slowMs);
     const ctx = this.ctx;
     if (!ctx || conn.closed) return;
     let result: HandlerResult;
@@ -344,61 +341,11 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
         : new AgentError('PROTOCOL_UNEXPECTED', 'the acquirer failed to handle the message');
       result = { kind: 'reply', body: { error: errorReplyFor(err) } };
     }
-    if (result.kind === 'drop') {
-      conn.destroy();
-      return;
-    }
-    if (result.kind === 'none') return;
-    const g = this.behaviour.garbage;
-    if (g && g.times > 0 && (!g.on || g.on === env.body)) {
-      // The message was handled (a submit may be settled); only the answer is junk.
-      g.times -= 1;
-      conn.socket.write(garbageBytes(g.kind));
-      return;
-    }
-    if (env.body === 'hello' && result.body.helloAck) this.links.greet(conn);
-    if (this.send(conn, cn, result.body, env.messageId) && this.behaviour.duplicateAcks) {
-      this.send(conn, cn, result.body, env.messageId);
-    }
-    try {
-      result.then?.();
-    } catch (e) {
-      this.log.error({ err: e, kind: env.body }, 'simulator follow-up failed');
-    }
-  }
-
-  private send(
-    conn: ServerConnection,
-    cn: string,
-    body: EnvelopeBody,
-    correlationId: string,
-  ): boolean {
-    try {
-      conn.send({
-        ...body,
-        messageId: newMessageId(),
-        terminalId: cn,
-        correlationId,
-        sentAtMs: this.now(),
-      });
-      return true;
-    } catch (e) {
-      this.log.debug({ err: e, terminalId: cn }, 'could not send to the terminal');
-      return false;
-    }
-  }
-
-  /** A delay that stop() cuts short, so a slow handler never outlives the simulator. */
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const s = {
-        timer: setTimeout(() => {
-          this.sleepers.delete(s);
-          resolve();
-        }, ms),
-        wake: resolve,
-      };
-      this.sleepers.add(s);
+    answer(conn, cn, env, result, {
+      behaviour: this.behaviour,
+      links: this.links,
+      now: () => this.now(),
+      log: this.log,
     });
   }
 }

@@ -32,6 +32,10 @@ export interface Behaviour {
   dropBeforeAck: number;
   /** Settle the next N BatchSubmits, then close the socket without the ack (the lost ack). */
   dropAfterAck: number;
+  /** Store the next N detail chunks, then close the socket without their ack. */
+  dropAfterDetailChunk: number;
+  /** Detail chunks a terminal may have unacknowledged at once (DetailAck.window; 0: say nothing). */
+  detailWindow: number;
   /** Send every reply twice. */
   duplicateAcks: boolean;
   garbage: GarbageFault | null;
@@ -70,9 +74,10 @@ export interface AdviceBehaviour {
 
 /** A behaviour switch: counters may be given as booleans (true = always, false = never). */
 export type BehaviourPatch = Partial<
-  Omit<Behaviour, 'dropBeforeAck' | 'dropAfterAck' | 'advice'> & {
+  Omit<Behaviour, 'dropBeforeAck' | 'dropAfterAck' | 'dropAfterDetailChunk' | 'advice'> & {
     dropBeforeAck: number | boolean;
     dropAfterAck: number | boolean;
+    dropAfterDetailChunk: number | boolean;
     advice: Partial<AdviceBehaviour>;
   }
 >;
@@ -84,6 +89,8 @@ export function defaultBehaviour(): Behaviour {
     slowMs: 0,
     dropBeforeAck: 0,
     dropAfterAck: 0,
+    dropAfterDetailChunk: 0,
+    detailWindow: 8,
     duplicateAcks: false,
     garbage: null,
     refuseConnections: false,
@@ -112,17 +119,21 @@ function count(v: number | boolean | undefined, current: number): number {
 
 /** Applies a patch to a behaviour, in place, and returns it. */
 export function applyPatch(b: Behaviour, patch: BehaviourPatch): Behaviour {
-  const { dropBeforeAck, dropAfterAck, garbage, advice, ...rest } = patch;
+  const { dropBeforeAck, dropAfterAck, dropAfterDetailChunk, garbage, advice, ...rest } = patch;
   Object.assign(b, rest);
   if (advice) b.advice = { ...b.advice, ...advice };
   b.dropBeforeAck = count(dropBeforeAck, b.dropBeforeAck);
   b.dropAfterAck = count(dropAfterAck, b.dropAfterAck);
+  b.dropAfterDetailChunk = count(dropAfterDetailChunk, b.dropAfterDetailChunk);
   if (garbage !== undefined) b.garbage = garbage && { ...garbage };
   return b;
 }
 
 /** Takes one use of a counted fault; true when it fires. */
-export function takeFault(b: Behaviour, fault: 'dropBeforeAck' | 'dropAfterAck'): boolean {
+export function takeFault(
+  b: Behaviour,
+  fault: 'dropBeforeAck' | 'dropAfterAck' | 'dropAfterDetailChunk',
+): boolean {
   if (b[fault] <= 0) return false;
   b[fault] -= 1;
   return true;

@@ -92,19 +92,24 @@ export async function runAcquirerCli(
   out('press Ctrl-C to stop');
   io.onReady?.(sim);
 
-  await new Promise<void>((resolve) => {
+  await untilSignal(io.signal);
+  await sim.stop();
+  out('acquirer simulator stopped');
+  return 0;
+}
+
+/** Resolves on SIGINT, SIGTERM or the abort signal, whichever comes first. */
+function untilSignal(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
     const done = (): void => {
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
-      io.signal?.removeEventListener('abort', done);
+      signal?.removeEventListener('abort', done);
       resolve();
     };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
-    if (io.signal?.aborted) done();
-    else io.signal?.addEventListener('abort', done, { once: true });
+    if (signal?.aborted) done();
+    else signal?.addEventListener('abort', done, { once: true });
   });
-  await sim.stop();
-  out('acquirer simulator stopped');
-  return 0;
 }

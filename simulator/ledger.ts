@@ -221,6 +221,37 @@ export class AcquirerLedger extends ControlLedger {
     });
   }
 
+  /** The lowest chunk index of a key not stored yet (`chunkCount` when every one is in). */
+  nextMissingChunk(
+    terminalId: string,
+    batchId: string,
+    digest: string,
+    chunkCount: number,
+  ): number {
+    const held = this.db
+      .prepare(
+        'SELECT chunk_index AS i FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY chunk_index',
+      )
+      .pluck()
+      .all(terminalId, batchId, digest) as number[];
+    let next = 0;
+    for (const i of held) {
+      if (i !== next) break;
+      next++;
+    }
+    return Math.min(next, chunkCount);
+  }
+
+  /** How many times each chunk of a key was received, by chunk index (resends counted). */
+  detailReceipts(terminalId: string, batchId: string, digest: string): Map<number, number> {
+    const rows = this.db
+      .prepare(
+        'SELECT chunk_index AS i, receipts AS n FROM detail_chunks WHERE terminal_id = ? AND batch_id = ? AND digest = ?',
+      )
+      .all(terminalId, batchId, digest) as Array<{ i: number; n: number }>;
+    return new Map(rows.map((r) => [r.i, r.n]));
+  }
+
   /** The chunk count an earlier chunk of this key declared, if any. */
   declaredChunkCount(terminalId: string, batchId: string, digest: string): number | undefined {
     const r = this.db

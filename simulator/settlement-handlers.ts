@@ -74,32 +74,9 @@ export function onBatchSubmit(
       seen.outcome = 'duplicate';
       ack = batchAck(existing, true);
     } else {
-      const oob = ledger.outOfBalance(cn, batchId, digest);
-      // Detail proves something only when its rows hash to the batch digest.
-      const proven = oob?.detailDigestOk ? oob.detailTotals : null;
-      const claim =
-        !proven &&
-        (behaviour.settle === 'out-of-balance' ||
-          (behaviour.settle === 'out-of-balance-once' && !oob));
-      if (claim) {
-        const claimed = oob?.claimedTotals ?? alteredTotals(totals);
-        ledger.claimOutOfBalance(cn, batchId, digest, claimed, now);
-        seen.outcome = 'out-of-balance';
-        ledger.recordSubmission(seen);
-        return reply({ outOfBalance: { batchId, digest, acquirerTotals: totalsToWire(claimed) } });
-      }
-      settledNow = {
-        terminalId: cn,
-        batchId,
-        digest,
-        settlementId: `STL-${randomBytes(8).toString('hex').toUpperCase()}`,
-        terminalTotals: totals,
-        // Once detail is in, the acquirer pays on what it computed from the rows, not on claims.
-        settledTotals: proven ?? totals,
-        settledAt: now,
-        via: proven ? 'detail' : 'submit',
-      };
-      ledger.settle(settledNow);
+      const first = firstSubmit(ctx, cn, seen, totals);
+      if (first.kind === 'out-of-balance') return first.result;
+      settledNow = first.settled;
       ack = batchAck(settledNow, false);
     }
     ledger.recordSubmission(seen);
@@ -108,6 +85,51 @@ export function onBatchSubmit(
   ctx.submissionSeen(seen);
   if (settledNow) ctx.settled(settledNow);
   return result;
+}
+
+/**
+ * The first submit of a batch: settled, or (in out-of-balance mode, until detail proves the
+ * totals) answered with the acquirer's own claim. Runs inside the submit's transaction.
+ */
+function firstSubmit(
+  ctx: HandlerContext,
+  cn: string,
+  seen: Omit<SubmissionRecord, 'id'>,
+  totals: TotalsRecord,
+):
+  | { kind: 'settled'; settled: SettlementRecord }
+  | { kind: 'out-of-balance'; result: HandlerResult } {
+  const { ledger, behaviour } = ctx;
+  const { batchId, digest, receivedAt: now } = seen;
+  const oob = ledger.outOfBalance(cn, batchId, digest);
+  // Detail proves something only when its rows hash to the batch digest.
+  const proven = oob?.detailDigestOk ? oob.detailTotals : null;
+  const claim =
+    !proven &&
+    (behaviour.settle === 'out-of-balance' || (behaviour.settle === 'out-of-balance-once' && !oob));
+  if (claim) {
+    const claimed = oob?.claimedTotals ?? alteredTotals(totals);
+    ledger.claimOutOfBalance(cn, batchId, digest, claimed, now);
+    seen.outcome = 'out-of-balance';
+    ledger.recordSubmission(seen);
+    return {
+      kind: 'out-of-balance',
+      result: reply({ outOfBalance: { batchId, digest, acquirerTotals: totalsToWire(claimed) } }),
+    };
+  }
+  const settled: SettlementRecord = {
+    terminalId: cn,
+    batchId,
+    digest,
+    settlementId: `STL-${randomBytes(8).toString('hex').toUpperCase()}`,
+    terminalTotals: totals,
+    // Once detail is in, the acquirer pays on what it computed from the rows, not on claims.
+    settledTotals: proven ?? totals,
+    settledAt: now,
+    via: proven ? 'detail' : 'submit',
+  };
+  ledger.settle(settled);
+  return { kind: 'settled', settled };
 }
 
 function batchAck(s: SettlementRecord, duplicate: boolean): HandlerResult {
@@ -156,7 +178,14 @@ export function onDetailChunk(
   const rows = (c.rows ?? []).map(detailRowFromWire);
   const now = ctx.now();
   const got = ledger.addDetailChunk({ terminalId: cn, batchId, digest }, index, count, rows, now);
-  const ack: pos.v1.IDetailAck = { batchId, digest, chunkIndex: index, complete: false };
+  const ack: pos.v1.IDetailAck = {
+    batchId,
+    digest,
+    chunkIndex: index,
+    complete: false,
+    nextMissing: ledger.nextMissingChunk(cn, batchId, digest, count),
+    window: ctx.behaviour.detailWindow,
+  };
   if (got.received === count) {
     const all = ledger.detailRows(cn, batchId, digest);
     const currencies = new Set(all.map((r) => r.currency));
@@ -179,5 +208,7 @@ export function onDetailChunk(
     if (settled) ack.settlementId = settled.settlementId;
   }
   ctx.log.debug({ terminalId: cn, batchId, index, count, fresh: got.fresh }, 'detail chunk');
+  // The chunk is stored; only its ack is lost (the terminal must resume, not start over).
+  if (takeFault(ctx.behaviour, 'dropAfterDetailChunk')) return { kind: 'drop' };
   return reply({ detailAck: ack });
 }

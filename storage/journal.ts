@@ -304,6 +304,17 @@ export class Journal {
     return rows.map((r) => toEntry(r) as { kind: 'txn' } & TxnRow);
   }
 
+  /** The sequence number of a batch's transaction at `offset` (0-based) in order; 0 if none. */
+  batchSeqAt(batchId: string, offset: number): number {
+    if (offset < 0) return 0;
+    const r = guarded(() =>
+      this.sql(
+        "SELECT seq FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq LIMIT 1 OFFSET ?",
+      ).get(batchId, offset),
+    ) as { seq: number } | undefined;
+    return r?.seq ?? 0;
+  }
+
   /**
    * The same rows as batchRows, but only the six columns a batch's totals and digest need:
    * closing (or showing) a 100,000-row batch then reads a fraction of the bytes and builds

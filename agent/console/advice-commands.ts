@@ -1,7 +1,6 @@
-import type { Agent } from '../runtime/agent.ts';
 import { AgentError } from '../../base/errors.ts';
-import type { CommandRegistry } from './commands.ts';
 import { table, type TableSpec } from './table.ts';
+import type { TerminalCommand } from './terminal-env.ts';
 import { adviceQueueLine, adviceViews, type AdviceView } from '../runtime/views.ts';
 
 /**
@@ -10,9 +9,10 @@ import { adviceQueueLine, adviceViews, type AdviceView } from '../runtime/views.
  * the queue now, backoff or not.
  */
 
-const FILTERS = ['all', 'pending', 'accepted', 'declined', 'expired'] as const;
+export const ADVICE_FILTERS = ['pending', 'accepted', 'declined', 'expired'] as const;
+export type AdviceFilter = (typeof ADVICE_FILTERS)[number];
 
-/** The rows of an advice table, shared with the CLI. */
+/** The advice table, shared with the CLI. */
 export function adviceTable(views: readonly AdviceView[], money: (n: number) => string): TableSpec {
   return table(
     ['seq', 'type', { header: 'amount', align: 'right' }, 'card', 'state', 'answer', 'tries'],
@@ -28,35 +28,27 @@ export function adviceTable(views: readonly AdviceView[], money: (n: number) => 
   );
 }
 
-export function registerAdviceCommands(
-  reg: CommandRegistry,
-  agent: Agent,
-  money: (n: number) => string,
-): void {
-  reg.register({
-    name: 'advices',
-    summary: 'offline approvals forwarded to the acquirer: advices [pending|declined|expired|send]',
-    usage: 'advices [all|pending|accepted|declined|expired|send] [--json]',
-    maxArgs: 1,
-    run: async (ctx) => {
-      const arg = ctx.args[0] ?? 'all';
-      if (arg === 'send') {
-        const r = await agent.forwardAdvices({ ignoreBackoff: true });
-        const done = `sent ${r.sent}: ${r.accepted} accepted, ${r.declined} declined, ${r.remaining} still waiting`;
-        return r.error ? `${done}\n${r.error.toDisplay('paused')}` : done;
-      }
-      if (!(FILTERS as readonly string[]).includes(arg))
-        throw new AgentError(
-          'CONSOLE_BAD_ARGUMENTS',
-          `expected one of: ${FILTERS.join(', ')}, send`,
-        );
-      const views = adviceViews(
-        agent.core.store,
-        arg === 'all' ? undefined : (arg as Exclude<(typeof FILTERS)[number], 'all'>),
+export const advicesCommand: TerminalCommand = ({ agent, money }) => ({
+  name: 'advices',
+  summary: 'offline approvals forwarded to the acquirer, its answers; advices send retries now',
+  usage: 'advices [all|pending|accepted|declined|expired|send] [--json]',
+  maxArgs: 1,
+  run: async (ctx) => {
+    const arg = ctx.args[0] ?? 'all';
+    if (arg === 'send') {
+      const r = await agent.forwardAdvices({ ignoreBackoff: true });
+      const done = `sent ${r.sent}: ${r.accepted} accepted, ${r.declined} declined, ${r.remaining} still waiting`;
+      return r.error ? `${done}\n${r.error.toDisplay('paused')}` : done;
+    }
+    const only = ADVICE_FILTERS.find((f) => f === arg);
+    if (arg !== 'all' && !only)
+      throw new AgentError(
+        'CONSOLE_BAD_ARGUMENTS',
+        `expected one of: all, ${ADVICE_FILTERS.join(', ')}, send`,
       );
-      if (ctx.json) return views;
-      ctx.print(adviceQueueLine(agent.status().advices));
-      return views.length ? adviceTable(views, money) : '(none)';
-    },
-  });
-}
+    const views = adviceViews(agent.core.store, only);
+    if (ctx.json) return views;
+    ctx.print(adviceQueueLine(agent.status().advices));
+    return views.length ? adviceTable(views, (n) => money(n)) : '(none)';
+  },
+});

@@ -57,6 +57,8 @@ export interface CommandDefinition {
   readonly usage: string;
   /** Longer text for `help NAME`; may span lines. */
   readonly help?: string;
+  /** Its arguments are secrets (a one-time code): the audit row keeps only the name. */
+  readonly secretArgs?: boolean;
   /** Changes nothing, and so may print `--json`. Default false. */
   readonly readOnly?: boolean;
   /** Flags it accepts besides `--json` and `--help`. Undeclared flags are refused. */

@@ -28,7 +28,12 @@ import {
   type Technician,
   type ThrottleDecision,
 } from './auth.ts';
-import { dispatchLine, internalDisplay, type CommandRegistry } from './commands.ts';
+import {
+  dispatchLine,
+  internalDisplay,
+  type CommandDefinition,
+  type CommandRegistry,
+} from './commands.ts';
 import { InputQueue } from './input-queue.ts';
 import { LineEditor, type LineEvent } from './line-editor.ts';
 import { sanitizeForTerminal } from './text.ts';
@@ -53,7 +58,15 @@ export interface ConsoleOptions {
   readonly idleTimeoutMs?: number;
   /** Longest line in bytes. Default 512. */
   readonly maxLineBytes?: number;
+  /**
+   * The demo's way out: when given, Ctrl-C, Ctrl-D and Ctrl-\\ (and `quit` at the login
+   * prompt) call it at any point, logged in or not, instead of editing the line. A real
+   * terminal's console has none: there Ctrl-C cancels the line.
+   */
+  readonly onExitKey?: () => void;
 }
+
+const exitKeys = [0x03, 0x04, 0x1c];
 
 type Session =
   | { readonly state: 'login' }
@@ -76,6 +89,7 @@ export class Console {
   private readonly promptFn: () => string;
   private readonly idleMs: number;
   private readonly editor: LineEditor;
+  private readonly onExitKey: (() => void) | undefined;
   /** Verified against for unknown ids, so a wrong id costs as long as a wrong PIN. */
   private readonly dummyHash: string;
 
@@ -105,6 +119,7 @@ export class Console {
     this.banner = options.banner ?? 'pos-agent technician console';
     this.promptFn = options.prompt ?? (() => '> ');
     this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
+    this.onExitKey = options.onExitKey;
     this.editor = new LineEditor({ maxLineBytes: options.maxLineBytes ?? 512 });
     this.input = new InputQueue({
       stream: this.stream,
@@ -162,12 +177,19 @@ export class Console {
       this.audit('logout', { technician: this.session.technician, reason });
     this.session = { state: 'login' };
     this.editor.reset();
+    this.editor.clearHistory();
   }
 
   private receive(chunk: Buffer | string): void {
     if (this.stopped) return;
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     this.armIdle();
+    if (this.onExitKey && bytes.some((b) => exitKeys.includes(b))) {
+      this.running?.abort();
+      this.write('\r\n');
+      this.onExitKey();
+      return;
+    }
     // Ctrl-C while a command runs also asks it to stop; the byte itself is still
     // processed in order, where it cancels whatever was typed ahead.
     if (this.running && bytes.includes(0x03)) this.running.abort();
@@ -188,14 +210,31 @@ export class Console {
   }
 
   private onLoginLine(event: LineEvent): void {
-    const id = event.kind === 'line' ? event.text.trim() : '';
-    // Anything that is not a plausible id (a command, garbage) gets the prompt again.
-    if (!technicianIdPattern.test(id)) return this.toLogin();
+    const line = event.kind === 'line' ? event.text.trim() : '';
+    if (line === '') return this.toLogin();
+    if (this.onExitKey && (line === 'quit' || line === 'exit')) return this.onExitKey();
+    const why = this.notAnId(line);
+    // Said, not silently re-prompted; and not counted as a failed login.
+    if (why) {
+      this.writeLines([new AgentError('CONSOLE_LOGIN_REQUIRED', why).toDisplay()]);
+      return this.toLogin();
+    }
     const decision = this.throttle.check();
-    if (!decision.allowed) return this.refuseThrottled(id, decision);
-    this.session = { state: 'pin', id };
+    if (!decision.allowed) return this.refuseThrottled(line, decision);
+    this.session = { state: 'pin', id: line };
     this.editor.masked = true;
     this.write('PIN: ');
+  }
+
+  /** Why a line typed at "login:" is not taken as a technician id, or undefined. */
+  private notAnId(line: string): string | undefined {
+    const first = line.split(/\s+/)[0] ?? '';
+    const known = this.technicians.has(first.toLowerCase());
+    if (!known && this.commands.get(first))
+      return `not logged in: '${first.slice(0, 32)}' is a command. Type your technician id, then your PIN`;
+    if (!technicianIdPattern.test(line))
+      return 'that is not a technician id (letters, digits, dot, dash, underscore); type your id, then your PIN';
+    return undefined;
   }
 
   private async onPinLine(id: string, event: LineEvent): Promise<void> {
@@ -224,6 +263,7 @@ export class Console {
     this.writeLines([new AgentError('CONSOLE_LOGIN_FAILED').toDisplay()]);
     if (!after.allowed) {
       if (after.code === 'CONSOLE_LOCKED_OUT') {
+        this.log.warn({ failures: after.failures, lockoutMs: after.waitMs }, 'console locked out');
         this.audit('login-locked-out', {
           technician: who,
           failures: after.failures,
@@ -241,6 +281,7 @@ export class Console {
   ): void {
     const who = auditId(this.technicians.get(id.toLowerCase()));
     this.audit('login-refused', { technician: who, code: decision.code, waitMs: decision.waitMs });
+    this.log.info({ technician: who, code: decision.code }, 'technician login refused');
     this.writeLines([throttleError(decision).toDisplay()]);
     this.write('login: ');
   }
@@ -262,6 +303,7 @@ export class Console {
       });
       this.writeLines([e.toDisplay()]);
     } else if (event.kind === 'line' && event.text.trim() !== '') {
+      this.editor.remember(event.text);
       await this.runCommand(session, event.text);
     }
     if (this.session.state === 'shell') this.promptShell();
@@ -272,19 +314,33 @@ export class Console {
     text: string,
   ): Promise<void> {
     const started = this.clock.now();
+    let first: string | undefined;
     const result = await dispatchLine(this.commands, text, {
       technician: session.technician,
       loggedInAt: session.since,
-      writeLines: (lines) => this.writeLines(lines),
+      writeLines: (lines) => {
+        first ??= lines.find((l) => l.trim() !== '');
+        this.writeLines(lines);
+      },
       clearScreen: () => this.write('\x1b[2J\x1b[H'),
       setRunning: (controller) => (this.running = controller),
     });
-    const { command, outcome, code } = result;
-    const detail = { technician: session.technician, command, outcome, ...(code ? { code } : {}) };
+    const { outcome, code } = result;
+    // An unknown word is not kept: it could be a PIN typed at the wrong prompt.
+    const unknown = code === 'CONSOLE_UNKNOWN_COMMAND';
+    const command = unknown ? '(unknown)' : result.command;
+    const detail = {
+      technician: session.technician,
+      command,
+      line: auditLine(text, unknown ? undefined : this.commands.get(command)),
+      outcome,
+      ...(code ? { code } : {}),
+      result: unknown ? `refused (${code})` : sanitizeForTerminal(first ?? '').slice(0, 160),
+    };
     this.audit('command', detail);
     if (outcome === 'error')
       this.log.error({ err: result.error, command }, 'console command failed');
-    this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
+    else this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
     await this.drained();
     if (result.logout) this.logout('command');
   }
@@ -294,6 +350,7 @@ export class Console {
     const technician = this.session.technician;
     this.session = { state: 'login' };
     this.editor.reset();
+    this.editor.clearHistory();
     this.audit('logout', { technician, reason });
     this.log.info({ technician, reason }, 'technician logged out');
     if (reason === 'idle') this.write('\r\n');
@@ -384,6 +441,19 @@ export class Console {
       s.once('close', done);
     });
   }
+}
+
+/**
+ * The command line as the audit trail keeps it: a known command's words (its arguments
+ * withheld when it declares them secret), never the text of an unknown command, which
+ * could be a PIN typed at the wrong prompt.
+ */
+function auditLine(text: string, def: CommandDefinition | undefined): string {
+  if (!def) return '(not a command)';
+  const clean = sanitizeForTerminal(text.trim()).slice(0, 200);
+  if (!def.secretArgs) return clean;
+  const [word] = clean.split(/\s+/);
+  return clean === word ? clean : `${word} [arguments withheld]`;
 }
 
 /**

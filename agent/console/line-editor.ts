@@ -3,9 +3,14 @@
  *
  * Serial terminals (screen, picocom, minicom) send raw keystrokes and show only what we
  * echo, so this does what a Unix tty in canonical mode would: collect printable
- * characters, erase on backspace, end a line on CR, LF or CRLF, cancel on Ctrl-C. It
- * never performs I/O and never throws; every byte sequence leaves it in a valid state,
- * and its memory is bounded by `maxLineBytes` (escape sequences are skipped, not stored).
+ * characters, erase on backspace, end a line on CR, LF or CRLF, cancel on Ctrl-C; and
+ * what a shell's line editor adds: the cursor moves with left/right and home/end (as
+ * xterm, screen and picocom send them: ESC [ C, ESC O C, ESC [ 1 ~, ESC [ H, ...; also
+ * Ctrl-A, Ctrl-E, Ctrl-B, Ctrl-F), Delete erases under it, and up/down walk the history
+ * of lines the console chose to `remember` (never a PIN). Echo uses only BS, spaces and
+ * the characters themselves, so it works on a terminal without ANSI support.
+ * It never performs I/O and never throws; every byte sequence leaves it in a valid state,
+ * and its memory is bounded by `maxLineBytes` and the history size.
  *
  * The processing of a byte stream does not depend on how it is chunked: a CRLF split
  * across two chunks is still one line end, a UTF-8 character split across chunks is
@@ -43,6 +48,10 @@ export interface LineEditorOptions {
   readonly masked?: boolean;
 }
 
+const SOH = 0x01; // Ctrl-A: home
+const STX = 0x02; // Ctrl-B: left
+const ENQ = 0x05; // Ctrl-E: end
+const ACK = 0x06; // Ctrl-F: right
 const BS = 0x08;
 const BEL = 0x07;
 const LF = 0x0a;
@@ -54,6 +63,8 @@ const CAN = 0x18;
 const SUB = 0x1a;
 const ESC = 0x1b;
 const DEL = 0x7f;
+
+const historySize = 50;
 
 /**
  * Where we are inside an escape sequence. 'esc' follows ESC, 'csi' follows ESC [
@@ -70,6 +81,13 @@ export class LineEditor {
   masked: boolean;
 
   private chars: string[] = [];
+  /** Index in `chars` where the next character goes. */
+  private cursor = 0;
+  private history: string[] = [];
+  /** Position while walking the history; history.length means the line being typed. */
+  private historyAt = 0;
+  private draft = '';
+  private escParams = '';
   /** Columns each character took when echoed, so backspace erases exactly that many. */
   private widths: number[] = [];
   private bytes = 0;
@@ -132,6 +150,21 @@ export class LineEditor {
     this.utf8Need = 0;
   }
 
+  /** Adds a line to the history (up/down); empty lines and repeats are skipped. */
+  remember(line: string): void {
+    if (line.trim() === '' || this.history.at(-1) === line) return;
+    this.history.push(line);
+    if (this.history.length > historySize) this.history.shift();
+    this.historyAt = this.history.length;
+  }
+
+  /** Forgets the history (at logout: the next technician does not see it). */
+  clearHistory(): void {
+    this.history = [];
+    this.historyAt = 0;
+    this.draft = '';
+  }
+
   private byte(b: number): LineEvent | undefined {
     const wasCR = this.afterCR;
     this.afterCR = false;
@@ -170,8 +203,20 @@ export class LineEditor {
         this.clearLine();
         return { kind: 'cancel' };
       case NAK:
-        this.eraseChars(this.chars.length);
+        this.replaceLine('');
         this.overflow = false;
+        return undefined;
+      case SOH:
+        this.home();
+        return undefined;
+      case ENQ:
+        this.end();
+        return undefined;
+      case STX:
+        this.left();
+        return undefined;
+      case ACK:
+        this.right();
         return undefined;
       case ETB:
         this.eraseWord();
@@ -241,6 +286,7 @@ export class LineEditor {
       case 'string':
         return false;
       case 'esc':
+        this.escParams = '';
         if (b === 0x5b) this.escape = 'csi';
         else if (b === 0x4f) this.escape = 'ss3';
         else if (b === 0x5d || b === 0x50 || b === 0x58 || b === 0x5e || b === 0x5f)
@@ -250,8 +296,12 @@ export class LineEditor {
         return false;
       case 'csi':
       case 'ss3':
-        if (b >= 0x40 && b <= 0x7e) this.escape = 'none';
-        else if (b >= 0x80) return this.abortEscape();
+        if (b >= 0x40 && b <= 0x7e) {
+          this.escape = 'none';
+          this.key(String.fromCharCode(b), this.escParams);
+        } else if (b >= 0x80) return this.abortEscape();
+        else if (b >= 0x30 && b <= 0x3f && this.escParams.length < 16)
+          this.escParams += String.fromCharCode(b);
         return false;
       default:
         return false;
@@ -261,6 +311,84 @@ export class LineEditor {
   private abortEscape(): boolean {
     this.escape = 'none';
     return true;
+  }
+
+  /** An editing key from a CSI or SS3 sequence: arrows, home, end, delete. */
+  private key(final: string, params: string): void {
+    const first = params.split(';')[0];
+    if (final === 'A') this.walkHistory(-1);
+    else if (final === 'B') this.walkHistory(1);
+    else if (final === 'C') this.right();
+    else if (final === 'D') this.left();
+    else if (final === 'H') this.home();
+    else if (final === 'F') this.end();
+    else if (final === '~' && (first === '1' || first === '7')) this.home();
+    else if (final === '~' && (first === '4' || first === '8')) this.end();
+    else if (final === '~' && first === '3') this.deleteForward();
+  }
+
+  private shown(from: number, to = this.chars.length): string {
+    return this.masked ? '*'.repeat(to - from) : this.chars.slice(from, to).join('');
+  }
+
+  private cols(from: number, to = this.chars.length): number {
+    let w = 0;
+    for (let i = from; i < to; i++) w += this.widths[i] ?? 1;
+    return w;
+  }
+
+  private left(): void {
+    if (this.cursor === 0) return;
+    this.cursor--;
+    this.out += '\b'.repeat(this.widths[this.cursor] ?? 1);
+  }
+
+  private right(): void {
+    if (this.cursor >= this.chars.length) return;
+    this.out += this.shown(this.cursor, this.cursor + 1);
+    this.cursor++;
+  }
+
+  private home(): void {
+    this.out += '\b'.repeat(this.cols(0, this.cursor));
+    this.cursor = 0;
+  }
+
+  private end(): void {
+    this.out += this.shown(this.cursor);
+    this.cursor = this.chars.length;
+  }
+
+  /** Replaces the whole line (history, Ctrl-U), cursor at its end. */
+  private replaceLine(text: string): void {
+    const oldCols = this.cols(0);
+    this.home();
+    this.chars = [];
+    this.widths = [];
+    this.bytes = 0;
+    this.overflow = false;
+    for (const ch of text) {
+      if (this.bytes + utf8Length(ch) > this.maxLineBytes) break;
+      this.chars.push(ch);
+      this.widths.push(this.masked ? 1 : charWidth(ch));
+      this.bytes += utf8Length(ch);
+    }
+    this.cursor = this.chars.length;
+    const newCols = this.cols(0);
+    this.out += this.shown(0);
+    if (oldCols > newCols) {
+      const gap = oldCols - newCols;
+      this.out += ' '.repeat(gap) + '\b'.repeat(gap);
+    }
+  }
+
+  private walkHistory(step: -1 | 1): void {
+    if (this.masked || this.history.length === 0) return;
+    const to = Math.max(0, Math.min(this.history.length, this.historyAt + step));
+    if (to === this.historyAt) return;
+    if (this.historyAt === this.history.length) this.draft = this.chars.join('');
+    this.historyAt = to;
+    this.replaceLine(to === this.history.length ? this.draft : (this.history[to] as string));
   }
 
   private insert(ch: string): void {
@@ -273,28 +401,42 @@ export class LineEditor {
       return;
     }
     const w = this.masked ? 1 : charWidth(ch);
-    this.chars.push(ch);
-    this.widths.push(w);
+    this.chars.splice(this.cursor, 0, ch);
+    this.widths.splice(this.cursor, 0, w);
     this.bytes += n;
-    this.out += this.masked ? '*' : ch;
+    this.cursor++;
+    // Redraw what follows the cursor, then step back over it.
+    const rest = this.shown(this.cursor);
+    this.out += (this.masked ? '*' : ch) + rest + '\b'.repeat(this.cols(this.cursor));
   }
 
+  /** Erases `count` characters before the cursor (Backspace, Ctrl-W). */
   private eraseChars(count: number): void {
-    let cols = 0;
-    for (let i = 0; i < count && this.chars.length > 0; i++) {
-      const ch = this.chars.pop() as string;
-      cols += this.widths.pop() ?? 1;
-      this.bytes -= utf8Length(ch);
-    }
+    const k = Math.min(count, this.cursor);
+    if (k <= 0) return;
+    const cols = this.cols(this.cursor - k, this.cursor);
+    for (const ch of this.chars.splice(this.cursor - k, k)) this.bytes -= utf8Length(ch);
+    this.widths.splice(this.cursor - k, k);
+    this.cursor -= k;
+    const rest = this.shown(this.cursor);
+    const restCols = this.cols(this.cursor);
     // "\b \b" per column works on every terminal, including ones without ANSI support.
-    if (cols > 0) this.out += '\b'.repeat(cols) + ' '.repeat(cols) + '\b'.repeat(cols);
+    this.out += '\b'.repeat(cols) + rest + ' '.repeat(cols) + '\b'.repeat(cols + restCols);
+  }
+
+  /** Delete: erases the character under the cursor. */
+  private deleteForward(): void {
+    if (this.cursor >= this.chars.length) return;
+    this.cursor++;
+    this.out += this.shown(this.cursor - 1, this.cursor);
+    this.eraseChars(1);
   }
 
   private eraseWord(): void {
-    let i = this.chars.length - 1;
+    let i = this.cursor - 1;
     while (i >= 0 && this.chars[i] === ' ') i--;
     while (i >= 0 && this.chars[i] !== ' ') i--;
-    this.eraseChars(this.chars.length - 1 - i);
+    this.eraseChars(this.cursor - 1 - i);
   }
 
   private endLine(): LineEvent {
@@ -308,6 +450,9 @@ export class LineEditor {
   }
 
   private clearLine(): void {
+    this.historyAt = this.history.length;
+    this.draft = '';
+    this.cursor = 0;
     this.chars = [];
     this.widths = [];
     this.bytes = 0;

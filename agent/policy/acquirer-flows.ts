@@ -37,22 +37,8 @@ export interface FlowDeps {
  * fee schedule, pinned key and the lifecycle transition commit together.
  */
 export async function activate(d: FlowDeps, code: string, by: string): Promise<void> {
-  const { core } = d;
-  const { config, store, clock, log } = core;
-  if (!/^[A-Za-z0-9-]{4,32}$/.test(code))
-    throw new AgentError('ACTIVATION_REFUSED', 'an activation code is 4 to 32 letters or digits');
-  const status = core.terminal.status();
-  if (status.state !== 'unactivated')
-    throw new AgentError('LIFECYCLE_REFUSED', `the terminal is already ${status.state}`);
-  const attempts = store.state.getJson<Attempts>(META_ATTEMPTS) ?? { failures: 0, lockedUntil: 0 };
-  if (clock.now() < attempts.lockedUntil) {
-    const minutes = Math.ceil((attempts.lockedUntil - clock.now()) / 60_000);
-    recordEvent(store, clock, log, 'activation-refused', { code: 'ACTIVATION_RETRY_LIMIT', by });
-    throw new AgentError(
-      'ACTIVATION_RETRY_LIMIT',
-      `too many wrong activation codes; try again in ${minutes} min`,
-    );
-  }
+  const { config } = d.core;
+  const attempts = checkMayActivate(d, code, by);
   const publicKey = rawPublicKey(createPublicKey(d.terminalKey()));
   const reply = await d.link.request({
     activationRequest: {
@@ -69,71 +55,112 @@ export async function activate(d: FlowDeps, code: string, by: string): Promise<v
       'the acquirer did not answer the activation request',
     );
   try {
-    if (!res.accepted)
-      throw new AgentError(
-        res.errorCode === 'ACTIVATION_RETRY_LIMIT'
-          ? 'ACTIVATION_RETRY_LIMIT'
-          : 'ACTIVATION_REFUSED',
-        `the acquirer refused the code: ${res.reason || res.errorCode || 'no reason given'}`,
-      );
-    const grantBytes = res.grant ?? new Uint8Array();
-    const grant = decodeActivationGrant(grantBytes);
-    const key = publicKeyFromRaw(grant.commandPublicKey);
-    if (!verifyEd25519(key, grantBytes, res.signature ?? new Uint8Array())) {
-      throw new AgentError(
-        'ACTIVATION_REFUSED',
-        'the activation grant is not signed by the key it carries',
-      );
-    }
-    if (grant.terminalId !== config.terminalId)
-      throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is for another terminal');
-    const spec = grant.feeSchedule;
-    const schedule = feeScheduleFromWire(spec);
-    store.atomically(() => {
-      d.commands.pinKey(grant.commandPublicKey);
-      applyActivation(
-        core,
-        {
-          terminalId: grant.terminalId,
-          merchantId: grant.merchantId,
-          merchantName: grant.merchantName,
-          category: grant.merchantCategory || config.merchantCategory,
-          currency: grant.currency || config.currency,
-          activatedAt: clock.now(),
-        },
-        schedule,
-        by,
-      );
-      store.state.deleteMeta(META_ATTEMPTS);
-    });
-    log.info({ merchant: grant.merchantId }, 'terminal activated');
+    applyGrant(d, res, by);
   } catch (e) {
     if (!isAgentError(e)) throw e;
-    const failures = attempts.failures + 1;
-    const max = config.activation.maxAttempts;
-    const next: Attempts = {
-      failures: failures >= max ? 0 : failures,
-      lockedUntil: failures >= max ? clock.now() + config.activation.lockoutMs : 0,
-    };
-    store.atomically(() => store.state.setJson(META_ATTEMPTS, next));
-    recordEvent(store, clock, log, 'activation-refused', {
-      code: e.code,
-      reason: e.message,
-      by,
-      failures,
-    });
-    // The acquirer's count is the one that blocks the code: never promise more attempts than it.
-    const acquirerLeft = res.accepted ? Infinity : (res.attemptsLeft ?? 0);
-    const left = Math.max(0, Math.min(max - failures, acquirerLeft));
+    throw countFailure(d, attempts, res, e, by);
+  }
+}
+
+type ActivationResponse = NonNullable<
+  Awaited<ReturnType<AcquirerLink['request']>>['activationResponse']
+>;
+
+/** A well-formed code on an unactivated terminal outside a lockout; returns the failure count. */
+function checkMayActivate(d: FlowDeps, code: string, by: string): Attempts {
+  const { store, clock, log } = d.core;
+  if (!/^[A-Za-z0-9-]{4,32}$/.test(code))
+    throw new AgentError('ACTIVATION_REFUSED', 'an activation code is 4 to 32 letters or digits');
+  const status = d.core.terminal.status();
+  if (status.state !== 'unactivated')
+    throw new AgentError('LIFECYCLE_REFUSED', `the terminal is already ${status.state}`);
+  const attempts = store.state.getJson<Attempts>(META_ATTEMPTS) ?? { failures: 0, lockedUntil: 0 };
+  if (clock.now() < attempts.lockedUntil) {
+    const minutes = Math.ceil((attempts.lockedUntil - clock.now()) / 60_000);
+    recordEvent(store, clock, log, 'activation-refused', { code: 'ACTIVATION_RETRY_LIMIT', by });
     throw new AgentError(
-      e.code,
-      failures >= max
-        ? `${e.message}; activation is locked for a while`
-        : left > 0
-          ? `${e.message} (${left} attempts left)`
-          : e.message,
+      'ACTIVATION_RETRY_LIMIT',
+      `too many wrong activation codes; try again in ${minutes} min`,
     );
   }
+  return attempts;
+}
+
+/** Verifies the acquirer's grant and commits identity, schedule, pinned key and state together. */
+function applyGrant(d: FlowDeps, res: ActivationResponse, by: string): void {
+  const { core } = d;
+  const { config, store, clock, log } = core;
+  if (!res.accepted)
+    throw new AgentError(
+      res.errorCode === 'ACTIVATION_RETRY_LIMIT' ? 'ACTIVATION_RETRY_LIMIT' : 'ACTIVATION_REFUSED',
+      `the acquirer refused the code: ${res.reason || res.errorCode || 'no reason given'}`,
+    );
+  const grantBytes = res.grant ?? new Uint8Array();
+  const grant = decodeActivationGrant(grantBytes);
+  const key = publicKeyFromRaw(grant.commandPublicKey);
+  if (!verifyEd25519(key, grantBytes, res.signature ?? new Uint8Array())) {
+    throw new AgentError(
+      'ACTIVATION_REFUSED',
+      'the activation grant is not signed by the key it carries',
+    );
+  }
+  if (grant.terminalId !== config.terminalId)
+    throw new AgentError('ACTIVATION_REFUSED', 'the activation grant is for another terminal');
+  const spec = grant.feeSchedule;
+  const schedule = feeScheduleFromWire(spec);
+  store.atomically(() => {
+    d.commands.pinKey(grant.commandPublicKey);
+    applyActivation(
+      core,
+      {
+        terminalId: grant.terminalId,
+        merchantId: grant.merchantId,
+        merchantName: grant.merchantName,
+        category: grant.merchantCategory || config.merchantCategory,
+        currency: grant.currency || config.currency,
+        activatedAt: clock.now(),
+      },
+      schedule,
+      by,
+    );
+    store.state.deleteMeta(META_ATTEMPTS);
+  });
+  log.info({ merchant: grant.merchantId }, 'terminal activated');
+}
+
+/** Counts a refused attempt (locking activation after too many) and words the error to throw. */
+function countFailure(
+  d: FlowDeps,
+  attempts: Attempts,
+  res: ActivationResponse,
+  e: AgentError,
+  by: string,
+): AgentError {
+  const { config, store, clock, log } = d.core;
+  const failures = attempts.failures + 1;
+  const max = config.activation.maxAttempts;
+  const next: Attempts = {
+    failures: failures >= max ? 0 : failures,
+    lockedUntil: failures >= max ? clock.now() + config.activation.lockoutMs : 0,
+  };
+  store.atomically(() => store.state.setJson(META_ATTEMPTS, next));
+  recordEvent(store, clock, log, 'activation-refused', {
+    code: e.code,
+    reason: e.message,
+    by,
+    failures,
+  });
+  // The acquirer's count is the one that blocks the code: never promise more attempts than it.
+  const acquirerLeft = res.accepted ? Infinity : (res.attemptsLeft ?? 0);
+  const left = Math.max(0, Math.min(max - failures, acquirerLeft));
+  return new AgentError(
+    e.code,
+    failures >= max
+      ? `${e.message}; activation is locked for a while`
+      : left > 0
+        ? `${e.message} (${left} attempts left)`
+        : e.message,
+  );
 }
 
 /**

@@ -264,39 +264,10 @@ export class CommandProcessor {
         terminal.apply({ type: 'request-deactivation', by: 'acquirer' }, reason, source);
         return undefined;
       }
-      case 'riskFlag': {
-        const f = cmd.riskFlag!;
-        store.journal.appendEvent(
-          'risk-flag',
-          { code: f.code, severity: f.severity, reason: f.reason },
-          clock.now(),
-        );
-        if ((f.severity ?? 0) >= this.d.config.risk.lockSeverity) {
-          terminal.apply(
-            { type: 'lock', source: 'risk', by: 'acquirer' },
-            `risk flag ${f.code}: ${f.reason}`,
-            source,
-          );
-        }
-        return undefined;
-      }
-      case 'deactivationDecision': {
-        const dd = cmd.deactivationDecision!;
-        if (dd.approve) {
-          terminal.apply(
-            { type: 'deactivation-approved' },
-            dd.reason || 'deactivation approved',
-            source,
-          );
-          return 'finalize-deactivation';
-        }
-        terminal.apply(
-          { type: 'deactivation-rejected' },
-          `deactivation rejected: ${dd.reason || 'no reason given'}`,
-          source,
-        );
-        return undefined;
-      }
+      case 'riskFlag':
+        return this.riskFlag(cmd.riskFlag!, source);
+      case 'deactivationDecision':
+        return this.deactivationDecision(cmd.deactivationDecision!, source);
       case 'feeSchedule': {
         if (terminal.status().state === 'deactivated')
           throw new AgentError('LIFECYCLE_DEACTIVATED');
@@ -320,6 +291,43 @@ export class CommandProcessor {
       default:
         throw new AgentError('COMMAND_UNKNOWN');
     }
+  }
+
+  /** Journals the acquirer's risk flag; a severe one locks the terminal. */
+  private riskFlag(f: pos.v1.IRiskFlagCmd, source: string): FollowUp {
+    const { terminal, store, clock } = this.d;
+    store.journal.appendEvent(
+      'risk-flag',
+      { code: f.code, severity: f.severity, reason: f.reason },
+      clock.now(),
+    );
+    if ((f.severity ?? 0) >= this.d.config.risk.lockSeverity) {
+      terminal.apply(
+        { type: 'lock', source: 'risk', by: 'acquirer' },
+        `risk flag ${f.code}: ${f.reason}`,
+        source,
+      );
+    }
+    return undefined;
+  }
+
+  /** The acquirer's review of a deactivation request; an approval starts the final settlement. */
+  private deactivationDecision(dd: pos.v1.IDeactivationDecisionCmd, source: string): FollowUp {
+    const { terminal } = this.d;
+    if (dd.approve) {
+      terminal.apply(
+        { type: 'deactivation-approved' },
+        dd.reason || 'deactivation approved',
+        source,
+      );
+      return 'finalize-deactivation';
+    }
+    terminal.apply(
+      { type: 'deactivation-rejected' },
+      `deactivation rejected: ${dd.reason || 'no reason given'}`,
+      source,
+    );
+    return undefined;
   }
 
   /** A result signed by the terminal's own key, carrying where the terminal now stands. */

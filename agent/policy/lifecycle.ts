@@ -2,7 +2,8 @@ import type { ErrorCode } from '../../base/errors.ts';
 
 /**
  * The terminal, top to bottom. A terminal is in one lifecycle state and holds a set of
- * locks, one per source. It may transact only when active with no lock. Everything the
+ * locks, one per source. What money it may move in each state is the `MONEY` table (it
+ * may transact only when active with no lock). Everything the
  * terminal can do to its state is a row of `TABLE` below; a (state, event) pair that is
  * not there is refused and changes nothing. This module is pure: persisting the new
  * status and journaling the cause happen in terminal-state.ts.
@@ -163,24 +164,55 @@ export function transition(s: TerminalStatus, e: LifecycleEvent): Outcome {
   return rule(s, e);
 }
 
-/** Whether the terminal may take a new transaction now, and why not. */
-export function mayTransact(
-  s: TerminalStatus,
-): { allowed: true } | { allowed: false; code: ErrorCode; reason: string } {
+/**
+ * What a journal row can do to money, as far as the lifecycle is concerned:
+ * - `transact`: a new sale, refund or void, or an online authorisation starting;
+ * - `reverse`: a reversal, which undoes money already moved;
+ * - `finish`: the host's answer to an authorisation that started while the terminal could
+ *   transact (a lock or a deactivation that lands while the host decides must not lose the
+ *   host's answer: an approval is then journaled with its reversal).
+ */
+export type MoneyAction = 'transact' | 'reverse' | 'finish';
+
+/** `unless-locked`: allowed while the terminal holds no lock of any source. */
+export type MoneyRule = 'allowed' | 'unless-locked' | 'refused';
+
+/**
+ * The money policy, state x action. A lock stops new money but never the undoing or the
+ * completion of money already in motion; only an active terminal takes new money; a
+ * deactivated one (its token key destroyed) moves none.
+ */
+export const MONEY: Record<State, Record<MoneyAction, MoneyRule>> = {
+  unactivated: { transact: 'refused', reverse: 'refused', finish: 'refused' },
+  active: { transact: 'unless-locked', reverse: 'allowed', finish: 'allowed' },
+  'deactivation-pending': { transact: 'refused', reverse: 'allowed', finish: 'allowed' },
+  deactivating: { transact: 'refused', reverse: 'allowed', finish: 'allowed' },
+  deactivated: { transact: 'refused', reverse: 'refused', finish: 'refused' },
+};
+
+export type MoneyVerdict = { allowed: true } | { allowed: false; code: ErrorCode; reason: string };
+
+/** Whether the terminal may journal a row doing `action` now, and why not. */
+export function mayMoveMoney(s: TerminalStatus, action: MoneyAction): MoneyVerdict {
+  const rule = MONEY[s.state][action];
+  if (rule === 'allowed' || (rule === 'unless-locked' && s.locks.length === 0))
+    return { allowed: true };
   if (s.state === 'deactivated')
     return { allowed: false, code: 'LIFECYCLE_DEACTIVATED', reason: 'the terminal is deactivated' };
-  if (s.state !== 'active') {
+  if (rule === 'refused') {
     return { allowed: false, code: 'LIFECYCLE_NOT_ACTIVE', reason: `the terminal is ${s.state}` };
   }
-  if (s.locks.length) {
-    const hint = s.locks.includes('risk') ? '; ask the acquirer for an unlock code' : '';
-    return {
-      allowed: false,
-      code: 'LIFECYCLE_LOCKED',
-      reason: `the terminal is locked by ${s.locks.join(', ')}${hint}`,
-    };
-  }
-  return { allowed: true };
+  const hint = s.locks.includes('risk') ? '; ask the acquirer for an unlock code' : '';
+  return {
+    allowed: false,
+    code: 'LIFECYCLE_LOCKED',
+    reason: `the terminal is locked by ${s.locks.join(', ')}${hint}`,
+  };
+}
+
+/** Whether the terminal may take a new transaction now, and why not. */
+export function mayTransact(s: TerminalStatus): MoneyVerdict {
+  return mayMoveMoney(s, 'transact');
 }
 
 export function describeEvent(e: LifecycleEvent): string {

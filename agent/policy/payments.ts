@@ -1,50 +1,34 @@
 import type { Store } from '../../storage/store.ts';
-import type { TxnRow, TxnStatus, TxnType } from '../../storage/journal.ts';
+import type { TxnRow, TxnStatus } from '../../storage/journal.ts';
 import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import type { Config } from '../config.ts';
 import { AgentError, isAgentError, isAreaError } from '../../base/errors.ts';
-import { protectCard, type CardInput, type ProtectedCard } from './card.ts';
+import { protectCard, type ProtectedCard } from './card.ts';
+import { parseFeeSchedule, saleFee, type FeeSchedule } from './fees.ts';
 import {
-  assertMinorUnits,
-  parseFeeSchedule,
-  refundFee,
-  saleFee,
-  type FeeSchedule,
-} from './fees.ts';
+  checkRecordInput,
+  isSafeLocalId,
+  withoutCardNumbers,
+  type RecordInput,
+  type RecordResult,
+} from './payment-input.ts';
+import {
+  checkOffline,
+  feeBack,
+  originalFor,
+  pendingOfflineTotal,
+  retryOf,
+} from './payment-originals.ts';
 import { recordEvent, type TerminalState } from './terminal-state.ts';
-import { mayTransact } from './lifecycle.ts';
+import { mayMoveMoney, type MoneyAction } from './lifecycle.ts';
+
+export type { RecordInput, RecordResult };
 
 /**
  * The payment entry point: the one place where the lifecycle, the fee schedule and the
  * journal meet for a transaction. `record` returns only after the row is durable.
  */
-
-export interface RecordInput {
-  type: TxnType;
-  amount: number;
-  currency?: string;
-  card?: CardInput;
-  status?: TxnStatus;
-  authCode?: string;
-  originalSeq?: number;
-  /** The payment app's own reference; a retry with the same id returns the first result. */
-  localId?: string;
-  /** For an offline approval: when the card was approved on the terminal. */
-  approvedAt?: number;
-}
-
-export interface RecordResult {
-  seq: number;
-  localId: string;
-  fee: number;
-  feeVersion: string | null;
-  maskedPan: string | null;
-  status: TxnStatus;
-  batchId: string;
-  /** True when this was a retry of an already journaled request. */
-  duplicate: boolean;
-}
 
 export interface PaymentDeps {
   store: Store;
@@ -59,11 +43,14 @@ export interface PaymentDeps {
   onRecorded?: (row: TxnRow) => void;
 }
 
-const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
-/** A local id is short and plain, with no digit run long enough to be a card number. */
-const isSafeLocalId = (id: string): boolean => /^[\w.:-]{1,64}$/.test(id) && !/\d{12,}/.test(id);
-/** Cuts out any run of 12 or more digits (spaces or dashes between them too): a possible PAN. */
-const withoutCardNumbers = (s: string): string => s.replace(/\d(?:[ -]?\d){11,}/g, '[digits]');
+/** A new request of the payment app, or the outcome of an authorisation already in flight. */
+type Origin = 'request' | 'in-flight';
+
+/** What the row does to money, for the lifecycle's MONEY table. */
+function moneyAction(input: RecordInput, origin: Origin): MoneyAction {
+  if (input.type === 'reversal') return 'reverse';
+  return origin === 'in-flight' ? 'finish' : 'transact';
+}
 
 export class Payments {
   private inFlight = 0;
@@ -200,10 +187,7 @@ export class Payments {
       const now = this.d.terminal.mayTransact();
       if (now.allowed || !answer.approved) {
         return this.guard(input, () =>
-          this.recordOrThrow(
-            { ...input, status, authCode: answer.authCode },
-            { inFlight: true, lifecycleChecked: !now.allowed },
-          ),
+          this.recordOrThrow({ ...input, status, authCode: answer.authCode }, 'in-flight'),
         );
       }
       // A lock arrived mid-authorisation: the host approved, the terminal must not. The
@@ -212,7 +196,7 @@ export class Payments {
         this.d.store.atomically(() => {
           const approved = this.recordOrThrow(
             { ...input, status: 'approved', authCode: answer.authCode },
-            { inFlight: true, lifecycleChecked: true },
+            'in-flight',
           );
           const reversal = this.recordOrThrow(
             {
@@ -221,7 +205,7 @@ export class Payments {
               originalSeq: approved.seq,
               localId: `${approved.localId}-R`,
             },
-            { inFlight: true },
+            'in-flight',
           );
           return { approved, reversal };
         }),
@@ -237,35 +221,13 @@ export class Payments {
     }
   }
 
-  private recordOrThrow(
-    input: RecordInput,
-    opts: { inFlight?: boolean; lifecycleChecked?: boolean } = {},
-  ): RecordResult {
-    const { store, clock, config } = this.d;
-    if (!TYPES.includes(input.type))
-      throw new AgentError('TXN_INVALID', `unknown transaction type "${String(input.type)}"`);
-    assertMinorUnits(input.amount);
-    const currency = input.currency ?? config.currency;
-    if (currency !== config.currency) {
-      throw new AgentError(
-        'TXN_INVALID',
-        `currency ${currency} is not this terminal's ${config.currency}`,
-      );
-    }
-    const status: TxnStatus = input.status ?? 'approved';
-    if (!['approved', 'declined', 'pending-offline'].includes(status)) {
-      throw new AgentError('TXN_INVALID', `unknown status "${String(status)}"`);
-    }
-    if (input.localId !== undefined && !isSafeLocalId(input.localId)) {
-      // A long digit run could be a card number: never let one into the journal this way.
-      throw new AgentError(
-        'TXN_INVALID',
-        'the local id must be 1 to 64 letters, digits or . _ : - with no run of 12 digits',
-      );
-    }
-    if (input.authCode !== undefined && !/^[\w]{0,12}$/.test(input.authCode)) {
-      throw new AgentError('TXN_INVALID', 'the auth code must be up to 12 letters or digits');
-    }
+  /**
+   * `origin` says where the row comes from: the payment app asking now, or an authorisation
+   * already in flight (its host's answer, or the reversal a lock forces on it). The lifecycle
+   * table decides what each may do (lifecycle.ts MONEY); a drain holds back only new requests.
+   */
+  private recordOrThrow(input: RecordInput, origin: Origin = 'request'): RecordResult {
+    const { currency, status } = checkRecordInput(input, this.d.config);
     // After deactivation the token key is gone: say why plainly instead of failing on the key.
     if (this.d.terminal.status().state === 'deactivated')
       throw new AgentError('LIFECYCLE_DEACTIVATED');
@@ -280,60 +242,13 @@ export class Payments {
         `a ${input.type} must name its original transaction`,
       );
     }
-
-    const result = store.atomically(() => {
+    const result = this.d.store.atomically(() => {
       if (input.localId !== undefined) {
-        const prior = store.journal.findByLocalId(input.localId);
-        if (prior) return this.retryOf(prior, input, card);
+        const prior = this.d.store.journal.findByLocalId(input.localId);
+        if (prior) return retryOf(prior, input, card);
       }
-      const life = this.d.terminal.status();
-      if (this.draining && !opts.inFlight)
-        throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
-      if (!opts.lifecycleChecked) {
-        // A reversal undoes money already moved; it is allowed while locked, never once deactivated.
-        const reversalOk =
-          input.type === 'reversal' &&
-          ['active', 'deactivation-pending', 'deactivating'].includes(life.state);
-        const may = mayTransact(life);
-        if (!may.allowed && !reversalOk)
-          throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
-      }
-      const now = clock.now();
-      const schedule = this.scheduleAt(now);
-      const batch = store.batches.open(now);
-      let fee = 0;
-      let maskedPan = card?.maskedPan ?? null;
-      let panToken = card?.panToken ?? null;
-      const category = this.d.category();
-      if (input.type === 'sale') {
-        if (status === 'pending-offline') this.checkOffline(input, now);
-        if (status !== 'declined') fee = saleFee(schedule, category, input.amount);
-      } else {
-        const original = this.originalFor(input, batch.batchId);
-        maskedPan ??= original.maskedPan;
-        panToken ??= original.panToken;
-        if (status !== 'declined') fee = this.feeBack(input, original);
-      }
-      const localId = input.localId ?? this.agentLocalId(store.journal.headOf().seq + 1);
-      const row = store.journal.appendTxn(
-        {
-          localId,
-          type: input.type,
-          originalSeq: input.originalSeq ?? null,
-          amount: input.amount,
-          currency,
-          category,
-          fee,
-          feeVersion: input.type === 'sale' && status !== 'declined' ? schedule.version : null,
-          maskedPan,
-          panToken,
-          authCode: input.authCode ?? null,
-          status,
-          batchId: batch.batchId,
-        },
-        now,
-      );
-      return { row, duplicate: false };
+      this.checkMayRecord(input, origin);
+      return { row: this.appendRow(input, { currency, status, card }), duplicate: false };
     });
     if (!result.duplicate) this.d.onRecorded?.(result.row);
     const r = result.row;
@@ -347,6 +262,60 @@ export class Payments {
       batchId: r.batchId,
       duplicate: result.duplicate,
     };
+  }
+
+  /** The drain and the lifecycle, read inside the recording's transaction. */
+  private checkMayRecord(input: RecordInput, origin: Origin): void {
+    const life = this.d.terminal.status();
+    if (this.draining && origin === 'request')
+      throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
+    const may = mayMoveMoney(life, moneyAction(input, origin));
+    if (!may.allowed)
+      throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });
+  }
+
+  /** Prices the row against its original or the schedule in force, and journals it. */
+  private appendRow(
+    input: RecordInput,
+    v: { currency: string; status: TxnStatus; card: ProtectedCard | undefined },
+  ): TxnRow {
+    const { store, clock } = this.d;
+    const { status, card } = v;
+    const now = clock.now();
+    const schedule = this.scheduleAt(now);
+    const batch = store.batches.open(now);
+    let fee = 0;
+    let maskedPan = card?.maskedPan ?? null;
+    let panToken = card?.panToken ?? null;
+    const category = this.d.category();
+    if (input.type === 'sale') {
+      if (status === 'pending-offline') checkOffline(store, this.d.config.offline, input, now);
+      if (status !== 'declined') fee = saleFee(schedule, category, input.amount);
+    } else {
+      const original = originalFor(store, input, batch.batchId);
+      maskedPan ??= original.maskedPan;
+      panToken ??= original.panToken;
+      if (status !== 'declined') fee = feeBack(store, input, original);
+    }
+    const localId = input.localId ?? this.agentLocalId(store.journal.headOf().seq + 1);
+    return store.journal.appendTxn(
+      {
+        localId,
+        type: input.type,
+        originalSeq: input.originalSeq ?? null,
+        amount: input.amount,
+        currency: v.currency,
+        category,
+        fee,
+        feeVersion: input.type === 'sale' && status !== 'declined' ? schedule.version : null,
+        maskedPan,
+        panToken,
+        authCode: input.authCode ?? null,
+        status,
+        batchId: batch.batchId,
+      },
+      now,
+    );
   }
 
   /** The fee schedule in force at `at`; none installed means no transaction may be priced. */
@@ -373,112 +342,8 @@ export class Payments {
     return id;
   }
 
-  private retryOf(
-    prior: TxnRow,
-    input: RecordInput,
-    card: ProtectedCard | undefined,
-  ): { row: TxnRow; duplicate: boolean } {
-    // A retry carries the same card; another card under the same id is a different transaction.
-    const otherCard = card !== undefined && prior.panToken !== card.panToken;
-    if (
-      otherCard ||
-      prior.type !== input.type ||
-      prior.amount !== input.amount ||
-      (prior.originalSeq ?? undefined) !== input.originalSeq
-    ) {
-      throw new AgentError(
-        'TXN_INVALID',
-        `local id ${prior.localId} was already used for a different transaction`,
-      );
-    }
-    return { row: prior, duplicate: true };
-  }
-
-  private originalFor(input: RecordInput, openBatchId: string): TxnRow {
-    const original = this.d.store.journal.getTxn(input.originalSeq!);
-    // An offline sale the acquirer declined (or never answered) was never paid: nothing to take back.
-    const unpaid = ['declined', 'expired'].includes(
-      this.d.store.advices.get(input.originalSeq!)?.outcome ?? '',
-    );
-    if (!original || original.type !== 'sale' || original.status === 'declined' || unpaid) {
-      throw new AgentError(
-        'TXN_ORIGINAL_NOT_FOUND',
-        `no approved sale with sequence number ${input.originalSeq}`,
-      );
-    }
-    const taken = this.d.store.journal.takenFrom(original.seq);
-    if (taken.cancelled)
-      throw new AgentError(
-        'TXN_EXCEEDS_ORIGINAL',
-        `sale ${original.seq} was already voided or reversed`,
-      );
-    if (input.type === 'refund') {
-      if (taken.amount + input.amount > original.amount) {
-        throw new AgentError(
-          'TXN_EXCEEDS_ORIGINAL',
-          `only ${original.amount - taken.amount} is left to refund on sale ${original.seq}`,
-        );
-      }
-      return original;
-    }
-    // Void and reversal cancel the whole original, before any refund took part of it.
-    if (taken.count > 0)
-      throw new AgentError(
-        'TXN_EXCEEDS_ORIGINAL',
-        `sale ${original.seq} was already partly refunded`,
-      );
-    if (input.amount !== original.amount) {
-      throw new AgentError(
-        'TXN_INVALID',
-        `a ${input.type} must be for the whole ${original.amount} of sale ${original.seq}`,
-      );
-    }
-    if (input.type === 'void' && original.batchId !== openBatchId) {
-      throw new AgentError(
-        'TXN_INVALID',
-        `sale ${original.seq} is in a closed batch; refund it instead of voiding`,
-      );
-    }
-    return original;
-  }
-
-  private feeBack(input: RecordInput, original: TxnRow): number {
-    const taken = this.d.store.journal.takenFrom(original.seq);
-    if (input.type !== 'refund') return original.fee - taken.fee;
-    return refundFee({
-      originalAmount: original.amount,
-      originalFee: original.fee,
-      alreadyRefunded: taken.amount,
-      alreadyReturned: taken.fee,
-      refundAmount: input.amount,
-    });
-  }
-
-  private checkOffline(input: RecordInput, now: number): void {
-    const { offline } = this.d.config;
-    if (input.amount > offline.maxAmount) {
-      throw new AgentError(
-        'TXN_OFFLINE_LIMIT',
-        `an offline approval may not exceed ${offline.maxAmount}`,
-      );
-    }
-    if (input.approvedAt !== undefined && now - input.approvedAt > offline.maxAgeMs) {
-      throw new AgentError('TXN_OFFLINE_LIMIT', 'the offline approval is too old to be accepted');
-    }
-    const pending = this.pendingOfflineTotal();
-    if (pending + input.amount > offline.maxTotal) {
-      throw new AgentError(
-        'TXN_OFFLINE_LIMIT',
-        `offline approvals not yet settled already total ${pending}`,
-      );
-    }
-  }
-
-  /**
-   * The offline allowance in use: offline approvals the acquirer has not answered yet (an
-   * answer, accepted or declined, frees it; storage/advices.ts says what else counts).
-   */
+  /** Offline approvals not yet settled by the acquirer: in the open batch or a queued one. */
   pendingOfflineTotal(): number {
-    return this.d.store.advices.offlineAllowanceUsed();
+    return pendingOfflineTotal(this.d.store);
   }
 }

@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import { batchDigest, computeTotals, totalsEqual } from './batch-totals.ts';
 import { businessDate } from './business-date.ts';
+import { DetailUpload } from './detail-upload.ts';
 
 /**
  * Cutover and exactly-once settlement. A batch moves
@@ -43,6 +44,25 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** How a request ended, caught at once so a rejection is never left unhandled. */
+type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
+
+function caught(p: Promise<Envelope>): Promise<Outcome> {
+  return p.then(
+    (reply): Outcome => ({ ok: true, reply }),
+    (error: unknown): Outcome => ({ ok: false, error }),
+  );
+}
+
+/**
+ * What one runner job decided: finished, go on, or wait (off the runner) for the acquirer's
+ * answer, which resolves to the work that takes it (run as the next job).
+ */
+type Move =
+  | { kind: 'done'; batch: Batch }
+  | { kind: 'again' }
+  | { kind: 'wait'; answer: Promise<() => void> };
+
 export interface SettleReport {
   settled: string[];
   pending: string[];
@@ -50,8 +70,11 @@ export interface SettleReport {
 }
 
 export class Settlement {
-  private readonly detailCursor = new Map<string, { next: number; after: number; count: number }>();
-  /** A cutover that waited for offline advices: run it again once they are answered. */
+  /** Detail uploads under way, by batch id (progress is in memory: see DetailUpload). */
+  private readonly uploads = new Map<string, DetailUpload>();
+  /** The drive of each batch being settled, so two callers never drive one batch twice. */
+  private readonly driving = new Map<string, Promise<Batch>>();
+  /** A cutover that waited for offline advices, to run once they are answered (docs/protocol.md). */
   deferred: { force: boolean; reason: string } | undefined;
 
   constructor(private readonly d: SettlementDeps) {}
@@ -59,8 +82,7 @@ export class Settlement {
   /**
    * Closes the open batch. Without `force`, at most one cutover per business date: a
    * late or doubled cron tick finds the date already cut and does nothing. An empty
-   * batch is never closed, nor one whose offline advices wait for the acquirer's answer
-   * (`deferred` then remembers the cutover for when they are answered).
+   * batch is never closed, nor one whose offline advices wait for answers (see `deferred`).
    */
   cutover(opts: { force?: boolean; reason: string }): Batch | null {
     const { store, clock, config } = this.d;
@@ -70,14 +92,9 @@ export class Settlement {
       const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
       if (!opts.force && store.batches.lastBusinessDate() === date) return null;
       const open = store.batches.open(now);
-      // A batch closes only once the acquirer has answered every offline advice in it (or
-      // they expired): its totals then say what the acquirer accepted (docs/protocol.md).
-      const unanswered = store.advices.unansweredIn(open.batchId);
-      if (unanswered > 0) {
-        this.deferred = { force: opts.force ?? false, reason: opts.reason };
-        this.d.log.warn({ batchId: open.batchId, unanswered }, 'cutover waits for offline advices');
-        return null;
-      }
+      const waits = store.advices.unansweredIn(open.batchId) > 0;
+      if (waits) this.deferred = { force: opts.force ?? false, reason: opts.reason };
+      if (waits) return null;
       // Totals and digest need six columns, not whole rows (bench/settlement.ts).
       const rows = store.journal.batchSums(open.batchId);
       if (rows.length === 0) return null;
@@ -132,24 +149,44 @@ export class Settlement {
     return report;
   }
 
-  /** Drives one batch from wherever it stands to acked or resolved, one step at a time. */
-  async settleOne(batchId: string): Promise<Batch> {
+  /**
+   * Drives one batch from wherever it stands to acked or resolved. One drive per batch at a
+   * time: a second caller (a settle-now command during a nightly run) shares the first's.
+   */
+  settleOne(batchId: string): Promise<Batch> {
+    const running = this.driving.get(batchId);
+    if (running) return running;
+    const drive = this.drive(batchId).finally(() => this.driving.delete(batchId));
+    this.driving.set(batchId, drive);
+    return drive;
+  }
+
+  /**
+   * Each step is one short job on the runner (read, decide, send, or apply an answer and
+   * commit); waiting for the acquirer happens between jobs, so a command queued meanwhile
+   * (a lock) waits for at most one short job, never for a round trip.
+   */
+  private async drive(batchId: string): Promise<Batch> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
-      const done = await run(() => this.advance(batchId));
-      if (done) return done;
+      const move = await run(async () => this.advance(batchId));
+      if (move.kind === 'done') return move.batch;
+      if (move.kind === 'wait') {
+        const take = await move.answer;
+        await run(async () => take());
+      }
     }
   }
 
-  /** Does the next step of a batch; returns the batch once it is settled. */
-  private async advance(batchId: string): Promise<Batch | undefined> {
+  /** Decides and starts the next step of a batch (never waits for the acquirer). */
+  private advance(batchId: string): Move {
     const batch = this.d.store.batches.get(batchId);
     if (!batch) throw new AgentError('STORAGE_NOT_FOUND', `no batch ${batchId}`);
     switch (batch.state) {
       case 'acked':
       case 'resolved':
-        this.detailCursor.delete(batchId);
-        return batch;
+        this.uploads.delete(batchId);
+        return { kind: 'done', batch };
       case 'open':
         throw new AgentError(
           'SETTLEMENT_REJECTED',
@@ -157,28 +194,39 @@ export class Settlement {
         );
       case 'closed':
         this.step(batch, ['closed'], 'sent', 'batch-sent', {});
-        return undefined;
+        return { kind: 'again' };
       case 'sent':
       case 'detail-uploaded':
-        await this.submit(batch);
-        return undefined;
+        return this.submitStep(batch);
       case 'out-of-balance':
-        await this.uploadNextChunk(batch);
-        return undefined;
+        return this.uploadStep(batch);
     }
   }
 
-  private async submit(batch: Batch): Promise<void> {
-    const reply = await this.d.link.request({
-      batchSubmit: {
-        batchId: batch.batchId,
-        digest: batch.digest,
-        businessDate: batch.businessDate,
-        firstSeq: batch.firstSeq ?? 0,
-        lastSeq: batch.lastSeq ?? 0,
-        totals: batch.totals,
-      },
-    });
+  /** Sends the batch; its answer is applied in a later job. */
+  private submitStep(batch: Batch): Move {
+    const answer = caught(
+      this.d.link.request({
+        batchSubmit: {
+          batchId: batch.batchId,
+          digest: batch.digest,
+          businessDate: batch.businessDate,
+          firstSeq: batch.firstSeq ?? 0,
+          lastSeq: batch.lastSeq ?? 0,
+          totals: batch.totals,
+        },
+      }),
+    );
+    const take = (o: Outcome) => (): void => {
+      if (!o.ok) throw o.error;
+      // Nothing else drives this batch (settleOne); should it have moved, the loop re-reads it.
+      const now = this.d.store.batches.get(batch.batchId);
+      if (now?.state === batch.state) this.onSubmitReply(now, o.reply);
+    };
+    return { kind: 'wait', answer: answer.then(take) };
+  }
+
+  private onSubmitReply(batch: Batch, reply: Envelope): void {
     if (reply.batchAck) {
       const ack = reply.batchAck;
       this.checkKey(batch, ack.batchId, ack.digest);
@@ -221,52 +269,46 @@ export class Settlement {
   }
 
   /**
-   * Sends the next detail chunk of an out-of-balance batch. Chunks are read as they are
-   * sent (a closed batch never changes), so a large batch is never held whole. Progress
-   * is kept in memory only: after a restart the upload starts again from chunk 0, which
-   * the acquirer takes idempotently.
+   * One job of the windowed detail upload (agent/policy/detail-upload.ts): send the next
+   * chunk if the window has room, else wait for the oldest chunk's ack (outside the runner)
+   * and take it; once every chunk is acknowledged, the batch moves to detail-uploaded.
    */
-  private async uploadNextChunk(batch: Batch): Promise<void> {
+  private uploadStep(batch: Batch): Move {
     const { journal } = this.d.store;
-    const size = this.d.config.settlement.detailChunkRows;
-    const cursor = this.detailCursor.get(batch.batchId) ?? {
-      next: 0,
-      after: 0,
-      count: Math.max(1, Math.ceil(journal.batchCount(batch.batchId) / size)),
-    };
-    const i = cursor.next;
-    const rows = journal.batchRowsAfter(batch.batchId, cursor.after, size);
-    const reply = await this.d.link.request({
-      batchDetailChunk: {
-        batchId: batch.batchId,
-        digest: batch.digest,
-        chunkIndex: i,
-        chunkCount: cursor.count,
-        rows: rows.map(detailRow),
-      },
-    });
-    const ack = reply.detailAck;
-    if (!ack || ack.chunkIndex !== i) {
-      this.detailCursor.delete(batch.batchId);
-      throw new AgentError(
-        'PROTOCOL_UNEXPECTED',
-        `chunk ${i} of batch ${batch.batchId} was not acknowledged`,
-      );
+    const { detailChunkRows: size, detailWindow } = this.d.config.settlement;
+    let up = this.uploads.get(batch.batchId);
+    if (!up) {
+      const count = Math.max(1, Math.ceil(journal.batchCount(batch.batchId) / size));
+      up = new DetailUpload(batch.batchId, batch.digest!, count, size, detailWindow);
+      this.uploads.set(batch.batchId, up);
     }
-    this.checkKey(batch, ack.batchId, ack.digest);
-    this.d.afterStep?.('detail-chunk', batch.batchId);
-    if (i + 1 < cursor.count) {
-      this.detailCursor.set(batch.batchId, {
-        ...cursor,
-        next: i + 1,
-        after: rows.at(-1)?.seq ?? cursor.after,
+    if (up.done) {
+      this.uploads.delete(batch.batchId);
+      this.step(batch, ['out-of-balance'], 'detail-uploaded', 'batch-detail-uploaded', {
+        chunks: up.count,
       });
-      return;
+      return { kind: 'again' };
     }
-    this.detailCursor.delete(batch.batchId);
-    this.step(batch, ['out-of-balance'], 'detail-uploaded', 'batch-detail-uploaded', {
-      chunks: cursor.count,
+    if (up.canSend) {
+      up.sendNext(journal, ({ index, count, rows }) =>
+        this.d.link.request({
+          batchDetailChunk: {
+            batchId: batch.batchId,
+            digest: batch.digest,
+            chunkIndex: index,
+            chunkCount: count,
+            rows: rows.map(detailRow),
+          },
+        }),
+      );
+      return { kind: 'again' };
+    }
+    const upload = up;
+    const answer = upload.oldest().then(({ index, outcome }) => (): void => {
+      upload.settle(index, outcome);
+      this.d.afterStep?.('detail-chunk', batch.batchId);
     });
+    return { kind: 'wait', answer };
   }
 
   private checkKey(

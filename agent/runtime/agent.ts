@@ -1,10 +1,8 @@
 import path from 'node:path';
-import { readFileSync, rmSync, existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { AcquirerChannel, tlsConnector } from '../../protocol/channel.ts';
+import type { AcquirerChannel } from '../../protocol/channel.ts';
 import type { EnvelopeBody, Envelope } from '../../protocol/messages.ts';
 import type { Config } from '../config.ts';
-import { dataPath } from '../config.ts';
 import type { Clock } from '../../base/clock.ts';
 import { systemClock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
@@ -12,12 +10,11 @@ import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
-import { recordEvent } from '../policy/terminal-state.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
 import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
 import { UnlockCodes } from '../policy/unlock-code.ts';
-import { RiskMonitor, type RiskHit } from '../policy/risk-monitor.ts';
+import { RiskMonitor } from '../policy/risk-monitor.ts';
 import { SelfTest, type SelfTestReport } from '../policy/selftest.ts';
 import {
   activate,
@@ -27,7 +24,12 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
-import { Forwarder, type ForwardRound, type ForwardStep } from '../policy/forwarding.ts';
+import { openAcquirerLink } from './acquirer-link.ts';
+import { RiskReports } from './risk-reports.ts';
+import { destroyCredentialsIfDeactivated } from './credentials.ts';
+import { enterMaintenance } from './maintenance.ts';
+import { checkPagesInBackground } from './page-check.ts';
+import type { Forwarder, ForwardRound, ForwardStep } from '../policy/forwarding.ts';
 import { ForwardingLoop } from './forwarding-loop.ts';
 
 /**
@@ -51,8 +53,6 @@ export interface AgentOptions {
   adviceHook?: (step: ForwardStep, key: string) => void;
 }
 
-const META_RISK_REPORTS = 'risk_reports_pending';
-
 export class Agent {
   readonly core: Core;
   readonly channel: AcquirerChannel;
@@ -66,6 +66,7 @@ export class Agent {
   readonly forwarder: Forwarder;
   private readonly forwarding: ForwardingLoop;
   private readonly terminalKeyFile: TerminalKeyFile;
+  private readonly riskReports: RiskReports;
   private scheduler: Scheduler | undefined;
   private stopped = false;
   /** The background page check of a large journal, when one runs (tests await it). */
@@ -82,38 +83,22 @@ export class Agent {
       log,
       onRecorded: (row) => {
         observe(row);
-        // Called inside the row's transaction: the advice goes out once it has committed.
-        if (this.core.store.advices.get(row.seq))
-          setImmediate(
-            () => void this.forwardAdvices().catch((e) => this.logFailure('advices', e)),
-          );
+        this.forwarding.onRecorded(row.seq);
       },
     });
     this.runner = new SerialRunner(log);
     this.terminalKeyFile = new TerminalKeyFile(
       path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'),
     );
-    this.channel = new AcquirerChannel({
-      terminalId: config.terminalId,
-      connect: opts.connect ?? (() => this.tlsConnect()),
-      helloFactory: () => ({
-        terminalId: config.terminalId,
-        firmwareVersion: config.firmwareVersion,
-        journalHeadHash: this.core.store.journal.headOf().hash,
-        lifecycleState: this.core.terminal.status().state,
-        lastCommandCounter: this.commands.lastCounter(),
-      }),
-      heartbeatFactory: () => ({
-        lifecycleState: this.core.terminal.status().state,
-        queuedBatches: this.core.store.batches.unsettled().length,
-      }),
-      heartbeatIntervalMs: config.acquirer.heartbeatIntervalMs,
-      requestTimeoutMs: config.acquirer.requestTimeoutMs,
-      backoff: { initialMs: config.acquirer.backoffInitialMs, maxMs: config.acquirer.backoffMaxMs },
-      maxFrameBytes: config.acquirer.maxFrameBytes,
+    this.channel = openAcquirerLink({
+      config,
+      core: this.core,
+      commands: () => this.commands,
       clock,
-      logger: log.child({ part: 'channel' }),
+      log,
+      connect: opts.connect,
     });
+    this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
       store: this.core.store,
       clock,
@@ -123,21 +108,13 @@ export class Agent {
       afterStep: opts.faultHook,
       runStep: (step) => this.runner.run('settle-step', step),
     });
-    this.forwarder = new Forwarder({
-      store: this.core.store,
-      clock,
-      log,
-      config,
-      link: this.channel,
-      afterStep: opts.adviceHook,
-    });
     this.forwarding = new ForwardingLoop({
-      forwarder: this.forwarder,
-      runner: this.runner,
-      log,
+      ...{ store: this.core.store, clock, log, config, link: this.channel, runner: this.runner },
+      afterStep: opts.adviceHook,
       isUp: () => this.channel.isUp && !this.stopped,
       onDrained: () => this.afterAdvicesAnswered(),
     });
+    this.forwarder = this.forwarding.forwarder;
     this.commands = new CommandProcessor({
       store: this.core.store,
       clock,
@@ -168,7 +145,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      report: (hit) => this.queueRiskReport(hit),
+      report: (hit) => this.riskReports.queue(hit),
     });
     observe = (row) => this.risk.observe(row);
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
@@ -184,7 +161,11 @@ export class Agent {
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
     this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred) this.pageCheck = this.checkPagesInBackground();
+    if (this.core.store.pageCheckDeferred)
+      this.pageCheck = checkPagesInBackground(this.core, this.runner, {
+        stopped: () => this.stopped,
+        logFailure: (what, e) => this.logFailure(what, e),
+      });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -277,53 +258,9 @@ export class Agent {
     return this.runner.run('selftest', () => this.selfTest.run({ full }));
   }
 
-  /**
-   * Sets the maintenance lock (software upgrade) without cutting an authorisation short:
-   * new transactions are refused at once, the ones in flight get a bounded time to
-   * finish normally, then the lock is set.
-   */
-  async enterMaintenance(by: string): Promise<{ drained: boolean }> {
-    const { payments, terminal, clock } = this.core;
-    const deadline = clock.now() + this.opts.config.maintenance.drainTimeoutMs;
-    payments.beginDrain();
-    try {
-      while (payments.authorisationsInFlight > 0 && clock.now() < deadline)
-        await new Promise((r) => setTimeout(r, 20));
-      const drained = payments.authorisationsInFlight === 0;
-      terminal.applyOrRecord(
-        { type: 'lock', source: 'maintenance', by: 'technician' },
-        drained ? 'maintenance' : 'maintenance; an authorisation in flight did not finish in time',
-        by,
-      );
-      return { drained };
-    } finally {
-      payments.endDrain();
-    }
-  }
-
-  /**
-   * A journal too big to check page by page before start is checked on a worker thread
-   * while the agent runs; damage found locks the terminal (hardware-fault) at once.
-   */
-  private async checkPagesInBackground(): Promise<boolean> {
-    const found = await this.core.store.checkPagesLater();
-    if (found.length === 1 && found[0] === 'ok') return true;
-    const detail = found.slice(0, 3).join('; ');
-    this.log.error({ found: detail }, 'the journal file is damaged');
-    if (this.stopped) return false;
-    await this.runner
-      .run('page-check', () => {
-        recordEvent(this.core.store, this.core.clock, this.log, 'page-check-failed', {
-          found: detail,
-        });
-        this.core.terminal.applyOrRecord(
-          { type: 'lock', source: 'hardware-fault', by: 'agent' },
-          `the journal file is damaged: ${detail}`,
-          'page-check',
-        );
-      })
-      .catch((e) => this.logFailure('page check', e));
-    return false;
+  /** The maintenance lock, set once the authorisations in flight finish (maintenance.ts). */
+  enterMaintenance(by: string): Promise<{ drained: boolean }> {
+    return enterMaintenance(this.core, this.opts.config.maintenance.drainTimeoutMs, by);
   }
 
   private flowDeps(): FlowDeps {
@@ -359,7 +296,7 @@ export class Agent {
     const deps = this.flowDeps();
     const job = (name: string, fn: () => Promise<unknown>) =>
       this.runner.run(name, fn).catch((e) => this.logFailure(name, e));
-    await job('risk-reports', () => this.sendRiskReports());
+    await job('risk-reports', () => this.riskReports.send());
     await job('deactivation-request', () => sendPendingDeactivationRequest(deps));
     if (this.commands.pinnedKey()) {
       // Commands pushed in answer queue behind this job and run as soon as it ends.
@@ -381,10 +318,8 @@ export class Agent {
   /** Every advice answered: a cutover that waited for them, and a deactivation, go on. */
   private async afterAdvicesAnswered(): Promise<void> {
     const deferred = this.settlement.deferred;
-    if (deferred) {
-      await this.runner.run('cutover', () => this.settlement.cutover(deferred));
-      await this.settleQueued();
-    }
+    if (deferred) await this.runner.run('cutover', () => this.settlement.cutover(deferred));
+    if (deferred) await this.settleQueued();
     if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
   }
 
@@ -451,65 +386,8 @@ export class Agent {
     return done;
   }
 
-  /** After deactivation: no token key, no signing key, no TLS key. Idempotent across crashes. */
   private finishDestroyingCredentials(): void {
-    if (this.core.terminal.status().state !== 'deactivated') return;
-    const keyFile = dataPath(this.opts.config, this.opts.config.acquirer.keyFile);
-    const had =
-      this.terminalKeyFile.exists() || existsSync(this.core.tokenKeys.file) || existsSync(keyFile);
-    this.core.tokenKeys.destroy();
-    this.terminalKeyFile.destroy();
-    rmSync(keyFile, { force: true });
-    if (had)
-      this.core.store.atomically(() =>
-        this.core.store.journal.appendEvent(
-          'credentials-destroyed',
-          { keys: ['token', 'terminal-signing', 'tls-client'] },
-          this.core.clock.now(),
-        ),
-      );
-  }
-
-  private tlsConnect(): Duplex {
-    const c = this.opts.config;
-    const read = (p: string) => readFileSync(dataPath(c, p));
-    return tlsConnector({
-      host: c.acquirer.host,
-      port: c.acquirer.port,
-      servername: c.acquirer.servername,
-      ca: read(c.acquirer.caFile),
-      cert: read(c.acquirer.certFile),
-      key: read(c.acquirer.keyFile),
-    })();
-  }
-
-  private queueRiskReport(hit: RiskHit): void {
-    const { store } = this.core;
-    store.atomically(() =>
-      store.state.setJson(META_RISK_REPORTS, [
-        ...(store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []),
-        hit,
-      ]),
-    );
-    if (this.channel.isUp) this.runner.submit('risk-report', () => this.sendRiskReports());
-  }
-
-  private async sendRiskReports(): Promise<void> {
-    const { store } = this.core;
-    for (;;) {
-      const queue = store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? [];
-      const hit = queue[0];
-      if (!hit) return;
-      await this.channel.request({
-        riskReport: { rule: hit.rule, detail: hit.detail, atMs: hit.at },
-      });
-      store.atomically(() =>
-        store.state.setJson(
-          META_RISK_REPORTS,
-          (store.state.getJson<RiskHit[]>(META_RISK_REPORTS) ?? []).slice(1),
-        ),
-      );
-    }
+    destroyCredentialsIfDeactivated(this.core, this.opts.config, this.terminalKeyFile);
   }
 
   private logFailure(what: string, e: unknown): void {

@@ -1,5 +1,5 @@
 import type { Logger } from '../../base/log.ts';
-import type { Forwarder, ForwardRound } from '../policy/forwarding.ts';
+import { Forwarder, type ForwardingDeps, type ForwardRound } from '../policy/forwarding.ts';
 import type { SerialRunner } from './serial-runner.ts';
 
 /**
@@ -8,8 +8,7 @@ import type { SerialRunner } from './serial-runner.ts';
  * agent's serial runner, so a command queued meanwhile waits one round trip at most. Nothing
  * is decided here that the journal does not already hold: a crash loses only a timer.
  */
-export interface ForwardingLoopDeps {
-  forwarder: Forwarder;
+export interface ForwardingLoopDeps extends ForwardingDeps {
   runner: SerialRunner;
   log: Logger;
   isUp: () => boolean;
@@ -25,7 +24,22 @@ export class ForwardingLoop {
   /** The last round's result, for status and tests. */
   last: ForwardRound | undefined;
 
-  constructor(private readonly d: ForwardingLoopDeps) {}
+  readonly forwarder: Forwarder;
+
+  constructor(private readonly d: ForwardingLoopDeps) {
+    this.forwarder = new Forwarder(d);
+  }
+
+  /** A journaled row: if it is queued as an advice, send it once its transaction commits. */
+  onRecorded(seq: number): void {
+    if (!this.d.store.advices.get(seq)) return;
+    setImmediate(() => {
+      if (this.d.isUp())
+        void this.kick().catch((e: Error) =>
+          this.d.log.warn({ err: e.message }, 'advice forwarding failed; will retry'),
+        );
+    });
+  }
 
   /** Forwards what is queued now; resolves when the queue is empty or cannot move now. */
   kick(opts: { ignoreBackoff?: boolean } = {}): Promise<ForwardRound> {
@@ -46,7 +60,8 @@ export class ForwardingLoop {
   }
 
   private async loop(ignoreBackoff: boolean): Promise<ForwardRound> {
-    const { forwarder, runner } = this.d;
+    const { forwarder } = this;
+    const { runner } = this.d;
     let r: ForwardRound;
     for (;;) {
       this.again = false;

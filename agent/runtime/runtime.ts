@@ -8,9 +8,8 @@ import { Console } from '../console/console.ts';
 import { LoginThrottle, type ThrottleState } from '../console/auth.ts';
 import { openSerialConsoleStream, stdioStream } from '../console/port.ts';
 import { terminalCommands } from '../console/terminal-commands.ts';
-import type { CommandRegistry } from '../console/commands.ts';
+import type { TerminalCommand } from '../console/terminal-env.ts';
 import { PaymentSocketServer } from './payment-socket.ts';
-import { recordEvent } from '../policy/terminal-state.ts';
 
 /**
  * Puts a running agent together: logs, the agent, the payment-app socket and a
@@ -24,8 +23,6 @@ export interface Runtime {
   paymentSocket?: PaymentSocketServer;
   paymentSocketPath?: string;
   log: Logger;
-  /** Called when a technician types `quit` (only where `allowQuit` was given). */
-  onQuit(fn: () => void): void;
   stop(): Promise<void>;
 }
 
@@ -39,37 +36,46 @@ export function createRuntimeLogger(config: Config, destination?: NodeJS.Writabl
   return createLogger({ level: config.log.level });
 }
 
+export interface RuntimeOptions {
+  log: Logger;
+  consoleStream?: Duplex;
+  banner?: string;
+  agent?: Partial<AgentOptions>;
+  /** Create the console but let the caller start it (after its own introduction). */
+  deferConsole?: boolean;
+  /** More console commands (the demo's quit and sell; never on a real terminal). */
+  extraCommands?: readonly TerminalCommand[];
+  /** Console exit keys (Ctrl-C, Ctrl-D, Ctrl-\\) call this instead of editing the line. */
+  onExitKey?: () => void;
+}
+
 export async function startRuntime(
   config: Config,
-  opts: {
-    log: Logger;
-    consoleStream?: Duplex;
-    banner?: string;
-    agent?: Partial<AgentOptions>;
-    /** Create the console but let the caller start it (after its own introduction). */
-    deferConsole?: boolean;
-    /** Offer a `quit` command that stops the whole runtime (the demo, not a real terminal). */
-    allowQuit?: boolean;
-  } = { log: createLogger() },
+  opts: RuntimeOptions = { log: createLogger() },
 ): Promise<Runtime> {
   const log = opts.log;
   const agent = new Agent({ config, log, ...opts.agent });
-  await agent.start();
-
   let paymentSocket: PaymentSocketServer | undefined;
-  let paymentSocketPath: string | undefined;
-  if (config.paymentSocket.path) {
-    paymentSocketPath = dataPath(config, config.paymentSocket.path);
-    paymentSocket = new PaymentSocketServer({
-      payments: agent.core.payments,
-      terminal: agent.core.terminal,
-      store: agent.core.store,
-      log,
-      maxFrameBytes: 64 * 1024,
-    });
-    await paymentSocket.listen(paymentSocketPath);
-    log.info({ path: paymentSocketPath }, 'payment app socket listening');
+  try {
+    await agent.start();
+    return await compose(agent, config, opts, (s) => (paymentSocket = s));
+  } catch (e) {
+    // Whatever started is stopped: a failed start must not leave a link or a socket open.
+    await paymentSocket?.close().catch(() => {});
+    await agent.stop().catch(() => {});
+    throw e;
   }
+}
+
+async function compose(
+  agent: Agent,
+  config: Config,
+  opts: RuntimeOptions,
+  onSocket: (s: PaymentSocketServer) => void,
+): Promise<Runtime> {
+  const log = opts.log;
+  const { paymentSocket, paymentSocketPath } = await listenForPaymentApp(config, agent, log);
+  if (paymentSocket) onSocket(paymentSocket);
 
   let stream = opts.consoleStream;
   let closeStream: (() => void) | undefined;
@@ -84,24 +90,13 @@ export async function startRuntime(
     stream = port;
     closeStream = () => port.close();
   }
-  const quitters: Array<() => void> = [];
   let console_: Console | undefined;
   if (stream) {
-    const extra = opts.allowQuit
-      ? (reg: CommandRegistry) =>
-          reg.register({
-            name: 'quit',
-            summary: 'stop the demo',
-            usage: 'quit',
-            maxArgs: 0,
-            run: (ctx) => {
-              ctx.logout();
-              setImmediate(() => quitters.forEach((q) => q()));
-              return 'stopping';
-            },
-          })
-      : undefined;
-    console_ = createConsole(agent, config, stream, opts.banner, extra);
+    console_ = createConsole(agent, config, stream, {
+      banner: opts.banner,
+      extra: opts.extraCommands,
+      onExitKey: opts.onExitKey,
+    });
     if (!opts.deferConsole) console_.start();
   }
 
@@ -111,7 +106,6 @@ export async function startRuntime(
     paymentSocket,
     paymentSocketPath,
     log,
-    onQuit: (fn) => quitters.push(fn),
     async stop() {
       await console_?.stop();
       closeStream?.();
@@ -128,8 +122,7 @@ export function createConsole(
   agent: Agent,
   config: Config,
   stream: Duplex,
-  banner?: string,
-  extra?: (reg: CommandRegistry) => void,
+  o: { banner?: string; extra?: readonly TerminalCommand[]; onExitKey?: () => void } = {},
 ): Console {
   const { store, clock, log } = agent.core;
   const throttle = new LoginThrottle({
@@ -146,17 +139,20 @@ export function createConsole(
       save: (s) => store.atomically(() => store.state.setJson(META_THROTTLE, s)),
     },
   });
-  const commands = terminalCommands(agent, config, (level) => (log.level = level));
-  extra?.(commands);
+  const commands = terminalCommands(agent, config, (level) => (log.level = level), o.extra);
   const c = new Console({
     stream,
     commands,
     auth: { technicians: config.console.technicians, throttle },
-    audit: (event, detail) => recordEvent(store, clock, log, `console-${event}`, detail),
+    // Journaled without a log line of its own: the console logs each event once, at info
+    // (warn for failed logins), so routine commands are not logged twice.
+    audit: (event, detail) =>
+      store.atomically(() => store.journal.appendEvent(`console-${event}`, detail, clock.now())),
     clock,
     logger: log,
+    onExitKey: o.onExitKey,
     banner:
-      banner ??
+      o.banner ??
       `pos-agent ${config.firmwareVersion} technician console, terminal ${config.terminalId}`,
     prompt: () => {
       const s = agent.core.terminal.status();
@@ -175,4 +171,24 @@ export function untilSignal(): Promise<string> {
     process.once('SIGINT', on('SIGINT'));
     process.once('SIGTERM', on('SIGTERM'));
   });
+}
+
+/** The payment app's local socket, when the config names one. */
+async function listenForPaymentApp(
+  config: Config,
+  agent: Agent,
+  log: Logger,
+): Promise<{ paymentSocket?: PaymentSocketServer; paymentSocketPath?: string }> {
+  if (!config.paymentSocket.path) return {};
+  const paymentSocketPath = dataPath(config, config.paymentSocket.path);
+  const paymentSocket = new PaymentSocketServer({
+    payments: agent.core.payments,
+    terminal: agent.core.terminal,
+    store: agent.core.store,
+    log,
+    maxFrameBytes: 64 * 1024,
+  });
+  await paymentSocket.listen(paymentSocketPath);
+  log.info({ path: paymentSocketPath }, 'payment app socket listening');
+  return { paymentSocket, paymentSocketPath };
 }

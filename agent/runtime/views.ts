@@ -2,7 +2,7 @@ import type { Store } from '../../storage/store.ts';
 import type { JournalEntry } from '../../storage/journal.ts';
 import type { Batch } from '../../storage/batches.ts';
 import { computeTotals } from '../policy/batch-totals.ts';
-import type { TerminalStatus } from '../policy/lifecycle.ts';
+import { mayTransact, type TerminalStatus } from '../policy/lifecycle.ts';
 import type { Identity } from './core.ts';
 
 /**
@@ -54,7 +54,7 @@ export function statusView(
     state: status.state,
     locks: status.locks,
     reason: status.reason,
-    mayTransact: status.state === 'active' && status.locks.length === 0,
+    mayTransact: mayTransact(status).allowed,
     merchant: ctx.identity
       ? `${ctx.identity.merchantId} ${ctx.identity.merchantName} (${ctx.identity.category})`
       : null,

@@ -1900,6 +1900,12 @@ export namespace pos {
             /** DetailAck acquirerTotals. */
             acquirerTotals?: (pos.v1.BatchTotals.$Properties|null);
 
+            /** DetailAck nextMissing. */
+            nextMissing: number;
+
+            /** DetailAck window. */
+            window: number;
+
             /**
              * Creates a new DetailAck instance using the specified properties.
              * @param [properties] Properties to set
@@ -2001,6 +2007,12 @@ export namespace pos {
 
                 /** DetailAck acquirerTotals */
                 acquirerTotals?: (pos.v1.BatchTotals.$Properties|null);
+
+                /** DetailAck nextMissing */
+                nextMissing?: (number|null);
+
+                /** DetailAck window */
+                window?: (number|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

@@ -5957,6 +5957,8 @@ export const pos = $root.pos = (() => {
              * @property {boolean|null} [complete] DetailAck complete
              * @property {string|null} [settlementId] DetailAck settlementId
              * @property {pos.v1.BatchTotals.$Properties|null} [acquirerTotals] DetailAck acquirerTotals
+             * @property {number|null} [nextMissing] DetailAck nextMissing
+             * @property {number|null} [window] DetailAck window
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -6037,6 +6039,22 @@ export const pos = $root.pos = (() => {
             DetailAck.prototype.acquirerTotals = null;
 
             /**
+             * DetailAck nextMissing.
+             * @member {number} nextMissing
+             * @memberof pos.v1.DetailAck
+             * @instance
+             */
+            DetailAck.prototype.nextMissing = 0;
+
+            /**
+             * DetailAck window.
+             * @member {number} window
+             * @memberof pos.v1.DetailAck
+             * @instance
+             */
+            DetailAck.prototype.window = 0;
+
+            /**
              * Creates a new DetailAck instance using the specified properties.
              * @function create
              * @memberof pos.v1.DetailAck
@@ -6080,6 +6098,10 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 5, wireType 2 =*/42).string(message.settlementId);
                 if (message.acquirerTotals != null && $Object.hasOwnProperty.call(message, "acquirerTotals"))
                     $root.pos.v1.BatchTotals.encode(message.acquirerTotals, writer.uint32(/* id 6, wireType 2 =*/50).fork(), _depth + 1).ldelim();
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing") && message.nextMissing !== 0)
+                    writer.uint32(/* id 7, wireType 0 =*/56).int32(message.nextMissing);
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window") && message.window !== 0)
+                    writer.uint32(/* id 8, wireType 0 =*/64).int32(message.window);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -6188,6 +6210,24 @@ export const pos = $root.pos = (() => {
                             message.acquirerTotals = $root.pos.v1.BatchTotals.decode(reader, reader.size(), $undefined, _depth + 1, message.acquirerTotals);
                             continue;
                         }
+                    case 7: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.nextMissing = value;
+                            else
+                                delete message.nextMissing;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.window = value;
+                            else
+                                delete message.window;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -6256,6 +6296,12 @@ export const pos = $root.pos = (() => {
                     if (error)
                         return "acquirerTotals." + error;
                 }
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing"))
+                    if (!$util.isInteger(message.nextMissing))
+                        return "nextMissing: integer expected";
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window"))
+                    if (!$util.isInteger(message.window))
+                        return "window: integer expected";
                 return null;
             };
 
@@ -6297,6 +6343,12 @@ export const pos = $root.pos = (() => {
                         throw $TypeError(".pos.v1.DetailAck.acquirerTotals: object expected");
                     message.acquirerTotals = $root.pos.v1.BatchTotals.fromObject(object.acquirerTotals, _depth + 1);
                 }
+                if (object.nextMissing != null)
+                    if ($Number(object.nextMissing) !== 0)
+                        message.nextMissing = object.nextMissing | 0;
+                if (object.window != null)
+                    if ($Number(object.window) !== 0)
+                        message.window = object.window | 0;
                 return message;
             };
 
@@ -6324,6 +6376,8 @@ export const pos = $root.pos = (() => {
                     object.complete = false;
                     object.settlementId = "";
                     object.acquirerTotals = null;
+                    object.nextMissing = 0;
+                    object.window = 0;
                 }
                 if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
                     object.batchId = message.batchId;
@@ -6337,6 +6391,10 @@ export const pos = $root.pos = (() => {
                     object.settlementId = message.settlementId;
                 if (message.acquirerTotals != null && $Object.hasOwnProperty.call(message, "acquirerTotals"))
                     object.acquirerTotals = $root.pos.v1.BatchTotals.toObject(message.acquirerTotals, options, _depth + 1);
+                if (message.nextMissing != null && $Object.hasOwnProperty.call(message, "nextMissing"))
+                    object.nextMissing = message.nextMissing;
+                if (message.window != null && $Object.hasOwnProperty.call(message, "window"))
+                    object.window = message.window;
                 return object;
             };
 

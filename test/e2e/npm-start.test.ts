@@ -204,16 +204,26 @@ describe('the offline CLI on the demo data', () => {
     const json = cli('status', '--data', terminalDir, '--json');
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'active', locks: [] });
 
-    const tail = cli('journal', 'tail', '--data', terminalDir, '-n', '30');
+    // The console's own audit rows are hidden unless asked for.
+    const plain = cli('journal', 'tail', '--data', terminalDir, '-n', '1000');
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout).not.toContain('console-');
+    const sales = cli('journal', 'tail', '--data', terminalDir, '--type', 'sale', '--json');
+    const saleRows = JSON.parse(sales.stdout) as Array<{ what: string; amount: number }>;
+    expect(saleRows.length).toBeGreaterThan(0);
+    expect(saleRows.every((r) => r.what === 'sale' && Number.isInteger(r.amount))).toBe(true);
+    const tail = cli('journal', 'tail', '--data', terminalDir, '-n', '30', '--audit');
+    expect(tail.stdout).toMatch(/ console-command .*tech: status/);
     expect(tail.code, tail.stderr).toBe(0);
     const lines = tail.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^seq +time +what +amount +fee +status +card$/);
+    expect(lines[0]).toMatch(/^seq +time \(UTC\) +what +amount +fee +status +card \/ detail$/);
     expect(lines).toHaveLength(2 + 30);
-    expect(tail.stdout).toMatch(/ sale +\d+ +\d+ +approved +\d{6}\*+\d{4}\n/);
+    // Yuan with two decimals, as on the console.
+    expect(tail.stdout).toMatch(/ sale +\d+\.\d\d +\d+\.\d\d +approved +\d{6}\*+\d{4}\n/);
     // Piped output is for scripts and for evidence: nothing cut to fit an 80-column screen.
     expect(tail.stdout).not.toContain('…');
     for (const row of lines.slice(2))
-      expect(row).toMatch(/^ *\d+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d +\S/);
+      expect(row).toMatch(/^ *\d+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\S/);
 
     const batches = cli('batch', 'list', '--data', terminalDir);
     expect(batches.code, batches.stderr).toBe(0);

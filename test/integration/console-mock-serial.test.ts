@@ -233,22 +233,35 @@ describe('before login', () => {
     expect(out).toBe('ACME POS technician console\r\nterminal T0001\r\nlogin: ');
   });
 
-  it('answers anything that is not a login with the login prompt only, and runs nothing', async () => {
+  it('says why it refuses a line at login, runs nothing, and counts no failed login', async () => {
     const h = await startConsole();
     await h.expectOutput('login: ');
     h.send('mutate 1\r');
-    expect(await h.expectOutput('login: ')).toBe('mutate 1\r\nlogin: ');
+    expect(await h.expectOutput('login: ')).toBe(
+      "mutate 1\r\nrefused (CONSOLE_LOGIN_REQUIRED): not logged in: 'mutate' is a command. Type your technician id, then your PIN\r\nlogin: ",
+    );
     h.send('stats --json\r\x03\x1b[A\r\n\r');
-    expect(await h.rest()).toBe('stats --json\r\nlogin: ^C\r\nlogin: \r\nlogin: \r\nlogin: ');
-    // A bare word could be an id, so it gets the PIN prompt, and then a refusal.
+    expect(await h.rest()).toBe(
+      "stats --json\r\nrefused (CONSOLE_LOGIN_REQUIRED): not logged in: 'stats' is a command. Type your technician id, then your PIN\r\nlogin: ^C\r\nlogin: \r\nlogin: \r\nlogin: ",
+    );
+    h.send('who am i?\r');
+    expect(await h.expectOutput('login: ')).toBe(
+      'who am i?\r\nrefused (CONSOLE_LOGIN_REQUIRED): that is not a technician id (letters, digits, dot, dash, underscore); type your id, then your PIN\r\nlogin: ',
+    );
+    // A command name is not taken as an id: no PIN prompt, and so no failure to count.
     h.send('help\r');
+    expect(await h.expectOutput('login: ')).toBe(
+      "help\r\nrefused (CONSOLE_LOGIN_REQUIRED): not logged in: 'help' is a command. Type your technician id, then your PIN\r\nlogin: ",
+    );
+    expect(h.state.mutations).toEqual([]);
+    expect(h.audits).toEqual([]);
+    // An unknown id that could be one still gets the PIN prompt (ids are not revealed).
+    h.send('nobody\r');
     await h.expectOutput('PIN: ');
     h.send('whoami\r');
     expect(await h.expectOutput('login: ')).toBe(
       '******\r\nrefused (CONSOLE_LOGIN_FAILED): wrong technician id or PIN\r\nlogin: ',
     );
-    expect(h.state.mutations).toEqual([]);
-    expect(h.audits.filter((a) => a.event === 'command')).toEqual([]);
     expect(h.audits).toEqual([
       { event: 'login-failed', detail: { technician: '(unknown)', failures: 1 } },
     ]);
@@ -373,11 +386,14 @@ describe('logged in', () => {
     );
     expect(h.audits.at(-1)).toEqual({
       event: 'command',
+      // An unknown word is not kept: it could be a PIN typed at the wrong prompt.
       detail: {
         technician: 'T0001',
-        command: 'xyz',
+        command: '(unknown)',
+        line: '(not a command)',
         outcome: 'refused',
         code: 'CONSOLE_UNKNOWN_COMMAND',
+        result: 'refused (CONSOLE_UNKNOWN_COMMAND)',
       },
     });
   });
@@ -538,7 +554,8 @@ describe('line editing over the wire', () => {
     expect(await h.expectOutput('T0001 active> ')).toBe(
       'mutx\b \b\b \btate 1\r\nmutated 1\r\nT0001 active> ',
     );
-    h.send('\x1b[A\x1b[Dmutate 2\r');
+    // Up recalls "mutate 1"; backspace and 2 make it "mutate 2".
+    h.send('\x1b[A\x7f2\r');
     await h.expectOutput('mutated 2');
     h.send('garbage\x15mutate 3\r');
     await h.expectOutput('mutated 3');

@@ -24,6 +24,7 @@ import type { Console } from '../../agent/console/console.ts';
 import { openSerialConsoleStream } from '../../agent/console/port.ts';
 import { createConsole } from '../../agent/runtime/runtime.ts';
 import { formatUnlockCode } from '../../agent/policy/unlock-code.ts';
+import { formatMinor } from '../../agent/console/table.ts';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { seededRandom } from '../../simulator/card-sim.ts';
 
@@ -186,13 +187,13 @@ describe('technician commands on a real pty', () => {
     expect(out).toMatch(/^locks: +none$/m);
     expect(out).toMatch(/^may transact: +yes$/m);
     expect(out).toMatch(/^merchant: +M-TCON1 Pty Noodles/m);
-    expect(out).toMatch(/^open batch: +B000001-\w+: 5 txns, net 611\.10, fees \d+\.\d\d$/m);
+    expect(out).toMatch(/^open batch: +B000001-\w+: 5 txns, net 611\.10, fees \d+\.\d\d CNY$/m);
     expect(out).toMatch(/^link: +up, clock offset -?\d+ ms$/m);
   });
 
   it('journal tail / show / verify', async () => {
     const tail = await run('journal tail 3');
-    expect(tail[0]).toMatch(/^seq +time +what +amount +fee +status +card$/);
+    expect(tail[0]).toMatch(/^seq +time \(UTC\) +what +amount +fee +status +card \/ detail$/);
     const rows = tail.filter((l) => /^ *\d+ +\d\d-\d\d /.test(l));
     expect(rows).toHaveLength(3);
     expect(tail.join('\n')).not.toContain(PAN);
@@ -201,7 +202,7 @@ describe('technician commands on a real pty', () => {
     expect(show).toMatch(new RegExp(`^seq: +${sale.seq}$`, 'm'));
     expect(show).toMatch(/^what: +sale$/m);
     expect(show).toMatch(/^card: +411111\*{6}1111$/m);
-    expect(show).toMatch(new RegExp(`^amount: +${sale.amount}$`, 'm'));
+    expect(show).toMatch(new RegExp(`^amount: +${formatMinor(sale.amount)} CNY$`, 'm'));
     expect(await run('journal show 999999')).toEqual([
       'refused (STORAGE_NOT_FOUND): no journal row 999999',
     ]);
@@ -223,11 +224,12 @@ describe('technician commands on a real pty', () => {
       `settled: ${open.batchId}`,
     ]);
     expect((await run('batch list')).join('\n')).toMatch(
-      new RegExp(`^${open.batchId} +acked +\\S+ +5 +611\\.10 +\\d+\\.\\d\\d$`, 'm'),
+      new RegExp(`^${open.batchId} +acked +\\S+ +5 +611\\.10 +\\d+\\.\\d\\d +\\d+\\.\\d\\d$`, 'm'),
     );
     const show = (await run(`batch show ${open.batchId}`)).join('\n');
     expect(show).toMatch(/^state: +acked$/m);
-    expect(show).toMatch(/^transactions: +5$/m);
+    expect(show).toMatch(/^transactions \(5\)$/m);
+    expect(show).toMatch(/^net +5 +611\.10 +\d+\.\d\d$/m);
     expect(sim.ledger.settlementCount(TID, open.batchId)).toBe(1);
     expect(await run('batch show NOPE')).toEqual(['refused (STORAGE_NOT_FOUND): no batch NOPE']);
   });
@@ -293,9 +295,20 @@ describe('technician commands on a real pty', () => {
     expect(s).toMatchObject({ terminalId: TID, state: 'active', locks: [], mayTransact: true });
     expect(s.link).toMatchObject({ up: true });
     const time = (await run('time')).join('\n');
-    expect(time).toMatch(/^local: +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/m);
-    expect(time).toMatch(/^timeZone: +Asia\/Shanghai$/m);
-    expect(time).toMatch(/^acquirerOffsetMs: +-?\d+$/m);
+    // Local time in the configured zone (Asia/Shanghai is UTC+8 all year), and the business date.
+    const now = agent.core.clock.now();
+    const local = new Date(now + 8 * 3600_000).toISOString();
+    expect(time).toMatch(
+      /^local time: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 \(Asia\/Shanghai\)$/m,
+    );
+    expect(time).toMatch(new RegExp(`^local time: +${local.slice(0, 13).replace('T', ' ')}:`, 'm'));
+    expect(time).toMatch(
+      new RegExp(
+        `^business date: +${local.slice(0, 10)} \\(a new one starts at 00:00 local\\)$`,
+        'm',
+      ),
+    );
+    expect(time).toMatch(/^acquirer clock: +[-+]\d+ ms from ours: /m);
     const version = (await run('version')).join('\n');
     expect(version).toMatch(/^agent: +0\.1\.0$/m);
     expect(version).toMatch(new RegExp(`^node: +${process.versions.node}$`, 'm'));

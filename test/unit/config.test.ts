@@ -29,7 +29,7 @@ describe('configuration', () => {
           'acquirer.port',
           'acquirer.maxFrameBytes',
           'console.mode',
-          '(root)',
+          'unknownKey',
         ]),
       );
       expect((e as AgentError).code).toBe('CONFIG_INVALID');
@@ -56,8 +56,92 @@ describe('configuration', () => {
 
   it('config show never prints a PIN hash', () => {
     const c = parseConfig({
-      console: { technicians: [{ id: 'tech', pinHash: 'scrypt$16384$8$1$c2FsdA==$aGFzaA==' }] },
+      console: {
+        technicians: [
+          {
+            id: 'tech',
+            pinHash: `scrypt$16384$8$1$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32, 1).toString('base64')}`,
+          },
+        ],
+      },
     });
     expect(JSON.stringify(redactedConfig(c))).not.toContain('scrypt$');
   });
+
+  it('is strict at every level: an unknown key names its path, with the likely meant key', () => {
+    const problems = (input: unknown) => {
+      try {
+        parseConfig(input);
+        return [];
+      } catch (e) {
+        return (e as AgentError).context.problems as string[];
+      }
+    };
+    expect(problems({ acquirer: { prot: 18443 } })).toEqual([
+      'acquirer.prot: unknown key (did you mean port?)',
+    ]);
+    expect(problems({ console: { serailPath: '/dev/ttyS1' } })).toEqual([
+      'console.serailPath: unknown key (did you mean serialPath?)',
+    ]);
+    expect(problems({ console: { technicians: [{ id: 'a', pinHash: GOOD, pin: '1' }] } })).toEqual([
+      'console.technicians.0.pin: unknown key',
+    ]);
+    for (const section of [
+      'log',
+      'acquirer',
+      'settlement',
+      'offline',
+      'risk',
+      'commands',
+      'activation',
+      'selftest',
+      'maintenance',
+      'console',
+      'storage',
+      'paymentSocket',
+    ])
+      expect(problems({ [section]: { zzz: 1 } }), section).toEqual([`${section}.zzz: unknown key`]);
+  });
+
+  it('checks cron expressions, time zones, PIN hashes, ports, paths and cross-field rules, all at once', () => {
+    try {
+      parseConfig({
+        timeZone: 'Mars/Olympus',
+        settlement: { cutoverCron: '0 0 25 * * *', heartbeatCron: 'every minute' },
+        acquirer: { port: 0, caFile: '' },
+        console: {
+          mode: 'serial',
+          technicians: [
+            { id: 'tech', pinHash: 'plain1234' },
+            { id: 'TECH', pinHash: GOOD },
+          ],
+          maxFailures: 5,
+          lockoutAfter: 2,
+        },
+        dataDir: 'a\u0000b',
+      });
+      expect.unreachable();
+    } catch (e) {
+      const problems = (e as AgentError).context.problems as string[];
+      expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(
+        [
+          'timeZone',
+          'settlement.cutoverCron',
+          'settlement.heartbeatCron',
+          'acquirer.port',
+          'acquirer.caFile',
+          'console.technicians.0.pinHash',
+          'console.technicians.1.id',
+          'console.serialPath',
+          'console.lockoutAfter',
+          'dataDir',
+        ].sort(),
+      );
+    }
+    expect(() => parseConfig({ dataDir: '/tmp/' + 'x'.repeat(100) })).toThrow(
+      /paymentSocket.path: .* longer than the 107 bytes/,
+    );
+  });
 });
+
+const GOOD = `scrypt$1024$8$1$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32, 1).toString('base64')}`;

@@ -113,11 +113,11 @@ describe('editing', () => {
 
 describe('escape sequences', () => {
   it('keeps arrow keys, function keys and other CSI/SS3 sequences out of the line', () => {
+    // At the end of a line with no history, these move nothing and insert nothing.
     const seqs = [
       '\x1b[A',
       '\x1b[B',
       '\x1b[C',
-      '\x1b[D',
       '\x1b[1;5C',
       '\x1b[3~',
       '\x1b[15~',
@@ -144,8 +144,70 @@ describe('escape sequences', () => {
   });
 
   it('splits escape sequences across chunks', () => {
+    // ESC [ 1 ; 5 D is Ctrl-Left: the cursor steps back over the a, and b lands before it.
     const r = run(new LineEditor(), 'a\x1b', '[', '1;', '5D', 'b\r');
-    expect(r.events).toEqual([line('ab')]);
+    expect(r.events).toEqual([line('ba')]);
+  });
+});
+
+describe('cursor movement and history', () => {
+  const LEFT = ['\x1b[D', '\x1bOD', '\x02'];
+  const RIGHT = ['\x1b[C', '\x1bOC', '\x06'];
+  // xterm (normal and application mode), screen and rxvt, picocom passes them through.
+  const HOME = ['\x1b[H', '\x1bOH', '\x1b[1~', '\x1b[7~', '\x01'];
+  const END = ['\x1b[F', '\x1bOF', '\x1b[4~', '\x1b[8~', '\x05'];
+
+  it('inserts where the cursor is after left, and echoes only BS and text', () => {
+    for (const left of LEFT) {
+      const r = run(new LineEditor(), 'stus', left, left, 'at\r');
+      expect(r.events, JSON.stringify(left)).toEqual([line('status')]);
+      // "stus", two BS, then each inserted letter with the rest "us" redrawn and two BS back.
+      expect(r.echo).toBe('stus\b\baus\b\btus\b\b\r\n');
+    }
+  });
+
+  it('moves right again, and home and end jump', () => {
+    for (const [i, home] of HOME.entries()) {
+      const end = END[i]!;
+      const right = RIGHT[i % 3]!;
+      const r = run(new LineEditor(), 'tatus', home, 's', right, end, ' --json\r');
+      expect(r.events, JSON.stringify([home, end])).toEqual([line('status --json')]);
+    }
+  });
+
+  it('erases before the cursor with backspace and under it with Delete', () => {
+    const r = run(new LineEditor(), 'statxus', '\x1b[D', '\x1b[D', '\x7f', '\r');
+    expect(r.events).toEqual([line('status')]);
+    const d = run(new LineEditor(), 'statxus', '\x1b[D\x1b[D\x1b[D', '\x1b[3~', '\r');
+    expect(d.events).toEqual([line('status')]);
+    // Step over the x, then erase it as a backspace would: redraw "us", blank one column.
+    expect(d.echo).toBe('statxus\b\b\bx\bus \b\b\b\r\n');
+  });
+
+  it('walks the history with up and down, keeping the line being typed', () => {
+    const e = new LineEditor();
+    e.remember('status');
+    e.remember('journal tail 5');
+    e.remember('journal tail 5');
+    const r = run(e, 'ba', '\x1b[A', '\x1b[A', '\x1b[A', '\x1b[B', '\r');
+    expect(r.events).toEqual([line('journal tail 5')]);
+    const back = run(e, 'ba', '\x1bOA', '\x1bOB', 'tch\r');
+    expect(back.events).toEqual([line('batch')]);
+    // Replacing a longer line by a shorter one blanks the leftover columns.
+    const echo = run(e, '\x1b[A', '\x1b[A', '\r').echo;
+    expect(echo).toBe(
+      'journal tail 5' + '\b'.repeat(14) + 'status' + ' '.repeat(8) + '\b'.repeat(8) + '\r\n',
+    );
+  });
+
+  it('never walks the history while masked, and forgets it on clearHistory', () => {
+    const e = new LineEditor();
+    e.remember('status');
+    e.masked = true;
+    expect(run(e, '12\x1b[A34\r').events).toEqual([line('1234')]);
+    e.masked = false;
+    e.clearHistory();
+    expect(run(e, '\x1b[A\r').events).toEqual([line('')]);
   });
 });
 

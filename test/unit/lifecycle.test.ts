@@ -2,9 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   LOCK_AUTHORITY,
   LOCK_SOURCES,
+  MONEY,
   STATES,
   TABLE,
+  mayMoveMoney,
   mayTransact,
+  type MoneyAction,
   transition,
   type Authority,
   type LifecycleEvent,
@@ -355,5 +358,73 @@ describe('mayTransact', () => {
     const out = mayTransact({ state: 'active', locks: ['risk'] });
     expect(out.allowed).toBe(false);
     if (!out.allowed) expect(out.reason).toMatch(/acquirer/);
+  });
+});
+
+/**
+ * The money policy, from INVARIANTS.md and the seed, not from MONEY: new money only on an
+ * active unlocked terminal; a reversal (undoing money already moved) and the host's answer to
+ * an authorisation already in flight are allowed in every state that can still settle, whatever
+ * the locks; nothing moves on an unactivated or deactivated terminal.
+ */
+const ACTIONS: readonly MoneyAction[] = ['transact', 'reverse', 'finish'];
+const CAN_SETTLE: readonly State[] = ['active', 'deactivation-pending', 'deactivating'];
+
+function expectedMoney(
+  state: State,
+  locks: readonly LockSource[],
+  action: MoneyAction,
+): 'ok' | string {
+  if (state === 'deactivated') return 'LIFECYCLE_DEACTIVATED';
+  if (action === 'transact') {
+    if (state !== 'active') return 'LIFECYCLE_NOT_ACTIVE';
+    return locks.length ? 'LIFECYCLE_LOCKED' : 'ok';
+  }
+  return CAN_SETTLE.includes(state) ? 'ok' : 'LIFECYCLE_NOT_ACTIVE';
+}
+
+describe('money policy: every (state, locks, action)', () => {
+  it('the published MONEY table is the documented one, with no bypass left to callers', () => {
+    expect(MONEY).toEqual({
+      unactivated: { transact: 'refused', reverse: 'refused', finish: 'refused' },
+      active: { transact: 'unless-locked', reverse: 'allowed', finish: 'allowed' },
+      'deactivation-pending': { transact: 'refused', reverse: 'allowed', finish: 'allowed' },
+      deactivating: { transact: 'refused', reverse: 'allowed', finish: 'allowed' },
+      deactivated: { transact: 'refused', reverse: 'refused', finish: 'refused' },
+    });
+  });
+
+  it('matches the documented policy in every state, lock set and action', () => {
+    const wrong: string[] = [];
+    let cases = 0;
+    for (const state of STATES) {
+      for (const locks of LOCK_SETS) {
+        for (const action of ACTIONS) {
+          cases++;
+          const out = mayMoveMoney({ state, locks }, action);
+          const got = out.allowed ? 'ok' : out.code;
+          const want = expectedMoney(state, locks, action);
+          if (got !== want) wrong.push(`${state} [${locks}] ${action}: ${got}, expected ${want}`);
+          if (!out.allowed && !out.reason) wrong.push(`${state} [${locks}] ${action}: no reason`);
+        }
+      }
+    }
+    expect(cases).toBe(STATES.length * LOCK_SETS.length * ACTIONS.length);
+    expect(wrong).toEqual([]);
+  });
+
+  it('a lock stops a sale but not the reversal of one already made, nor a host answer in flight', () => {
+    for (const source of LOCK_SOURCES) {
+      const locked: TerminalStatus = { state: 'active', locks: [source] };
+      expect(mayMoveMoney(locked, 'transact').allowed, source).toBe(false);
+      expect(mayMoveMoney(locked, 'reverse'), source).toEqual({ allowed: true });
+      expect(mayMoveMoney(locked, 'finish'), source).toEqual({ allowed: true });
+    }
+  });
+
+  it('mayTransact is the transact column', () => {
+    for (const state of STATES)
+      for (const locks of LOCK_SETS)
+        expect(mayTransact({ state, locks })).toEqual(mayMoveMoney({ state, locks }, 'transact'));
   });
 });

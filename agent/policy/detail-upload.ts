@@ -1,0 +1,149 @@
+import type { Envelope } from '../../protocol/messages.ts';
+import type { Journal, TxnRow } from '../../storage/journal.ts';
+import { AgentError } from '../../base/errors.ts';
+
+/**
+ * The windowed detail upload of one out-of-balance batch (docs/protocol.md, "Detail upload
+ * window"). Up to `window` chunks are unacknowledged at once; the window is the smaller of
+ * ours (settlement.detailWindow) and the acquirer's (DetailAck.window, 1 when it says
+ * nothing), and the first chunk of an upload goes alone, as a probe, until the acquirer has
+ * told us both its window and the lowest chunk it is missing (DetailAck.next_missing).
+ *
+ * Progress lives in memory. After a reconnect the upload resumes from the lowest chunk not
+ * acknowledged (chunks acknowledged out of order are not sent again); after a restart the
+ * probe is chunk 0, and its ack's next_missing skips everything the acquirer already holds.
+ * The acquirer stores chunks idempotently per index, so a chunk sent twice is harmless.
+ */
+
+/** How one chunk request ended, caught at once so a rejection never goes unhandled. */
+type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
+
+export interface ChunkSender {
+  (chunk: { index: number; count: number; rows: TxnRow[] }): Promise<Envelope>;
+}
+
+export class DetailUpload {
+  private readonly acked: boolean[];
+  private ackedCount = 0;
+  /** Chunks sent and not answered yet, oldest first. */
+  private readonly inflight = new Map<number, Promise<Outcome>>();
+  /** Sequence number each chunk's rows start after, for the chunks we know it of. */
+  private readonly startAfter = new Map<number, number>([[0, 0]]);
+  /** The next chunk to send when the window has room (never an acknowledged one). */
+  private cursor = 0;
+  /** Chunks allowed in flight; 1 until the acquirer has answered one. */
+  private window = 1;
+
+  constructor(
+    readonly batchId: string,
+    readonly digest: string,
+    readonly count: number,
+    private readonly chunkRows: number,
+    private readonly maxWindow: number,
+  ) {
+    this.acked = new Array<boolean>(count).fill(false);
+  }
+
+  get done(): boolean {
+    return this.ackedCount === this.count;
+  }
+
+  /** True when another chunk may go out now. */
+  get canSend(): boolean {
+    return this.inflight.size < this.window && this.nextIndex() < this.count;
+  }
+
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
+  /** Reads and sends the next chunk without waiting for its ack. */
+  sendNext(journal: Journal, send: ChunkSender): number {
+    const index = this.nextIndex();
+    const rows = journal.batchRowsAfter(this.batchId, this.afterOf(journal, index), this.chunkRows);
+    if (rows.length > 0) this.startAfter.set(index + 1, rows.at(-1)!.seq);
+    this.cursor = index + 1;
+    let sent: Promise<Envelope>;
+    try {
+      sent = send({ index, count: this.count, rows });
+    } catch (e) {
+      sent = Promise.reject(e);
+    }
+    this.inflight.set(
+      index,
+      sent.then(
+        (reply): Outcome => ({ ok: true, reply }),
+        (error: unknown): Outcome => ({ ok: false, error }),
+      ),
+    );
+    return index;
+  }
+
+  /** The oldest chunk in flight and how it ended (waits for it; call outside the runner). */
+  async oldest(): Promise<{ index: number; outcome: Outcome }> {
+    const [index, outcome] = this.inflight.entries().next().value as [number, Promise<Outcome>];
+    return { index, outcome: await outcome };
+  }
+
+  /**
+   * Takes the ack (or failure) of chunk `index`. A failure empties the window and puts the
+   * cursor back on the lowest chunk not acknowledged, then throws: the next attempt (after
+   * a reconnect) resumes from there.
+   */
+  settle(index: number, outcome: Outcome): void {
+    this.inflight.delete(index);
+    if (!outcome.ok) {
+      this.rewind();
+      throw outcome.error;
+    }
+    const ack = outcome.reply.detailAck;
+    if (!ack || ack.chunkIndex !== index) {
+      this.rewind();
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `chunk ${index} of batch ${this.batchId} was not acknowledged`,
+      );
+    }
+    if (ack.batchId !== this.batchId || ack.digest !== this.digest) {
+      this.rewind();
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `the acquirer answered for batch ${ack.batchId}/${ack.digest?.slice(0, 8)}, not ${this.batchId}`,
+      );
+    }
+    this.mark(index);
+    // The acquirer holds every chunk below next_missing: none of them needs sending (again).
+    const held = Math.min(ack.nextMissing ?? 0, this.count);
+    for (let i = 0; i < held; i++) this.mark(i);
+    if (ack.complete) for (let i = 0; i < this.count; i++) this.mark(i);
+    this.window = Math.max(1, Math.min(this.maxWindow, ack.window || 1));
+  }
+
+  /** After a lost link: nothing is in flight any more; resume at the lowest gap. */
+  private rewind(): void {
+    this.inflight.clear();
+    this.cursor = 0;
+  }
+
+  private mark(i: number): void {
+    if (this.acked[i]) return;
+    this.acked[i] = true;
+    this.ackedCount++;
+  }
+
+  private nextIndex(): number {
+    let i = this.cursor;
+    while (i < this.count && (this.acked[i] || this.inflight.has(i))) i++;
+    this.cursor = i;
+    return i;
+  }
+
+  /** Where chunk `index` starts: known once its predecessor was read, else looked up once. */
+  private afterOf(journal: Journal, index: number): number {
+    const known = this.startAfter.get(index);
+    if (known !== undefined) return known;
+    const after = journal.batchSeqAt(this.batchId, index * this.chunkRows - 1);
+    this.startAfter.set(index, after);
+    return after;
+  }
+}

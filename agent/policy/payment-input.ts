@@ -1,0 +1,79 @@
+import type { TxnStatus, TxnType } from '../../storage/journal.ts';
+import type { Config } from '../config.ts';
+import { AgentError } from '../../base/errors.ts';
+import type { CardInput } from './card.ts';
+import { assertMinorUnits } from './fees.ts';
+
+/** What the payment app asks to journal, and what it hears back. */
+
+export interface RecordInput {
+  type: TxnType;
+  amount: number;
+  currency?: string;
+  card?: CardInput;
+  status?: TxnStatus;
+  authCode?: string;
+  originalSeq?: number;
+  /** The payment app's own reference; a retry with the same id returns the first result. */
+  localId?: string;
+  /** For an offline approval: when the card was approved on the terminal. */
+  approvedAt?: number;
+}
+
+export interface RecordResult {
+  seq: number;
+  localId: string;
+  fee: number;
+  feeVersion: string | null;
+  maskedPan: string | null;
+  status: TxnStatus;
+  batchId: string;
+  /** True when this was a retry of an already journaled request. */
+  duplicate: boolean;
+}
+
+const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
+const STATUSES: readonly TxnStatus[] = ['approved', 'declined', 'pending-offline'];
+
+/** A local id is short and plain, with no digit run long enough to be a card number. */
+export const isSafeLocalId = (id: string): boolean =>
+  /^[\w.:-]{1,64}$/.test(id) && !/\d{12,}/.test(id);
+
+/** Cuts out any run of 12 or more digits (spaces or dashes between them too): a possible PAN. */
+export const withoutCardNumbers = (s: string): string =>
+  s.replace(/\d(?:[ -]?\d){11,}/g, '[digits]');
+
+/**
+ * The checks that need nothing but the request and the configuration: type, amount,
+ * currency, status, local id and auth code. Returns the currency and status to journal.
+ */
+export function checkRecordInput(
+  input: RecordInput,
+  config: Pick<Config, 'currency'>,
+): { currency: string; status: TxnStatus } {
+  if (!TYPES.includes(input.type))
+    throw new AgentError('TXN_INVALID', `unknown transaction type "${String(input.type)}"`);
+  assertMinorUnits(input.amount);
+  const currency = input.currency ?? config.currency;
+  if (currency !== config.currency) {
+    throw new AgentError(
+      'TXN_INVALID',
+      `currency ${currency} is not this terminal's ${config.currency}`,
+    );
+  }
+  const status: TxnStatus = input.status ?? 'approved';
+  if (!STATUSES.includes(status)) {
+    throw new AgentError('TXN_INVALID', `unknown status "${String(status)}"`);
+  }
+  if (input.localId !== undefined && !isSafeLocalId(input.localId)) {
+    // A long digit run could be a card number: never let one into the journal this way.
+    throw new AgentError(
+      'TXN_INVALID',
+      'the local id must be 1 to 64 letters, digits or . _ : - with no run of 12 digits',
+    );
+  }
+  if (input.authCode !== undefined && !/^[\w]{0,12}$/.test(input.authCode)) {
+    throw new AgentError('TXN_INVALID', 'the auth code must be up to 12 letters or digits');
+  }
+  return { currency, status };
+}
