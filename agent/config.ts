@@ -191,6 +191,16 @@ export const configSchema = z
       .object({
         /** Allowance for clock drift beyond the measured offset when checking expiry. */
         expirySkewMs: z.number().int().nonnegative().default(30_000),
+        /** Longest a command may be valid: expires_at - issued_at (docs/protocol.md). */
+        maxLifetimeMs: z
+          .number()
+          .int()
+          .positive()
+          .default(24 * 3600_000),
+        /** The acquirer clock is not trusted beyond these (docs/protocol.md, clock offset). */
+        maxClockOffsetMs: z.number().int().positive().default(600_000),
+        maxClockStepMs: z.number().int().positive().default(5_000),
+        maxClockDriftMs: z.number().int().positive().default(120_000),
       })
       .strict()
       .prefault({}),
@@ -261,6 +271,18 @@ export const configSchema = z
           .int()
           .nonnegative()
           .default(64 * 1024 * 1024),
+        /**
+         * The local head witness (docs/design.md "Rollback"), relative to dataDir. Put it on
+         * another file system than the journal when the terminal has one: a copy of the data
+         * directory restored as a whole then no longer carries its own witness.
+         */
+        witnessFile: z.string().min(1).default('journal.witness'),
+        /** The full chain walk (on a worker thread) repeats this often; 0 only at start. */
+        verifyEveryMs: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(6 * 3600_000),
       })
       .strict()
       .prefault({}),

@@ -7,6 +7,7 @@
 export const ErrorCodes = {
   // config
   CONFIG_INVALID: 'the configuration is invalid',
+  CONFIG_WEAK_PIN_HASH: 'a technician PIN hash uses scrypt parameters below the floor',
   // storage
   STORAGE_NATIVE_MODULE: 'the SQLite driver cannot load on this Node.js',
   STORAGE_CORRUPT: 'the journal file is damaged',
@@ -15,6 +16,7 @@ export const ErrorCodes = {
   STORAGE_IO: 'the journal could not be read or written',
   STORAGE_CHAIN_BROKEN: 'the journal hash chain does not verify',
   STORAGE_NOT_FOUND: 'no such record',
+  STORAGE_FROZEN: 'the journal is kept unchanged for forensics; the terminal takes nothing new',
   STORAGE_IN_USE: 'the data directory is in use by another process',
   // card data
   CARD_INVALID_PAN: 'the card number is not valid',
@@ -56,6 +58,10 @@ export const ErrorCodes = {
   COMMAND_NO_KEY: 'no acquirer command key is pinned',
   COMMAND_MALFORMED: 'the command could not be decoded',
   COMMAND_UNKNOWN: 'the command is not known',
+  COMMAND_ISSUED_IN_FUTURE: 'the command was issued later than the acquirer clock says it is now',
+  COMMAND_LIFETIME_TOO_LONG: 'the command is valid for longer than the terminal allows',
+  COMMAND_CLOCK_UNTRUSTED:
+    'the acquirer clock cannot be trusted, so the command expiry cannot be checked',
   UNLOCK_CODE_INVALID: 'the unlock code is not valid',
   ACTIVATION_REFUSED: 'the activation code was refused',
   ACTIVATION_RETRY_LIMIT: 'too many wrong activation codes',

@@ -281,7 +281,7 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   const atCheckpoint = (): void => resetCheckpoint(dataDir, history.checkpoint);
 
   // The shipped entry logs its ready line at info; everything else as in the bench config.
-  const shippedConfig = path.join(dataDir, '..', 'cold-start-config.json');
+  const shippedConfig = path.join(dataDir, 'cold-start-config.json');
   writeFileSync(
     shippedConfig,
     JSON.stringify({ ...(JSON.parse(config) as object), log: { level: 'info' } }),

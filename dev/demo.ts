@@ -7,6 +7,7 @@ import { hashPin } from '../agent/console/auth.ts';
 import { startRuntime, type Runtime } from '../agent/runtime/runtime.ts';
 import { AcquirerSimulator } from '../simulator/acquirer.ts';
 import { CardSim } from '../simulator/card-sim.ts';
+import { startDemoBackOffice } from '../simulator/backoffice/demo-back-office.ts';
 import { PaymentClient } from '../agent/runtime/payment-socket.ts';
 import { isAgentError } from '../base/errors.ts';
 import { lockDirectory, type DirLock } from '../base/dir-lock.ts';
@@ -54,6 +55,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   );
   let sim: AcquirerSimulator | undefined;
   let runtime: Runtime | undefined;
+  let office: Awaited<ReturnType<typeof startDemoBackOffice>> | undefined;
   /** Each step of the introduction gives way at once to Ctrl-C (SIGINT). */
   const step = <T>(p: Promise<T>): Promise<T> =>
     Promise.race([p, left.then(() => Promise.reject(new Leave()))]);
@@ -75,6 +77,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     );
     const config = await demoConfig(root, sim, o.console);
     for (const line of banner(root, config, sim.port, logFile)) say(line);
+    office = await step(startDemoBackOffice(sim, DEMO_TERMINAL));
+    for (const line of office.lines) say(line);
     runtime = await step(
       startRuntime(config, {
         log,
@@ -103,6 +107,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
     process.stdin.off('end', leave);
     await runtime?.stop();
+    await office?.backOffice.close();
     await sim?.stop();
     log.flush();
     for (const l of locks.reverse()) l.release();

@@ -53,9 +53,28 @@ export interface UpInfo {
 }
 
 /** Events of AcquirerChannel. */
+/**
+ * One reading of the acquirer's clock (HelloAck or HeartbeatAck). The acquirer read its clock
+ * about halfway through the round trip, so it is matched to the midpoints of the local clocks.
+ */
+export interface ClockSample {
+  kind: 'hello' | 'heartbeat';
+  serverTimeMs: number;
+  /** Midpoint of the round trip on the wall clock (Clock.now). */
+  localMidMs: number;
+  /** Midpoint of the round trip on the monotonic clock. */
+  monoMidMs: number;
+  rttMs: number;
+}
+
 export interface AcquirerChannelEvents {
   up: [info: UpInfo];
   down: [reason: AgentError];
+  /** A link that never came up failed (TLS refusal, timeout, refused connection). */
+  'link-failed': [reason: AgentError];
+  /** Input refused at the link level (bad frame, wrong terminal, unsolicited before HelloAck). */
   'protocol-error': [err: AgentError];
   heartbeat: [sample: { clockOffsetMs: number; rttMs: number }];
+  /** Emitted before 'up' and before 'heartbeat', so a clock check sees every reading first. */
+  'clock-sample': [sample: ClockSample];
 }

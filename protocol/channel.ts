@@ -24,12 +24,19 @@ import { UpWaiters } from './up-waiters.ts';
 import type {
   AcquirerChannelEvents,
   AcquirerChannelOptions,
+  ClockSample,
   UnsolicitedHandler,
   UpInfo,
 } from './channel-options.ts';
 
 export { tlsConnector, type TlsTarget };
-export type { AcquirerChannelEvents, AcquirerChannelOptions, UnsolicitedHandler, UpInfo };
+export type {
+  AcquirerChannelEvents,
+  AcquirerChannelOptions,
+  ClockSample,
+  UnsolicitedHandler,
+  UpInfo,
+};
 
 /** The agent's client link to the acquirer. */
 export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
@@ -151,6 +158,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
 
   private async hello(conn: Conn): Promise<void> {
     const sentAt = this.clock.now();
+    const monoSent = this.monotonic();
     try {
       const hello = { ...this.opts.helloFactory(), terminalId: this.opts.terminalId };
       const timeoutMs = this.opts.helloTimeoutMs ?? this.requestTimeoutMs;
@@ -160,7 +168,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
       }
       if (conn !== this.conn || this.closed) return;
       const serverTimeMs = env.helloAck.serverTimeMs ?? 0;
-      this.sample(sentAt, this.clock.now(), serverTimeMs);
+      this.sample('hello', sentAt, monoSent, serverTimeMs);
       this.up = true;
       this.upSince = performance.now();
       this.heartbeatTimer = setInterval(() => void this.beat(conn), this.heartbeatIntervalMs);
@@ -246,16 +254,31 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     conn.end(err);
   }
 
-  private sample(sentAt: number, receivedAt: number, serverTimeMs: number): void {
+  private monotonic(): number {
+    return this.clock.monotonic?.() ?? performance.now();
+  }
+
+  private sample(
+    kind: ClockSample['kind'],
+    sentAt: number,
+    monoSent: number,
+    serverTimeMs: number,
+  ) {
+    const receivedAt = this.clock.now();
+    const monoReceived = this.monotonic();
     // The server read its clock about halfway through the round trip.
-    this.offset = Math.round(serverTimeMs - (sentAt + receivedAt) / 2);
+    const localMidMs = (sentAt + receivedAt) / 2;
+    this.offset = Math.round(serverTimeMs - localMidMs);
     this.rtt = receivedAt - sentAt;
+    const monoMidMs = (monoSent + monoReceived) / 2;
+    this.emit('clock-sample', { kind, serverTimeMs, localMidMs, monoMidMs, rttMs: this.rtt });
   }
 
   private async beat(conn: Conn): Promise<void> {
     if (this.heartbeatInFlight || conn !== this.conn || !this.up) return;
     this.heartbeatInFlight = true;
     const sentAt = this.clock.now();
+    const monoSent = this.monotonic();
     try {
       const heartbeat = { ...this.opts.heartbeatFactory?.(), clientTimeMs: sentAt };
       const env = await this.sendRequest(conn, { heartbeat }, this.requestTimeoutMs);
@@ -264,7 +287,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
         this.refuse(conn, unexpected('Heartbeat not answered with HeartbeatAck', env.body));
         return;
       }
-      this.sample(sentAt, this.clock.now(), env.heartbeatAck.serverTimeMs ?? 0);
+      this.sample('heartbeat', sentAt, monoSent, env.heartbeatAck.serverTimeMs ?? 0);
       this.emit('heartbeat', { clockOffsetMs: this.offset ?? 0, rttMs: this.rtt ?? 0 });
     } catch (e) {
       if (conn !== this.conn) return;
@@ -291,7 +314,8 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     this.pending.rejectAll(
       new AgentError('PROTOCOL_DISCONNECTED', undefined, { reason: reason.code }),
     );
-    this.logger.warn(
+    // Our own close at shutdown is routine: warn only when the link went down by itself.
+    this.logger[this.closed ? 'info' : 'warn'](
       { code: reason.code, reason: reason.message },
       wasUp ? 'link down' : 'link failed',
     );
@@ -299,6 +323,8 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
       // Only a link that stayed up a while earns a fast retry; a flapping one keeps backing off.
       if (performance.now() - this.upSince >= this.heartbeatIntervalMs) this.attempt = 0;
       this.emit('down', reason);
+    } else {
+      this.emit('link-failed', reason);
     }
     this.scheduleReconnect();
   }

@@ -51,8 +51,11 @@ export interface FrameConnectionOptions<In, Out> {
   closeGraceMs?: number;
 }
 
+// OpenSSL's own errors, and every X.509 verification code Node reports on a socket (a server
+// certificate made for client authentication fails with INVALID_PURPOSE, a CA that is not one
+// with INVALID_CA): none of them is a network fault a retry would fix.
 const tlsErrorCode =
-  /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
+  /^(ERR_SSL_|ERR_TLS_|ERR_OSSL_|CERT_|CRL_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH$|INVALID_PURPOSE$|INVALID_CA$|PATH_LENGTH_EXCEEDED$|ERROR_IN_CERT_|ERROR_IN_CRL_)/;
 
 /**
  * Maps a socket error to PROTOCOL_TLS (handshake or certificate problems, which retrying will not

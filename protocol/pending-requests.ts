@@ -1,13 +1,14 @@
 /**
- * The table of requests waiting for their reply, matched by `correlation_id == message_id`.
- * Each entry settles exactly once: by its reply, by its timeout, or by rejectAll() when the
- * link drops, so no caller ever waits on a connection that no longer exists.
+ * The table of requests waiting for their reply, matched by id (`correlation_id ==
+ * message_id` on the acquirer link, `request_id` on the payment socket). Each entry settles
+ * exactly once: by its reply, by its timeout, or by rejectAll() when the link drops, so no
+ * caller ever waits on a connection that no longer exists.
  */
 import { AgentError } from '../base/errors.ts';
 import type { pos } from './messages.ts';
 
-interface Entry {
-  resolve: (env: pos.v1.Envelope) => void;
+interface Entry<R> {
+  resolve: (reply: R) => void;
   reject: (err: AgentError) => void;
   timer: NodeJS.Timeout;
 }
@@ -23,9 +24,9 @@ export function peerError(reply: pos.v1.IErrorReply | null | undefined): AgentEr
   );
 }
 
-/** Requests in flight on one link. */
-export class PendingRequests {
-  private readonly entries = new Map<string, Entry>();
+/** Requests in flight on one link; `R` is the reply type. */
+export class PendingRequests<R = pos.v1.Envelope> {
+  private readonly entries = new Map<string, Entry<R>>();
 
   /** Number of requests waiting. */
   get size(): number {
@@ -36,7 +37,7 @@ export class PendingRequests {
    * Registers `messageId` before its request is written, so even an instant reply finds it.
    * The promise rejects with PROTOCOL_TIMEOUT (context {kind, timeoutMs}) if no reply comes.
    */
-  track(messageId: string, kind: string | undefined, timeoutMs: number): Promise<pos.v1.Envelope> {
+  track(messageId: string, kind: string | undefined, timeoutMs: number): Promise<R> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.entries.delete(messageId);
@@ -50,23 +51,31 @@ export class PendingRequests {
    * Settles the request `env` answers: resolves with it, or rejects with PROTOCOL_PEER_ERROR
    * when it is an ErrorReply. Returns false when nothing waits (a late reply after a timeout).
    */
-  settle(env: pos.v1.Envelope): boolean {
-    const entry = this.entries.get(env.correlationId);
-    if (!entry) return false;
-    this.entries.delete(env.correlationId);
-    clearTimeout(entry.timer);
-    if (env.body === 'error') entry.reject(peerError(env.error));
-    else entry.resolve(env);
-    return true;
+  settle(this: PendingRequests<pos.v1.Envelope>, env: pos.v1.Envelope): boolean {
+    if (env.body === 'error') return this.reject(env.correlationId, peerError(env.error));
+    return this.resolve(env.correlationId, env);
   }
 
-  /** Rejects one request (e.g. its write failed). */
-  reject(messageId: string, err: AgentError): void {
-    const entry = this.entries.get(messageId);
-    if (!entry) return;
-    this.entries.delete(messageId);
+  /** Resolves request `id` with its reply. Returns false when nothing waits for it. */
+  resolve(id: string, reply: R): boolean {
+    const entry = this.take(id);
+    entry?.resolve(reply);
+    return entry !== undefined;
+  }
+
+  /** Rejects one request (e.g. its write failed). Returns false when nothing waits for it. */
+  reject(messageId: string, err: AgentError): boolean {
+    const entry = this.take(messageId);
+    entry?.reject(err);
+    return entry !== undefined;
+  }
+
+  private take(id: string): Entry<R> | undefined {
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    this.entries.delete(id);
     clearTimeout(entry.timer);
-    entry.reject(err);
+    return entry;
   }
 
   /** Rejects every waiting request with `err`, at once. */

@@ -11,17 +11,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AgentError } from '../base/errors.ts';
+import { writeSecretFile } from '../base/secret-file.ts';
 
 /** A certificate and its private key, as PEM text. */
 export interface CertAndKey {
@@ -133,7 +126,7 @@ class OpenSsl {
   /** A new EC P-256 private key, written 0600 atomically. */
   newKey(path: string): void {
     const pem = this.run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
-    writeAtomic(path, pem, 0o600);
+    writeSecretFile(path, pem);
   }
 
   csr(keyPath: string, cn: string): string {
@@ -147,7 +140,7 @@ class OpenSsl {
       'req', '-x509', '-new', '-config', this.configPath, '-extensions', 'v3_ca',
       '-key', keyPath, '-subj', `/CN=${cn}`, '-days', '3650', '-sha256', '-set_serial', serial(),
     ]);
-    writeAtomic(certPath, pem, 0o644);
+    writeSecretFile(certPath, pem);
   }
 
   /** Signs a CSR (PEM on disk) with the CA; `profile` is a section of our config. */
@@ -163,7 +156,7 @@ class OpenSsl {
       '-extfile', this.configPath, '-extensions', profile,
       '-days', '825', '-sha256', '-set_serial', serial(),
     ]);
-    writeAtomic(certPath, pem, 0o644);
+    writeSecretFile(certPath, pem);
   }
 }
 
@@ -176,14 +169,6 @@ function serial(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   return `0x${bytes.toString('hex')}`;
-}
-
-/** Write then rename, so a crash never leaves half a PEM that the next run would reuse. */
-function writeAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
 }
 
 function checkTerminalId(id: string): void {
@@ -201,7 +186,7 @@ function prepare(dir: string, options: TlsMaterialOptions): OpenSsl {
   mkdirSync(join(dir, 'clients'), { recursive: true, mode: 0o700 });
   const configPath = join(dir, 'openssl.cnf');
   if (!existsSync(configPath) || readFileSync(configPath, 'utf8') !== opensslConfig) {
-    writeAtomic(configPath, opensslConfig, 0o644);
+    writeSecretFile(configPath, opensslConfig);
   }
   return new OpenSsl(options.openssl ?? 'openssl', configPath);
 }
@@ -362,7 +347,7 @@ function ensureExpiredClient(
         '-startdate', '20200101000000Z', '-enddate', '20200201000000Z',
       ];
       ssl.run(args, work);
-      writeAtomic(certPath, readFileSync(join(work, 'cert.pem'), 'utf8'), 0o644);
+      writeSecretFile(certPath, readFileSync(join(work, 'cert.pem'), 'utf8'));
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -53,7 +53,11 @@ export async function build({ force = false, quiet = false } = {}) {
   if (!existsSync(ENTRY)) return { built: false, reason: 'no sources (an unpacked release)' };
   const hash = sourceHash();
   if (!force && upToDate(hash)) return { built: false, reason: 'up to date' };
-  const esbuild = await import('esbuild');
+  const esbuild = await import('esbuild').catch(() => {
+    throw new Error(
+      'esbuild, a development dependency, is missing: a checkout installs with them (npm ci); a terminal installs the release tarball (docs/install.md), which needs no build',
+    );
+  });
   // Built beside dist/ and swapped in whole, so a process starting meanwhile never sees half.
   const tmp = `${DIST}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });

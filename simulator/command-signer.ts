@@ -14,7 +14,8 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeSecretFile } from '../base/secret-file.ts';
 import path from 'node:path';
 import {
   encodeActivationGrant,
@@ -89,12 +90,8 @@ export class CommandSigner {
   static loadOrCreate(dataDir: string): CommandSigner {
     const file = path.join(dataDir, COMMAND_KEY_FILE);
     if (existsSync(file)) return new CommandSigner(createPrivateKey(readFileSync(file)));
-    mkdirSync(dataDir, { recursive: true });
     const { privateKey } = generateKeyPairSync('ed25519');
-    // Write then rename: a crash never leaves half a key that the next start would trust.
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-    renameSync(tmp, file);
+    writeSecretFile(file, privateKey.export({ format: 'pem', type: 'pkcs8' }));
     return new CommandSigner(privateKey);
   }
 

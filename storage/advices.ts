@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { AgentError } from '../base/errors.ts';
 import { guarded, statementCache, type Database } from './db.ts';
-import type { Journal, TxnRow } from './journal.ts';
+import type { Journal, TxnRow, TxnSumRow } from './journal.ts';
 
 /**
  * The store-and-forward queue (migration 2). A trigger queues every offline approval, and
@@ -143,6 +143,20 @@ export class Advices {
       ),
     ) as RawAdvice[];
     return raws.map(toAdvice);
+  }
+
+  /** Rows of a batch whose advice was declined or expired: they move no money. */
+  unpaidIn(batchId: string): TxnSumRow[] {
+    if (!this.present()) return [];
+    return guarded(() =>
+      this.sql(
+        `SELECT j.seq, j.hash, j.type, j.status, COALESCE(j.amount, 0) AS amount,
+                COALESCE(j.fee, 0) AS fee
+           FROM journal j JOIN advice_queue q ON q.seq = j.seq
+          WHERE j.kind = 'txn' AND j.batch_id = ? AND q.outcome IN ('declined', 'expired')
+          ORDER BY j.seq`,
+      ).all(batchId),
+    ) as TxnSumRow[];
   }
 
   /** Unanswered advices of one batch: a batch is not closed while it has any. */

@@ -10,7 +10,14 @@ import { guarded, statementCache, type Database } from './db.ts';
  */
 
 export type BatchState =
-  'open' | 'closed' | 'sent' | 'acked' | 'out-of-balance' | 'detail-uploaded' | 'resolved';
+  | 'open'
+  | 'closed'
+  | 'sent'
+  | 'acked'
+  | 'out-of-balance'
+  | 'detail-uploaded'
+  | 'resolved'
+  | 'disputed';
 
 export interface TypeTotal {
   type: 'sale' | 'refund' | 'void' | 'reversal';
@@ -43,6 +50,8 @@ export interface Batch {
   settlementId: string | null;
   acquirerTotals: BatchTotals | null;
   updatedAt: number;
+  /** Why the acquirer refused it for good (state 'disputed'). */
+  problem: string | null;
 }
 
 interface RawBatch {
@@ -60,6 +69,7 @@ interface RawBatch {
   settlement_id: string | null;
   acquirer_totals: string | null;
   updated_at: number;
+  problem: string | null;
 }
 
 function toBatch(r: RawBatch): Batch {
@@ -78,6 +88,7 @@ function toBatch(r: RawBatch): Batch {
     settlementId: r.settlement_id,
     acquirerTotals: r.acquirer_totals ? (JSON.parse(r.acquirer_totals) as BatchTotals) : null,
     updatedAt: r.updated_at,
+    problem: r.problem ?? null,
   };
 }
 
@@ -91,24 +102,43 @@ export const UNSETTLED_STATES: readonly BatchState[] = [
 
 export class Batches {
   private readonly sql: (sql: string) => Statement;
-  constructor(private readonly db: Database) {
+  constructor(
+    private readonly db: Database,
+    private readonly incarnation: () => string = () => '00000000',
+  ) {
     this.sql = statementCache(db);
+  }
+
+  /**
+   * The open batch (read on every payment), kept in memory between writes to batches; Store
+   * drops it after a rolled-back transaction (forget). Callers get a copy.
+   */
+  private openBatch: Batch | undefined;
+
+  forget(): void {
+    this.openBatch = undefined;
   }
 
   /** The open batch, creating the first one on a fresh journal. */
   open(now: number): Batch {
-    const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
-      RawBatch | undefined;
-    return row ? toBatch(row) : this.create(now);
+    if (!this.openBatch) {
+      const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
+        RawBatch | undefined;
+      this.openBatch = row ? toBatch(row) : this.create(now);
+    }
+    return { ...this.openBatch };
   }
 
   private create(now: number): Batch {
+    this.openBatch = undefined;
     const last = guarded(() => this.sql('SELECT MAX(number) AS n FROM batches').get()) as {
       n: number | null;
     };
     const number = (last.n ?? 0) + 1;
-    // The random part keeps a re-installed terminal, whose numbers restart, from reusing an id.
-    const batchId = `B${String(number).padStart(6, '0')}-${randomBytes(3).toString('hex').toUpperCase()}`;
+    // The journal's incarnation keeps a new incarnation (after a rollback was recovered), whose
+    // numbers may repeat, from ever reusing a batch id the acquirer settled; the random part
+    // does the same for a re-installed terminal.
+    const batchId = `B${String(number).padStart(6, '0')}-${this.incarnation().slice(0, 8)}${randomBytes(2).toString('hex').toUpperCase()}`;
     guarded(() =>
       this.sql(
         "INSERT INTO batches (batch_id, number, state, opened_at, updated_at) VALUES (?, ?, 'open', ?, ?)",
@@ -155,6 +185,7 @@ export class Batches {
     },
     now: number,
   ): Batch {
+    this.openBatch = undefined;
     const res = guarded(() =>
       this.sql(
         `UPDATE batches SET state = 'closed', business_date = ?, closed_at = ?, first_seq = ?, last_seq = ?,
@@ -183,19 +214,22 @@ export class Batches {
     from: readonly BatchState[],
     to: BatchState,
     now: number,
-    extra: { settlementId?: string; acquirerTotals?: BatchTotals } = {},
+    extra: { settlementId?: string; acquirerTotals?: BatchTotals; problem?: string } = {},
   ): Batch {
+    this.openBatch = undefined;
     const marks = from.map(() => '?').join(', ');
     const res = guarded(() =>
       this.sql(
         `UPDATE batches SET state = ?, updated_at = ?,
-             settlement_id = COALESCE(?, settlement_id), acquirer_totals = COALESCE(?, acquirer_totals)
+             settlement_id = COALESCE(?, settlement_id), acquirer_totals = COALESCE(?, acquirer_totals),
+             problem = COALESCE(?, problem)
            WHERE batch_id = ? AND state IN (${marks})`,
       ).run(
         to,
         now,
         extra.settlementId ?? null,
         extra.acquirerTotals ? JSON.stringify(extra.acquirerTotals) : null,
+        extra.problem ?? null,
         batchId,
         ...from,
       ),
@@ -208,6 +242,14 @@ export class Batches {
       );
     }
     return batch;
+  }
+
+  /** Batches the acquirer refused for good, oldest first. */
+  disputed(): Batch[] {
+    const rows = guarded(() =>
+      this.sql("SELECT * FROM batches WHERE state = 'disputed' ORDER BY number").all(),
+    ) as RawBatch[];
+    return rows.map(toBatch);
   }
 
   /** The business date of the newest closed batch, for one-cutover-per-day. */

@@ -102,6 +102,8 @@ export interface OpenOptions {
    * power cut.
    */
   syncPageCheckMaxBytes?: number;
+  /** Check pages on a read-only open too (a journal opened frozen after a rollback). */
+  checkPages?: boolean;
 }
 
 export const DEFAULT_SYNC_PAGE_CHECK_MAX_BYTES = 64 * 1024 * 1024;
@@ -138,7 +140,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
     // only read: switching a rollback-mode file to WAL rewrites its header, so a file that is
     // not ours, or is damaged, is refused before anything is written to it.
     db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
-    if (!options.readonly && !options.forensic) {
+    if ((!options.readonly || options.checkPages) && !options.forensic) {
       refuseForeign(db);
       if (pagesCheckedAtOpen(file, options)) checkPages(db);
     }
@@ -156,7 +158,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
     if (err.code === 'STORAGE_CORRUPT') {
       throw new AgentError(
         'STORAGE_CORRUPT',
-        `the journal file ${file} is damaged (${err.context.detail ?? err.message}); it was left untouched for forensics`,
+        `the journal file ${file} is damaged (${String(err.context.detail ?? err.message).replace(/\s*\n\s*/g, ' ')}); it was left untouched for forensics`,
         err.context,
         { cause: e },
       );

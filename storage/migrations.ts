@@ -153,4 +153,38 @@ export const migrations: readonly Migration[] = [
          WHERE j.kind = 'txn' AND j.status = 'pending-offline';
     `,
   },
+  {
+    // A batch the acquirer refused for good (settled with another digest, a dispute that a
+    // detail upload cannot end) goes to 'disputed', a visible problem state that settlement
+    // no longer retries, with the acquirer's words in `problem`. SQLite cannot change a CHECK
+    // in place: the table is rebuilt with its rows and its one-open index.
+    version: 3,
+    sql: `
+      CREATE TABLE batches_v3 (
+        batch_id        TEXT    PRIMARY KEY,
+        number          INTEGER NOT NULL UNIQUE,
+        state           TEXT    NOT NULL CHECK (state IN ('open', 'closed', 'sent', 'acked',
+                                  'out-of-balance', 'detail-uploaded', 'resolved', 'disputed')),
+        business_date   TEXT,
+        opened_at       INTEGER NOT NULL,
+        closed_at       INTEGER,
+        first_seq       INTEGER,
+        last_seq        INTEGER,
+        txn_count       INTEGER,
+        totals          TEXT,
+        digest          TEXT,
+        settlement_id   TEXT,
+        acquirer_totals TEXT,
+        updated_at      INTEGER NOT NULL,
+        problem         TEXT
+      );
+      INSERT INTO batches_v3 (batch_id, number, state, business_date, opened_at, closed_at,
+          first_seq, last_seq, txn_count, totals, digest, settlement_id, acquirer_totals, updated_at)
+        SELECT batch_id, number, state, business_date, opened_at, closed_at, first_seq, last_seq,
+               txn_count, totals, digest, settlement_id, acquirer_totals, updated_at FROM batches;
+      DROP TABLE batches;
+      ALTER TABLE batches_v3 RENAME TO batches;
+      CREATE UNIQUE INDEX batches_one_open ON batches (state) WHERE state = 'open';
+    `,
+  },
 ];

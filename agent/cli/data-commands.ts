@@ -1,5 +1,7 @@
+import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { Store } from '../../storage/store.ts';
+import { WITNESS_FILE } from '../../storage/head-witness.ts';
 import { AgentError } from '../../base/errors.ts';
 import { parseConfig } from '../config.ts';
 import { journalPath, type Identity } from '../runtime/core.ts';
@@ -80,6 +82,9 @@ const status: CliCommand = {
   run: (ctx) =>
     withStore(ctx, ({ store, dataDir, currency }) => {
       const terminal = new TerminalState(store, systemClock, silentLogger());
+      // The agent's own judgement of the journal against its head witness, read-only.
+      const verdict = Store.judge(store.file, path.join(dataDir, WITNESS_FILE));
+      if (!verdict.ok) terminal.hold('journal-rollback', verdict.reason);
       const identity = store.state.getJson<Identity>('identity');
       const view = statusView(store, terminal.status(), {
         terminalId: identity?.terminalId ?? '(not activated)',
@@ -107,6 +112,10 @@ function statusPairs(v: StatusView): Array<[string, string]> {
       `${v.openBatch.batchId}: ${v.openBatch.transactions} txns, net ${money(v.openBatch.netAmount, c)}, fees ${money(v.openBatch.netFee, c)} ${c}`,
     ],
     ['queued batches', String(v.queuedBatches)],
+    ...v.disputedBatches.map((b): [string, string] => [
+      'disputed batch',
+      `${b.batchId}: ${b.problem ?? '-'}`,
+    ]),
     ['offline advices', adviceQueueLine(v.advices)],
     ['journal head', `${v.journal.headSeq} ${v.journal.headHash.slice(0, 16)}`],
     ['versions', `agent ${v.versions.agent}, node ${v.versions.node}`],

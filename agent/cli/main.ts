@@ -3,6 +3,7 @@ import { parseCommandArgs, usageLine, type CliCommand, type CliIo } from './cli-
 import { dataCommands } from './data-commands.ts';
 import { runCommands } from './run-commands.ts';
 import { EXIT, exitCodeOf, exitCodesHelp } from './exit-codes.ts';
+import { conformanceCommand } from '../conformance/command.ts';
 
 /**
  * The production CLI: a table of small command handlers. A command is one entry in
@@ -13,14 +14,19 @@ import { EXIT, exitCodeOf, exitCodesHelp } from './exit-codes.ts';
 /** Commands the development tools serve; the production bin only names them. */
 const devOnly: readonly CliCommand[] = ['demo', 'simulate acquirer'].map((name) => ({
   name,
-  summary: 'a development command: run it from a checkout (npm start)',
+  args: '...',
+  summary: `development tool, in a checkout only (pos-agent ${name} --help there)`,
   run: (ctx) => {
     ctx.io.err(`${name} is a development command: run it from a checkout (npm start)`);
     return EXIT.USAGE;
   },
 }));
 
-export const productionCommands: readonly CliCommand[] = [...runCommands, ...dataCommands];
+export const productionCommands: readonly CliCommand[] = [
+  ...runCommands,
+  ...dataCommands,
+  conformanceCommand,
+];
 
 const stdio: CliIo = {
   out: (s) => process.stdout.write(s + '\n'),
@@ -32,7 +38,7 @@ const stdio: CliIo = {
 };
 
 export function helpText(commands: readonly CliCommand[]): string {
-  const lines = commands.flatMap((c) => [`  ${usageLine(c)}`, `      ${c.summary}`]);
+  const lines = commands.flatMap((c) => [...wrapUsage(usageLine(c)), `      ${c.summary}`]);
   return [
     'pos-agent: the firmware-side agent of a card-payment POS terminal',
     '',
@@ -47,6 +53,20 @@ export function helpText(commands: readonly CliCommand[]): string {
     'POS_DATA_DIR, POS_ACQUIRER_HOST, POS_ACQUIRER_PORT, POS_LOG_LEVEL, POS_SERIAL_PATH override the',
     'config file.',
   ].join('\n');
+}
+
+/** A usage line cut before an option group so that it fits 100 columns. */
+function wrapUsage(usage: string): string[] {
+  const lines: string[] = [];
+  let line = ' ';
+  for (const part of usage.split(/ (?=\[|--)/)) {
+    if (line.length + part.length + 1 > 98 && line.trim() !== '') {
+      lines.push(line);
+      line = '         ';
+    }
+    line += ` ${part}`;
+  }
+  return [...lines, line];
 }
 
 /** The command whose words start argv, the longest match first. */

@@ -39,6 +39,13 @@ interface ParsedHash {
 
 const base64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
+/**
+ * The weakest scrypt a PIN hash may use: N at least 2^10 and at least 1 MiB of memory
+ * (128 * N * r bytes), so a hash made with toy parameters (N=2, r=1) is refused, not trusted.
+ * The production default (N=2^14, r=8: 16 MiB) is well above it.
+ */
+export const SCRYPT_FLOOR = { minN: 1024, minMemoryBytes: 1 << 20 } as const;
+
 function invalidHash(why: string): AgentError {
   return new AgentError('CONFIG_INVALID', `a technician PIN hash is not valid: ${why}`);
 }
@@ -46,7 +53,7 @@ function invalidHash(why: string): AgentError {
 /**
  * Decodes `scrypt$N$r$p$salt$hash`, refusing parameters that would make a login take
  * unbounded memory or time (the config is trusted, but a typo should not hang the console).
- * @throws AgentError CONFIG_INVALID
+ * @throws AgentError CONFIG_INVALID, or CONFIG_WEAK_PIN_HASH below {@link SCRYPT_FLOOR}
  */
 export function parsePinHash(encoded: string): ParsedHash {
   const parts = encoded.split('$');
@@ -61,6 +68,14 @@ export function parsePinHash(encoded: string): ParsedHash {
     throw invalidHash('N must be a power of two up to 2^20');
   if (!(r >= 1 && r <= 32)) throw invalidHash('r must be 1..32');
   if (!(p >= 1 && p <= 16)) throw invalidHash('p must be 1..16');
+  if (N < SCRYPT_FLOOR.minN || 128 * N * r < SCRYPT_FLOOR.minMemoryBytes) {
+    throw new AgentError(
+      'CONFIG_WEAK_PIN_HASH',
+      `a technician PIN hash is too weak: scrypt N=${N} r=${r} is below N=${SCRYPT_FLOOR.minN} ` +
+        'and 1 MiB of memory; hash the PIN again with pos-agent hash-pin',
+      { N, r, p },
+    );
+  }
   const [saltB64, hashB64] = parts.slice(4) as [string, string];
   if (!base64.test(saltB64) || !base64.test(hashB64))
     throw invalidHash('salt and hash must be base64');

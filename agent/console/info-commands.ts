@@ -27,6 +27,13 @@ export const statusCommand: TerminalCommand = ({ agent, money }) => ({
       merchant: s.merchant ?? '-',
       'open batch': `${s.openBatch.batchId}: ${s.openBatch.transactions} txns, net ${money(s.openBatch.netAmount)}, fees ${money(s.openBatch.netFee)} ${c}`,
       'queued batches': s.queuedBatches,
+      ...(s.disputedBatches.length
+        ? {
+            'disputed batches': s.disputedBatches
+              .map((b) => `${b.batchId} (${b.problem ?? 'refused'})`)
+              .join('; '),
+          }
+        : {}),
       'offline advices': adviceQueueLine(s.advices),
       link: s.link
         ? `${s.link.up ? 'up' : 'down'}, clock offset ${s.link.clockOffsetMs ?? '?'} ms`

@@ -7,6 +7,7 @@ import { feeScheduleFromWire } from './fees.ts';
 import { publicKeyFromRaw, rawPublicKey, verifyEd25519 } from './keys.ts';
 import { createPublicKey, randomUUID } from 'node:crypto';
 import { recordEvent } from './terminal-state.ts';
+import { hasDeactivationReason } from './lifecycle.ts';
 import type { AcquirerLink } from './settlement.ts';
 import type { CommandProcessor } from './commands.ts';
 
@@ -170,7 +171,7 @@ function countFailure(
  */
 export function requestDeactivation(d: FlowDeps, reason: string, by: string): void {
   const { core } = d;
-  if (reason.trim().length < 3)
+  if (!hasDeactivationReason(reason))
     throw new AgentError('CONSOLE_BAD_ARGUMENTS', 'give a reason for the deactivation');
   try {
     core.store.atomically(() => {

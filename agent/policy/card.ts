@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { AgentError } from '../../base/errors.ts';
-import { writeSecretFile } from '../../base/secret-file.ts';
+import { destroySecretFile, isEmptyFile, writeSecretFile } from '../../base/secret-file.ts';
 
 /**
  * Card data enters the agent here and nowhere else. What leaves is a `ProtectedCard`:
@@ -103,24 +103,35 @@ export function protectCard(input: CardInput, tokenKey: Buffer): ProtectedCard {
 export class TokenKeyFile {
   constructor(readonly file: string) {}
 
-  /** Loads the key, creating it on first use; refuses after the key was destroyed. */
+  /**
+   * Loads the key, creating it on first use; refuses after the key was destroyed. An empty
+   * file is what an older in-place writer left when killed between create and write: no token
+   * was ever made under it, so it is replaced rather than refused.
+   */
   load(createIfMissing: boolean): Buffer {
-    if (existsSync(this.file)) {
-      const key = readFileSync(this.file);
-      if (key.length !== 32)
-        throw new AgentError('CARD_KEY_MISSING', `the token key at ${this.file} is damaged`);
-      return key;
-    }
+    if (createIfMissing && isEmptyFile(this.file)) rmSync(this.file, { force: true });
+    if (existsSync(this.file)) return this.read();
     if (!createIfMissing) throw new AgentError('CARD_KEY_MISSING', `no token key at ${this.file}`);
     const key = randomBytes(32);
-    writeSecretFile(this.file, key, { exclusive: true });
+    try {
+      writeSecretFile(this.file, key, { exclusive: true });
+    } catch (e) {
+      // Another start made it first: use that one, never a second key.
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return this.read();
+      throw e;
+    }
+    return key;
+  }
+
+  private read(): Buffer {
+    const key = readFileSync(this.file);
+    if (key.length !== 32)
+      throw new AgentError('CARD_KEY_MISSING', `the token key at ${this.file} is damaged`);
     return key;
   }
 
   /** Overwrites then removes the key: after deactivation no new token can be made. */
   destroy(): void {
-    if (!existsSync(this.file)) return;
-    writeSecretFile(this.file, randomBytes(32));
-    rmSync(this.file);
+    destroySecretFile(this.file);
   }
 }

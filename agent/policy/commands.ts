@@ -15,12 +15,15 @@ import { recordEvent, type TerminalState } from './terminal-state.ts';
 import { publicKeyFromRaw, signEd25519, verifyEd25519 } from './keys.ts';
 import { installFeeSchedule } from '../runtime/core.ts';
 import { feeScheduleFromWire } from './fees.ts';
+import { checkCommandTimes } from './command-time.ts';
+import { hasDeactivationReason } from './lifecycle.ts';
 
 /**
  * Signed remote commands. A command is obeyed only if, in this order: a key is pinned,
  * it carries a signature, the signature verifies over the exact bytes received, the
- * decoded command names this terminal, it has not expired (by the acquirer's clock as
- * the heartbeat measured it), and its counter is above the last applied one. The new
+ * decoded command names this terminal, its times hold by the acquirer's clock as the link
+ * measured it and trusts it (command-time.ts: not expired, not issued in the future, a
+ * lifetime within the configured maximum), and its counter is above the last applied one. The new
  * counter and the command's effect commit in one SQLite transaction, so a crash can
  * neither lose an applied command nor let it be applied twice.
  */
@@ -57,9 +60,14 @@ export interface CommandDeps {
   store: Store;
   clock: Clock;
   log: Logger;
-  config: Pick<Config, 'terminalId' | 'risk' | 'commands'>;
+  config: Pick<Config, 'terminalId' | 'risk'> & {
+    commands: Pick<Config['commands'], 'expirySkewMs' | 'maxLifetimeMs'>;
+  };
   terminal: TerminalState;
-  /** The acquirer's clock minus ours, from the heartbeat; 0 when never measured. */
+  /**
+   * The acquirer's clock minus ours, from the heartbeat. Throws COMMAND_CLOCK_UNTRUSTED when
+   * the measured offset is beyond its bounds (clock-trust.ts).
+   */
   clockOffsetMs: () => number;
   /** The terminal's own signing key; undefined before activation or after deactivation. */
   terminalKey: () => KeyObject | undefined;
@@ -90,8 +98,13 @@ export class CommandProcessor {
     try {
       const cmd = this.authenticate(signed);
       counter = cmd.counter;
+      // Before the time checks: the command applied last is answered with its first result even
+      // after it expired, or the acquirer would read a refusal of what was done.
       const again = this.redelivery(signed, cmd);
       if (again) return again;
+      const { expirySkewMs, maxLifetimeMs } = this.d.config.commands;
+      const acquirerNow = () => this.d.clock.now() + this.d.clockOffsetMs();
+      checkCommandTimes(cmd, acquirerNow, { expirySkewMs, maxLifetimeMs });
       return this.remember(signed, this.apply(cmd));
     } catch (e) {
       const err = isAgentError(e) ? e : new AgentError('COMMAND_MALFORMED', (e as Error).message);
@@ -108,7 +121,7 @@ export class CommandProcessor {
     }
   }
 
-  /** Checks everything but the counter and returns the decoded command. */
+  /** Checks key, signature, terminal, counter and body (not times) and returns the command. */
   private authenticate(signed: pos.v1.ISignedCommand): pos.v1.Command {
     const key = this.pinnedKey();
     if (!key)
@@ -130,21 +143,6 @@ export class CommandProcessor {
       throw new AgentError(
         'COMMAND_WRONG_TERMINAL',
         `the command is for terminal ${cmd.terminalId.slice(0, 16)}`,
-      );
-    }
-    const acquirerNow = this.d.clock.now() + this.d.clockOffsetMs();
-    if (
-      !Number.isSafeInteger(cmd.expiresAtMs) ||
-      acquirerNow > cmd.expiresAtMs + this.d.config.commands.expirySkewMs
-    ) {
-      // A signed but absurd expiry (beyond what a Date can hold) must not turn the refusal
-      // into a RangeError.
-      const at = new Date(Number(cmd.expiresAtMs) || 0);
-      throw new AgentError(
-        'COMMAND_EXPIRED',
-        Number.isNaN(at.getTime())
-          ? `the command's expiry ${String(cmd.expiresAtMs).slice(0, 24)} is not a valid time`
-          : `the command expired at ${at.toISOString()}`,
       );
     }
     if (!Number.isSafeInteger(cmd.counter) || cmd.counter <= 0)
@@ -256,7 +254,9 @@ export class CommandProcessor {
         return undefined;
       }
       case 'deactivate': {
-        const reason = cmd.deactivate!.reason || 'deactivated by the acquirer';
+        const reason = cmd.deactivate!.reason ?? '';
+        if (!hasDeactivationReason(reason))
+          throw new AgentError('COMMAND_MALFORMED', 'a deactivate command needs a reason');
         if (cmd.deactivate!.violation) {
           terminal.apply({ type: 'deactivate-for-violation' }, reason, source);
           return 'finalize-deactivation';
@@ -315,11 +315,9 @@ export class CommandProcessor {
   private deactivationDecision(dd: pos.v1.IDeactivationDecisionCmd, source: string): FollowUp {
     const { terminal } = this.d;
     if (dd.approve) {
-      terminal.apply(
-        { type: 'deactivation-approved' },
-        dd.reason || 'deactivation approved',
-        source,
-      );
+      if (!hasDeactivationReason(dd.reason ?? ''))
+        throw new AgentError('COMMAND_MALFORMED', 'an approved deactivation needs a reason');
+      terminal.apply({ type: 'deactivation-approved' }, dd.reason ?? '', source);
       return 'finalize-deactivation';
     }
     terminal.apply(

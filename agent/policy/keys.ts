@@ -8,7 +8,7 @@ import {
 } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { AgentError } from '../../base/errors.ts';
-import { writeSecretFile } from '../../base/secret-file.ts';
+import { destroySecretFile, isEmptyFile, writeSecretFile } from '../../base/secret-file.ts';
 
 /**
  * Ed25519 helpers. The acquirer's command key is pinned as raw 32 bytes; the terminal's
@@ -65,13 +65,23 @@ export class TerminalKeyFile {
     return existsSync(this.file);
   }
 
-  /** Loads the key, making one the first time (at activation). */
+  /**
+   * Loads the key, making one the first time (at activation). An empty file (an older
+   * in-place writer killed mid-create) never signed anything and is replaced.
+   */
   loadOrCreate(): KeyObject {
+    if (isEmptyFile(this.file)) rmSync(this.file, { force: true });
     if (existsSync(this.file)) return createPrivateKey(readFileSync(this.file));
     const { privateKey } = generateEd25519();
-    writeSecretFile(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
-      exclusive: true,
-    });
+    try {
+      writeSecretFile(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+        exclusive: true,
+      });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+        return createPrivateKey(readFileSync(this.file));
+      throw e;
+    }
     return privateKey;
   }
 
@@ -80,6 +90,6 @@ export class TerminalKeyFile {
   }
 
   destroy(): void {
-    if (existsSync(this.file)) rmSync(this.file);
+    destroySecretFile(this.file);
   }
 }

@@ -24,6 +24,9 @@ export const LOCK_SOURCES = [
   'technician',
   'hardware-fault',
   'maintenance',
+  'journal-rollback',
+  'journal-broken',
+  'settlement-dispute',
 ] as const;
 export type LockSource = (typeof LOCK_SOURCES)[number];
 
@@ -66,6 +69,15 @@ export const LOCK_AUTHORITY: Record<
     lock: ['agent', 'technician', 'acquirer'],
     unlock: ['agent', 'technician', 'acquirer'],
   },
+  // The journal is behind what the terminal acknowledged (a head witness, or the acquirer,
+  // says so), or its chain is broken. No one clears these in place: the file is evidence and
+  // is never written again; the way out is a new journal incarnation under an acquirer grant
+  // (docs/recovery.md).
+  'journal-rollback': { lock: ['agent', 'acquirer'], unlock: [] },
+  'journal-broken': { lock: ['agent'], unlock: [] },
+  // The acquirer refused a batch for good (settled with another digest): no new sales on top
+  // of a disputed history until the acquirer has looked at it.
+  'settlement-dispute': { lock: ['agent', 'acquirer'], unlock: ['acquirer', 'unlock-code'] },
 };
 
 type Rule<E extends EventType> = (
@@ -100,7 +112,9 @@ const unlock: Rule<'unlock'> = (s, e) => {
     return {
       ok: false,
       code: 'LIFECYCLE_REFUSED',
-      reason: `the ${e.source} lock can be cleared only by ${who}`,
+      reason: who
+        ? `the ${e.source} lock can be cleared only by ${who}`
+        : `the ${e.source} lock is never cleared in place; recover with a new journal incarnation (docs/recovery.md)`,
     };
   }
   if (!s.locks.includes(e.source)) return { ok: true, next: s, changed: false };
@@ -202,7 +216,11 @@ export function mayMoveMoney(s: TerminalStatus, action: MoneyAction): MoneyVerdi
   if (rule === 'refused') {
     return { allowed: false, code: 'LIFECYCLE_NOT_ACTIVE', reason: `the terminal is ${s.state}` };
   }
-  const hint = s.locks.includes('risk') ? '; ask the acquirer for an unlock code' : '';
+  const hint = s.locks.some((l) => l === 'journal-rollback' || l === 'journal-broken')
+    ? '; the journal is kept for forensics: see docs/recovery.md'
+    : s.locks.includes('risk') || s.locks.includes('settlement-dispute')
+      ? '; ask the acquirer for an unlock code'
+      : '';
   return {
     allowed: false,
     code: 'LIFECYCLE_LOCKED',
@@ -226,4 +244,12 @@ export function isLockSource(s: string): s is LockSource {
 
 export function isState(s: string): s is State {
   return (STATES as readonly string[]).includes(s);
+}
+
+/** Fewest characters a deactivation reason may have, wherever it comes from (console, remote). */
+export const MIN_DEACTIVATION_REASON_CHARS = 3;
+
+/** True when `reason` is a real reason for a deactivation, not blank or a stray key. */
+export function hasDeactivationReason(reason: string): boolean {
+  return reason.trim().length >= MIN_DEACTIVATION_REASON_CHARS;
 }

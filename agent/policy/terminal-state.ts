@@ -7,6 +7,7 @@ import {
   isLockSource,
   isState,
   mayTransact,
+  type LockSource,
   transition,
   type LifecycleEvent,
   type TerminalStatus,
@@ -18,14 +19,41 @@ import {
  * either the old state or the new one, never half of a transition.
  */
 export class TerminalState {
+  /** Locks that cannot be written (the journal is frozen): held in memory, found again at each start. */
+  private readonly held = new Map<LockSource, string>();
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
 
-  /** The persisted status; a fresh journal is unactivated with no locks. */
+  /**
+   * Holds a lock without writing it: used when the journal itself is the evidence and stays
+   * byte-identical (a rollback, a broken chain). The table still decides whether the agent
+   * may set it; the lock shows in status like any other and blocks every transaction.
+   */
+  hold(source: LockSource, reason: string): void {
+    const out = transition(this.persisted(), { type: 'lock', source, by: 'agent' });
+    if (!out.ok && out.code !== 'LIFECYCLE_DEACTIVATED') throw new AgentError(out.code, out.reason);
+    if (!this.held.has(source)) this.log.error({ lock: source, reason }, 'terminal locked');
+    this.held.set(source, reason);
+  }
+
+  /** The lock sources held in memory, with why. */
+  heldLocks(): Array<{ source: LockSource; reason: string }> {
+    return [...this.held].map(([source, reason]) => ({ source, reason }));
+  }
+
+  /** The status: the persisted one plus any held lock; a fresh journal is unactivated. */
   status(): TerminalStatus & { reason: string | null } {
+    const s = this.persisted();
+    if (this.held.size === 0) return s;
+    const locks = [...new Set([...s.locks, ...this.held.keys()])].sort();
+    return { state: s.state, locks, reason: [...this.held.values()].join('; ') };
+  }
+
+  private persisted(): TerminalStatus & { reason: string | null } {
     const row = this.store.state.lifecycle();
     if (!row) return { state: 'unactivated', locks: [], reason: null };
     if (!isState(row.state) || !row.locks.every(isLockSource)) {

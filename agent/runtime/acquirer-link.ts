@@ -6,6 +6,8 @@ import type { Logger } from '../../base/log.ts';
 import { dataPath, type Config } from '../config.ts';
 import type { CommandProcessor } from '../policy/commands.ts';
 import type { Core } from './core.ts';
+import type { pos } from '../../protocol/messages.ts';
+import { computeTotals } from '../policy/batch-totals.ts';
 
 /**
  * The agent's channel to the acquirer, configured from the config file: the Hello and
@@ -32,10 +34,7 @@ export function openAcquirerLink(d: {
       lifecycleState: core.terminal.status().state,
       lastCommandCounter: d.commands().lastCounter(),
     }),
-    heartbeatFactory: () => ({
-      lifecycleState: core.terminal.status().state,
-      queuedBatches: core.store.batches.unsettled().length,
-    }),
+    heartbeatFactory: () => heartbeatReport(core, config),
     heartbeatIntervalMs: config.acquirer.heartbeatIntervalMs,
     requestTimeoutMs: config.acquirer.requestTimeoutMs,
     backoff: { initialMs: config.acquirer.backoffInitialMs, maxMs: config.acquirer.backoffMaxMs },
@@ -43,6 +42,34 @@ export function openAcquirerLink(d: {
     clock: d.clock,
     logger: d.log.child({ part: 'channel' }),
   });
+}
+
+/**
+ * What a heartbeat tells the acquirer: lifecycle state, locks, queued batches and the open
+ * batch's totals (the acquirer's back office shows what must settle first). Read-only: no open
+ * batch is made for the asking, so a deactivated terminal's last report writes nothing.
+ */
+export function heartbeatReport(
+  core: Core,
+  config: Config,
+): Omit<pos.v1.IHeartbeat, 'clientTimeMs'> {
+  const status = core.terminal.status();
+  const currency = core.identity()?.currency ?? config.currency;
+  const newest = core.store.batches.list(1)[0];
+  const open = newest?.state === 'open' ? newest : undefined;
+  const totals = computeTotals(open ? core.store.journal.batchSums(open.batchId) : [], currency);
+  return {
+    lifecycleState: status.state,
+    locks: status.locks,
+    queuedBatches: core.store.batches.unsettled().length,
+    openBatch: {
+      batchId: open?.batchId ?? '',
+      transactionCount: totals.transactionCount,
+      netAmount: totals.netAmount,
+      netFee: totals.netFee,
+      currency,
+    },
+  };
 }
 
 /** Reads the CA, certificate and key on every connect, so renewed files take effect. */

@@ -10,6 +10,7 @@ import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
+import { warmOpenBatchTally } from '../policy/open-batch-tally.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
 import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
@@ -24,11 +25,13 @@ import {
 } from '../policy/acquirer-flows.ts';
 import { Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
-import { openAcquirerLink } from './acquirer-link.ts';
+import { watchLink } from './link-watch.ts';
+import type { ClockTrust } from '../policy/clock-trust.ts';
+import { JournalGuard } from './journal-guard.ts';
+import { heartbeatReport, openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
-import { checkPagesInBackground } from './page-check.ts';
 import type { Forwarder, ForwardRound, ForwardStep } from '../policy/forwarding.ts';
 import { ForwardingLoop } from './forwarding-loop.ts';
 
@@ -65,6 +68,10 @@ export class Agent {
   /** Store-and-forward of offline approvals (agent/policy/forwarding.ts). */
   readonly forwarder: Forwarder;
   private readonly forwarding: ForwardingLoop;
+  /** Whether the acquirer clock may be used for command times (docs/protocol.md). */
+  readonly clockTrust: ClockTrust;
+  /** Full chain walks at start and on a schedule (journal-guard.ts). */
+  readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
   private readonly riskReports: RiskReports;
   private scheduler: Scheduler | undefined;
@@ -98,8 +105,11 @@ export class Agent {
       log,
       connect: opts.connect,
     });
+    const watched = watchLink(this.channel, { store: this.core.store, clock, log, config });
+    this.clockTrust = watched.clockTrust;
     this.riskReports = new RiskReports(this.core.store, this.channel, this.runner);
     this.settlement = new Settlement({
+      terminal: this.core.terminal,
       store: this.core.store,
       clock,
       log,
@@ -121,7 +131,7 @@ export class Agent {
       log,
       config,
       terminal: this.core.terminal,
-      clockOffsetMs: () => this.channel.clockOffsetMs ?? 0,
+      clockOffsetMs: () => this.clockTrust.offsetForCommands(),
       terminalKey: () => this.terminalKeyFile.load(),
     });
     this.unlockCodes = new UnlockCodes({
@@ -148,6 +158,11 @@ export class Agent {
       report: (hit) => this.riskReports.queue(hit),
     });
     observe = (row) => this.risk.observe(row);
+    this.guard = new JournalGuard({
+      core: this.core,
+      runner: this.runner,
+      verifyEveryMs: config.storage.verifyEveryMs,
+    });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
     this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
@@ -158,19 +173,22 @@ export class Agent {
   }
 
   /** Self-test, link, schedules. A deactivated terminal starts with neither link nor schedules. */
+  private tallyWarm: Promise<void> | undefined;
+
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
-    this.selfTest.run({ full: false });
-    if (this.core.store.pageCheckDeferred)
-      this.pageCheck = checkPagesInBackground(this.core, this.runner, {
-        stopped: () => this.stopped,
-        logFailure: (what, e) => this.logFailure(what, e),
-      });
+    // The whole chain first, before the self-test writes its checkpoint into the file.
+    this.pageCheck = this.guard.start();
+    if (!this.core.store.frozen) this.selfTest.run({ full: false });
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
     }
     this.channel.start();
+    // After a start with a large open batch, status and the cutover then read only new rows.
+    this.tallyWarm = warmOpenBatchTally(this.core.store, () => this.core.clock.now()).catch((e) =>
+      this.logFailure('open batch tally', e),
+    );
     if (this.opts.schedules !== false) {
       this.scheduler = new Scheduler({
         log: this.log,
@@ -190,7 +208,9 @@ export class Agent {
     await this.scheduler?.stop();
     await this.forwarding.stop();
     await this.channel.close();
+    await this.guard.stop();
     await this.pageCheck;
+    await this.tallyWarm;
     await this.runner.idle().catch(() => {});
     this.core.close();
   }
@@ -210,18 +230,14 @@ export class Agent {
 
   /** Cut over now (whatever the date) and settle every queued batch. */
   async settleNow(reason = 'settle now'): Promise<SettleReport & { closed: string | null }> {
-    const closed = await this.runner.run('cutover', () =>
-      this.settlement.cutover({ force: true, reason }),
-    );
+    const closed = await this.settlement.cutoverInSlices({ force: true, reason });
     const report = await this.settleQueued();
     return { ...report, closed: closed?.batchId ?? null };
   }
 
   /** The cron's nightly ask: one cutover per business date, then settle. */
   async nightlyCutover(): Promise<SettleReport> {
-    await this.runner.run('cutover', () =>
-      this.settlement.cutover({ force: false, reason: 'nightly cutover' }),
-    );
+    await this.settlement.cutoverInSlices({ force: false, reason: 'nightly cutover' });
     return this.settleQueued();
   }
 
@@ -277,6 +293,13 @@ export class Agent {
    * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
    */
   private async settleQueued(): Promise<SettleReport> {
+    const frozen = this.core.store.frozen;
+    if (frozen) {
+      // A journal behind what was acknowledged or settled must not settle anything: its
+      // batches may be reborn copies of settled ones.
+      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
+      return { settled: [], pending, error: new AgentError('STORAGE_FROZEN', frozen.reason) };
+    }
     if (!this.channel.isUp) {
       const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
       return {
@@ -318,7 +341,7 @@ export class Agent {
   /** Every advice answered: a cutover that waited for them, and a deactivation, go on. */
   private async afterAdvicesAnswered(): Promise<void> {
     const deferred = this.settlement.deferred;
-    if (deferred) await this.runner.run('cutover', () => this.settlement.cutover(deferred));
+    if (deferred) await this.settlement.cutoverInSlices(deferred);
     if (deferred) await this.settleQueued();
     if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
   }
@@ -352,20 +375,19 @@ export class Agent {
     const { terminal } = this.core;
     if (terminal.status().state !== 'deactivating')
       return terminal.status().state === 'deactivated';
-    await this.runner.run('final-cutover', () =>
-      this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' }),
-    );
+    await this.settlement.cutoverInSlices({
+      force: true,
+      reason: 'final cutover before deactivation',
+    });
     const report = await this.settleQueued();
     const done = await this.runner.run('final-settlement', () => {
       if (terminal.status().state !== 'deactivating')
         return terminal.status().state === 'deactivated';
       // An authorisation still waiting for its host may yet journal an approval and its reversal:
       // until it lands (and a later contact settles it) the terminal is not done.
-      // And offline advices the acquirer has not answered: their batch cannot close before.
+      // (An unanswered offline advice keeps its batch open, so it counts here as unsettled.)
       const unsettled =
-        this.settlement.unsettledTransactions() +
-        this.core.payments.authorisationsInFlight +
-        this.core.store.advices.stats().pending;
+        this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
       if (unsettled > 0) {
         this.log.warn({ unsettled, pending: report.pending }, 'deactivation waits for settlement');
         return false;
@@ -381,6 +403,11 @@ export class Agent {
     });
     if (done) {
       await this.scheduler?.stop();
+      // One last report, so the acquirer hears "deactivated" from the terminal itself.
+      const last = heartbeatReport(this.core, this.opts.config);
+      await this.channel
+        .request({ heartbeat: { ...last, clientTimeMs: this.core.clock.now() } })
+        .catch(() => {});
       void this.channel.close();
     }
     return done;

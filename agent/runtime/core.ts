@@ -45,6 +45,10 @@ export function journalPath(config: Pick<Config, 'dataDir'>): string {
   return path.join(config.dataDir, JOURNAL_FILE);
 }
 
+export function witnessPath(config: Pick<Config, 'dataDir' | 'storage'>): string {
+  return path.resolve(config.dataDir, config.storage.witnessFile);
+}
+
 export function openCore(
   configInput: Config | Record<string, unknown>,
   opts: { clock?: Clock; log?: Logger; onRecorded?: (row: TxnRow) => void } = {},
@@ -57,8 +61,14 @@ export function openCore(
   const log = opts.log ?? silentLogger();
   const store = Store.open(journalPath(config), {
     syncPageCheckMaxBytes: config.storage.syncPageCheckMaxBytes,
+    witnessFile: witnessPath(config),
   });
   const terminal = new TerminalState(store, clock, log);
+  // A journal behind its witness was opened frozen: it is evidence now, and the terminal
+  // takes nothing new until a technician recovers it (docs/recovery.md).
+  if (store.frozen) terminal.hold('journal-rollback', store.frozen.reason);
+  else if (store.witnessVerdict?.kind === 'upgrade')
+    log.warn('no head witness yet for this journal: one is kept from now on');
   const tokenKeys = new TokenKeyFile(path.join(config.dataDir, 'keys', 'token.key'));
   // Read on every transaction (its category prices the fee); written once, at activation.
   let known: Identity | undefined;

@@ -1,4 +1,5 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { destroySecretFile } from '../../base/secret-file.ts';
 import { dataPath, type Config } from '../config.ts';
 import type { TerminalKeyFile } from '../policy/keys.ts';
 import type { Core } from './core.ts';
@@ -17,7 +18,7 @@ export function destroyCredentialsIfDeactivated(
   const had = terminalKeyFile.exists() || existsSync(core.tokenKeys.file) || existsSync(keyFile);
   core.tokenKeys.destroy();
   terminalKeyFile.destroy();
-  rmSync(keyFile, { force: true });
+  destroySecretFile(keyFile);
   if (had)
     core.store.atomically(() =>
       core.store.journal.appendEvent(

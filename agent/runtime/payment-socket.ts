@@ -2,6 +2,7 @@ import net from 'node:net';
 import { existsSync, rmSync, chmodSync, lstatSync } from 'node:fs';
 import { localClientConnection, localServerConnection } from '../../protocol/connection.ts';
 import { errorReplyFor, newMessageId, type pos } from '../../protocol/messages.ts';
+import { PendingRequests } from '../../protocol/pending-requests.ts';
 import type { Logger } from '../../base/log.ts';
 import { AgentError, isAgentError, toAgentError } from '../../base/errors.ts';
 import type { Payments, RecordInput, RecordResult } from '../policy/payments.ts';
@@ -167,40 +168,41 @@ function recordInputFrom(r: pos.v1.IRecordRequest): RecordInput {
 
 /**
  * A client for the payment app (and tests, and the card simulator): one connection,
- * requests correlated by id, each answered or failed.
+ * requests correlated by id, each answered, failed or timed out (PROTOCOL_TIMEOUT after
+ * `requestTimeoutMs`; a reply arriving later is dropped). The link dropping fails every
+ * request still waiting.
  */
 export class PaymentClient {
-  private readonly waiting = new Map<
-    string,
-    { resolve: (r: pos.v1.LocalReply) => void; reject: (e: AgentError) => void }
-  >();
-  private constructor(private readonly conn: ReturnType<typeof localClientConnection>) {
-    conn.on('message', (reply) => {
-      const w = this.waiting.get(reply.requestId);
-      if (!w) return;
-      this.waiting.delete(reply.requestId);
-      w.resolve(reply);
-    });
-    conn.on('close', (reason) => {
-      for (const w of this.waiting.values()) w.reject(reason);
-      this.waiting.clear();
-    });
+  private readonly waiting = new PendingRequests<pos.v1.LocalReply>();
+  private constructor(
+    private readonly conn: ReturnType<typeof localClientConnection>,
+    private readonly requestTimeoutMs: number,
+  ) {
+    conn.on('message', (reply) => void this.waiting.resolve(reply.requestId, reply));
+    conn.on('close', (reason) => this.waiting.rejectAll(reason));
   }
 
-  static connect(path: string): Promise<PaymentClient> {
+  /** Default 15 000 ms: a record is answered once durable, well within that on a sound disk. */
+  static connect(path: string, opts: { requestTimeoutMs?: number } = {}): Promise<PaymentClient> {
     return new Promise((resolve, reject) => {
       const socket = net.createConnection(path);
       socket.once('error', (e) => reject(toAgentError(e, 'PROTOCOL_DISCONNECTED')));
-      socket.once('connect', () => resolve(new PaymentClient(localClientConnection(socket))));
+      socket.once('connect', () =>
+        resolve(new PaymentClient(localClientConnection(socket), opts.requestTimeoutMs ?? 15_000)),
+      );
     });
   }
 
   private ask(req: Omit<pos.v1.ILocalRequest, 'requestId'>): Promise<pos.v1.LocalReply> {
     const requestId = newMessageId();
-    return new Promise((resolve, reject) => {
-      this.waiting.set(requestId, { resolve, reject });
+    const kind = Object.keys(req)[0];
+    const reply = this.waiting.track(requestId, kind, this.requestTimeoutMs);
+    try {
       this.conn.send({ ...req, requestId });
-    });
+    } catch (e) {
+      this.waiting.reject(requestId, toAgentError(e, 'PROTOCOL_DISCONNECTED'));
+    }
+    return reply;
   }
 
   private static unwrap<T>(

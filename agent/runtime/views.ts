@@ -1,7 +1,8 @@
 import type { Store } from '../../storage/store.ts';
 import type { JournalEntry } from '../../storage/journal.ts';
 import type { Batch } from '../../storage/batches.ts';
-import { computeTotals } from '../policy/batch-totals.ts';
+import { openBatchTally } from '../policy/open-batch-tally.ts';
+import { paidTotals } from '../policy/advice-totals.ts';
 import { mayTransact, type TerminalStatus } from '../policy/lifecycle.ts';
 import type { Identity } from './core.ts';
 
@@ -29,6 +30,8 @@ export interface StatusView {
   queuedBatches: number;
   /** The store-and-forward queue of offline advices. */
   advices: AdviceQueueView;
+  /** Batches the acquirer refused for good: they wait for a person, not for a resend. */
+  disputedBatches: Array<{ batchId: string; problem: string | null }>;
   link?: { up: boolean; clockOffsetMs: number | null };
   versions: { agent: string; node: string };
 }
@@ -45,9 +48,9 @@ export function statusView(
     link?: StatusView['link'];
   },
 ): StatusView {
-  const open = store.batches.open(ctx.now);
-  const rows = store.journal.batchSums(open.batchId);
-  const totals = computeTotals(rows, ctx.currency);
+  // Reads only the rows since the last look (agent/policy/open-batch-tally.ts).
+  const { tally } = openBatchTally(store, ctx.now);
+  const totals = paidTotals(store, tally.batchId, tally.totals(ctx.currency));
   const head = store.journal.headOf();
   return {
     terminalId: ctx.terminalId,
@@ -60,8 +63,8 @@ export function statusView(
       : null,
     journal: { headSeq: head.seq, headHash: head.hash },
     openBatch: {
-      batchId: open.batchId,
-      transactions: rows.length,
+      batchId: tally.batchId,
+      transactions: tally.rows,
       netAmount: totals.netAmount,
       netFee: totals.netFee,
       netSettlement: totals.netSettlement,
@@ -69,6 +72,9 @@ export function statusView(
     },
     queuedBatches: store.batches.unsettled().length,
     advices: adviceQueueView(store, ctx.now),
+    disputedBatches: store.batches
+      .disputed()
+      .map((b) => ({ batchId: b.batchId, problem: b.problem })),
     ...(ctx.link ? { link: ctx.link } : {}),
     versions: { agent: ctx.firmwareVersion, node: process.versions.node },
   };

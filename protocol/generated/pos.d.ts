@@ -604,6 +604,12 @@ export namespace pos {
             /** Heartbeat queuedBatches. */
             queuedBatches: number;
 
+            /** Heartbeat locks. */
+            locks: string[];
+
+            /** Heartbeat openBatch. */
+            openBatch?: (pos.v1.OpenBatchSummary.$Properties|null);
+
             /**
              * Creates a new Heartbeat instance using the specified properties.
              * @param [properties] Properties to set
@@ -697,12 +703,159 @@ export namespace pos {
                 /** Heartbeat queuedBatches */
                 queuedBatches?: (number|null);
 
+                /** Heartbeat locks */
+                locks?: (string[]|null);
+
+                /** Heartbeat openBatch */
+                openBatch?: (pos.v1.OpenBatchSummary.$Properties|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
 
             /** Shape of a Heartbeat. */
             type $Shape = pos.v1.Heartbeat.$Properties;
+        }
+
+        /**
+         * Properties of an OpenBatchSummary.
+         * @deprecated Use pos.v1.OpenBatchSummary.$Properties instead.
+         */
+        interface IOpenBatchSummary extends pos.v1.OpenBatchSummary.$Properties {
+        }
+
+        /** Represents an OpenBatchSummary. */
+        class OpenBatchSummary {
+
+            /**
+             * Constructs a new OpenBatchSummary.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.OpenBatchSummary.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** OpenBatchSummary batchId. */
+            batchId: string;
+
+            /** OpenBatchSummary transactionCount. */
+            transactionCount: number;
+
+            /** OpenBatchSummary netAmount. */
+            netAmount: number;
+
+            /** OpenBatchSummary netFee. */
+            netFee: number;
+
+            /** OpenBatchSummary currency. */
+            currency: string;
+
+            /**
+             * Creates a new OpenBatchSummary instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns OpenBatchSummary instance
+             */
+            static create(properties: pos.v1.OpenBatchSummary.$Shape): pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape;
+            static create(properties?: pos.v1.OpenBatchSummary.$Properties): pos.v1.OpenBatchSummary;
+
+            /**
+             * Encodes the specified OpenBatchSummary message. Does not implicitly {@link pos.v1.OpenBatchSummary.verify|verify} messages.
+             * @param message OpenBatchSummary message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.OpenBatchSummary.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified OpenBatchSummary message, length delimited. Does not implicitly {@link pos.v1.OpenBatchSummary.verify|verify} messages.
+             * @param message OpenBatchSummary message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.OpenBatchSummary.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes an OpenBatchSummary message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape} OpenBatchSummary
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape;
+
+            /**
+             * Decodes an OpenBatchSummary message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape} OpenBatchSummary
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape;
+
+            /**
+             * Verifies an OpenBatchSummary message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates an OpenBatchSummary message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns OpenBatchSummary
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.OpenBatchSummary;
+
+            /**
+             * Creates a plain object from an OpenBatchSummary message. Also converts values to other types if specified.
+             * @param message OpenBatchSummary
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.OpenBatchSummary, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this OpenBatchSummary to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for OpenBatchSummary
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace OpenBatchSummary {
+
+            /** Properties of an OpenBatchSummary. */
+            interface $Properties {
+
+                /** OpenBatchSummary batchId */
+                batchId?: (string|null);
+
+                /** OpenBatchSummary transactionCount */
+                transactionCount?: (number|null);
+
+                /** OpenBatchSummary netAmount */
+                netAmount?: (number|null);
+
+                /** OpenBatchSummary netFee */
+                netFee?: (number|null);
+
+                /** OpenBatchSummary currency */
+                currency?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of an OpenBatchSummary. */
+            type $Shape = pos.v1.OpenBatchSummary.$Properties;
         }
 
         /**

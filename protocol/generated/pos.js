@@ -2028,6 +2028,8 @@ export const pos = $root.pos = (() => {
              * @property {number|null} [clientTimeMs] Heartbeat clientTimeMs
              * @property {string|null} [lifecycleState] Heartbeat lifecycleState
              * @property {number|null} [queuedBatches] Heartbeat queuedBatches
+             * @property {Array.<string>|null} [locks] Heartbeat locks
+             * @property {pos.v1.OpenBatchSummary.$Properties|null} [openBatch] Heartbeat openBatch
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2053,6 +2055,7 @@ export const pos = $root.pos = (() => {
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
             const Heartbeat = function (properties) {
+                this.locks = [];
                 if (properties)
                     for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
                         if (properties[keys[i]] != null && keys[i] !== "__proto__")
@@ -2082,6 +2085,22 @@ export const pos = $root.pos = (() => {
              * @instance
              */
             Heartbeat.prototype.queuedBatches = 0;
+
+            /**
+             * Heartbeat locks.
+             * @member {Array.<string>} locks
+             * @memberof pos.v1.Heartbeat
+             * @instance
+             */
+            Heartbeat.prototype.locks = $util.emptyArray;
+
+            /**
+             * Heartbeat openBatch.
+             * @member {pos.v1.OpenBatchSummary.$Properties|null|undefined} openBatch
+             * @memberof pos.v1.Heartbeat
+             * @instance
+             */
+            Heartbeat.prototype.openBatch = null;
 
             /**
              * Creates a new Heartbeat instance using the specified properties.
@@ -2121,6 +2140,11 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 2, wireType 2 =*/18).string(message.lifecycleState);
                 if (message.queuedBatches != null && $Object.hasOwnProperty.call(message, "queuedBatches") && message.queuedBatches !== 0)
                     writer.uint32(/* id 3, wireType 0 =*/24).int32(message.queuedBatches);
+                if (message.locks != null && message.locks.length)
+                    for (let i = 0; i < message.locks.length; ++i)
+                        writer.uint32(/* id 4, wireType 2 =*/34).string(message.locks[i]);
+                if (message.openBatch != null && $Object.hasOwnProperty.call(message, "openBatch"))
+                    $root.pos.v1.OpenBatchSummary.encode(message.openBatch, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2205,6 +2229,20 @@ export const pos = $root.pos = (() => {
                                 delete message.queuedBatches;
                             continue;
                         }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.locks && message.locks.length))
+                                message.locks = [];
+                            message.locks.push(reader.stringVerify());
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            message.openBatch = $root.pos.v1.OpenBatchSummary.decode(reader, reader.size(), $undefined, _depth + 1, message.openBatch);
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -2262,6 +2300,18 @@ export const pos = $root.pos = (() => {
                 if (message.queuedBatches != null && $Object.hasOwnProperty.call(message, "queuedBatches"))
                     if (!$util.isInteger(message.queuedBatches))
                         return "queuedBatches: integer expected";
+                if (message.locks != null && $Object.hasOwnProperty.call(message, "locks")) {
+                    if (!$Array.isArray(message.locks))
+                        return "locks: array expected";
+                    for (let i = 0; i < message.locks.length; ++i)
+                        if (!$util.isString(message.locks[i]))
+                            return "locks: string[] expected";
+                }
+                if (message.openBatch != null && $Object.hasOwnProperty.call(message, "openBatch")) {
+                    let error = $root.pos.v1.OpenBatchSummary.verify(message.openBatch, _depth + 1);
+                    if (error)
+                        return "openBatch." + error;
+                }
                 return null;
             };
 
@@ -2299,6 +2349,18 @@ export const pos = $root.pos = (() => {
                 if (object.queuedBatches != null)
                     if ($Number(object.queuedBatches) !== 0)
                         message.queuedBatches = object.queuedBatches | 0;
+                if (object.locks) {
+                    if (!$Array.isArray(object.locks))
+                        throw $TypeError(".pos.v1.Heartbeat.locks: array expected");
+                    message.locks = $Array(object.locks.length);
+                    for (let i = 0; i < object.locks.length; ++i)
+                        message.locks[i] = $String(object.locks[i]);
+                }
+                if (object.openBatch != null) {
+                    if (!$util.isObject(object.openBatch))
+                        throw $TypeError(".pos.v1.Heartbeat.openBatch: object expected");
+                    message.openBatch = $root.pos.v1.OpenBatchSummary.fromObject(object.openBatch, _depth + 1);
+                }
                 return message;
             };
 
@@ -2319,6 +2381,8 @@ export const pos = $root.pos = (() => {
                 if (_depth > $util.recursionLimit)
                     throw $Error("max depth exceeded");
                 let object = {};
+                if (options.arrays || options.defaults)
+                    object.locks = [];
                 if (options.defaults) {
                     if ($util.Long) {
                         let long = new $util.Long(0, 0, false);
@@ -2327,6 +2391,7 @@ export const pos = $root.pos = (() => {
                         object.clientTimeMs = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
                     object.lifecycleState = "";
                     object.queuedBatches = 0;
+                    object.openBatch = null;
                 }
                 if (message.clientTimeMs != null && $Object.hasOwnProperty.call(message, "clientTimeMs"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
@@ -2339,6 +2404,13 @@ export const pos = $root.pos = (() => {
                     object.lifecycleState = message.lifecycleState;
                 if (message.queuedBatches != null && $Object.hasOwnProperty.call(message, "queuedBatches"))
                     object.queuedBatches = message.queuedBatches;
+                if (message.locks && message.locks.length) {
+                    object.locks = $Array(message.locks.length);
+                    for (let j = 0; j < message.locks.length; ++j)
+                        object.locks[j] = message.locks[j];
+                }
+                if (message.openBatch != null && $Object.hasOwnProperty.call(message, "openBatch"))
+                    object.openBatch = $root.pos.v1.OpenBatchSummary.toObject(message.openBatch, options, _depth + 1);
                 return object;
             };
 
@@ -2368,6 +2440,446 @@ export const pos = $root.pos = (() => {
             };
 
             return Heartbeat;
+        })();
+
+        v1.OpenBatchSummary = (function() {
+
+            /**
+             * Properties of an OpenBatchSummary.
+             * @typedef {Object} pos.v1.OpenBatchSummary.$Properties
+             * @property {string|null} [batchId] OpenBatchSummary batchId
+             * @property {number|null} [transactionCount] OpenBatchSummary transactionCount
+             * @property {number|null} [netAmount] OpenBatchSummary netAmount
+             * @property {number|null} [netFee] OpenBatchSummary netFee
+             * @property {string|null} [currency] OpenBatchSummary currency
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of an OpenBatchSummary.
+             * @memberof pos.v1
+             * @interface IOpenBatchSummary
+             * @augments pos.v1.OpenBatchSummary.$Properties
+             * @deprecated Use pos.v1.OpenBatchSummary.$Properties instead.
+             */
+
+            /**
+             * Shape of an OpenBatchSummary.
+             * @typedef {pos.v1.OpenBatchSummary.$Properties} pos.v1.OpenBatchSummary.$Shape
+             */
+
+            /**
+             * Constructs a new OpenBatchSummary.
+             * @memberof pos.v1
+             * @classdesc Represents an OpenBatchSummary.
+             * @constructor
+             * @param {pos.v1.OpenBatchSummary.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const OpenBatchSummary = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * OpenBatchSummary batchId.
+             * @member {string} batchId
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             */
+            OpenBatchSummary.prototype.batchId = "";
+
+            /**
+             * OpenBatchSummary transactionCount.
+             * @member {number} transactionCount
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             */
+            OpenBatchSummary.prototype.transactionCount = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * OpenBatchSummary netAmount.
+             * @member {number} netAmount
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             */
+            OpenBatchSummary.prototype.netAmount = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * OpenBatchSummary netFee.
+             * @member {number} netFee
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             */
+            OpenBatchSummary.prototype.netFee = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * OpenBatchSummary currency.
+             * @member {string} currency
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             */
+            OpenBatchSummary.prototype.currency = "";
+
+            /**
+             * Creates a new OpenBatchSummary instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {pos.v1.OpenBatchSummary.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.OpenBatchSummary} OpenBatchSummary instance
+             * @type {{
+             *   (properties: pos.v1.OpenBatchSummary.$Shape): pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape;
+             *   (properties?: pos.v1.OpenBatchSummary.$Properties): pos.v1.OpenBatchSummary;
+             * }}
+             */
+            OpenBatchSummary.create = function(properties) {
+                return new OpenBatchSummary(properties);
+            };
+
+            /**
+             * Encodes the specified OpenBatchSummary message. Does not implicitly {@link pos.v1.OpenBatchSummary.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {pos.v1.OpenBatchSummary.$Properties} message OpenBatchSummary message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            OpenBatchSummary.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId") && message.batchId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.batchId);
+                if (message.transactionCount != null && $Object.hasOwnProperty.call(message, "transactionCount") && (typeof message.transactionCount === "object" ? message.transactionCount.low || message.transactionCount.high : message.transactionCount !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).int64(message.transactionCount);
+                if (message.netAmount != null && $Object.hasOwnProperty.call(message, "netAmount") && (typeof message.netAmount === "object" ? message.netAmount.low || message.netAmount.high : message.netAmount !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).int64(message.netAmount);
+                if (message.netFee != null && $Object.hasOwnProperty.call(message, "netFee") && (typeof message.netFee === "object" ? message.netFee.low || message.netFee.high : message.netFee !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).int64(message.netFee);
+                if (message.currency != null && $Object.hasOwnProperty.call(message, "currency") && message.currency !== "")
+                    writer.uint32(/* id 5, wireType 2 =*/42).string(message.currency);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified OpenBatchSummary message, length delimited. Does not implicitly {@link pos.v1.OpenBatchSummary.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {pos.v1.OpenBatchSummary.$Properties} message OpenBatchSummary message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            OpenBatchSummary.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes an OpenBatchSummary message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape} OpenBatchSummary
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            OpenBatchSummary.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.OpenBatchSummary();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.batchId = value;
+                            else
+                                delete message.batchId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.transactionCount = value;
+                            else
+                                delete message.transactionCount;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.netAmount = value;
+                            else
+                                delete message.netAmount;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.netFee = value;
+                            else
+                                delete message.netFee;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.currency = value;
+                            else
+                                delete message.currency;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes an OpenBatchSummary message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.OpenBatchSummary & pos.v1.OpenBatchSummary.$Shape} OpenBatchSummary
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            OpenBatchSummary.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies an OpenBatchSummary message.
+             * @function verify
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            OpenBatchSummary.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
+                    if (!$util.isString(message.batchId))
+                        return "batchId: string expected";
+                if (message.transactionCount != null && $Object.hasOwnProperty.call(message, "transactionCount"))
+                    if (!$util.isInteger(message.transactionCount) && !(message.transactionCount && $util.isInteger(message.transactionCount.low) && $util.isInteger(message.transactionCount.high)))
+                        return "transactionCount: integer|Long expected";
+                if (message.netAmount != null && $Object.hasOwnProperty.call(message, "netAmount"))
+                    if (!$util.isInteger(message.netAmount) && !(message.netAmount && $util.isInteger(message.netAmount.low) && $util.isInteger(message.netAmount.high)))
+                        return "netAmount: integer|Long expected";
+                if (message.netFee != null && $Object.hasOwnProperty.call(message, "netFee"))
+                    if (!$util.isInteger(message.netFee) && !(message.netFee && $util.isInteger(message.netFee.low) && $util.isInteger(message.netFee.high)))
+                        return "netFee: integer|Long expected";
+                if (message.currency != null && $Object.hasOwnProperty.call(message, "currency"))
+                    if (!$util.isString(message.currency))
+                        return "currency: string expected";
+                return null;
+            };
+
+            /**
+             * Creates an OpenBatchSummary message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.OpenBatchSummary} OpenBatchSummary
+             */
+            OpenBatchSummary.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.OpenBatchSummary)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.OpenBatchSummary: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.OpenBatchSummary();
+                if (object.batchId != null)
+                    if (typeof object.batchId !== "string" || object.batchId.length)
+                        message.batchId = $String(object.batchId);
+                if (object.transactionCount != null)
+                    if (typeof object.transactionCount === "object" ? object.transactionCount.low || object.transactionCount.high : $Number(object.transactionCount) !== 0)
+                        if ($util.Long)
+                            message.transactionCount = $util.Long.fromValue(object.transactionCount, false);
+                        else if (typeof object.transactionCount === "string")
+                            message.transactionCount = $parseInt(object.transactionCount, 10);
+                        else if (typeof object.transactionCount === "number")
+                            message.transactionCount = object.transactionCount;
+                        else if (typeof object.transactionCount === "object")
+                            message.transactionCount = new $util.LongBits(object.transactionCount.low >>> 0, object.transactionCount.high >>> 0).toNumber();
+                if (object.netAmount != null)
+                    if (typeof object.netAmount === "object" ? object.netAmount.low || object.netAmount.high : $Number(object.netAmount) !== 0)
+                        if ($util.Long)
+                            message.netAmount = $util.Long.fromValue(object.netAmount, false);
+                        else if (typeof object.netAmount === "string")
+                            message.netAmount = $parseInt(object.netAmount, 10);
+                        else if (typeof object.netAmount === "number")
+                            message.netAmount = object.netAmount;
+                        else if (typeof object.netAmount === "object")
+                            message.netAmount = new $util.LongBits(object.netAmount.low >>> 0, object.netAmount.high >>> 0).toNumber();
+                if (object.netFee != null)
+                    if (typeof object.netFee === "object" ? object.netFee.low || object.netFee.high : $Number(object.netFee) !== 0)
+                        if ($util.Long)
+                            message.netFee = $util.Long.fromValue(object.netFee, false);
+                        else if (typeof object.netFee === "string")
+                            message.netFee = $parseInt(object.netFee, 10);
+                        else if (typeof object.netFee === "number")
+                            message.netFee = object.netFee;
+                        else if (typeof object.netFee === "object")
+                            message.netFee = new $util.LongBits(object.netFee.low >>> 0, object.netFee.high >>> 0).toNumber();
+                if (object.currency != null)
+                    if (typeof object.currency !== "string" || object.currency.length)
+                        message.currency = $String(object.currency);
+                return message;
+            };
+
+            /**
+             * Creates a plain object from an OpenBatchSummary message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {pos.v1.OpenBatchSummary} message OpenBatchSummary
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            OpenBatchSummary.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    object.batchId = "";
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.transactionCount = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.transactionCount = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.netAmount = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.netAmount = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.netFee = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.netFee = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.currency = "";
+                }
+                if (message.batchId != null && $Object.hasOwnProperty.call(message, "batchId"))
+                    object.batchId = message.batchId;
+                if (message.transactionCount != null && $Object.hasOwnProperty.call(message, "transactionCount"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.transactionCount = typeof message.transactionCount === "number" ? $BigInt(message.transactionCount) : $util.Long.fromBits(message.transactionCount.low >>> 0, message.transactionCount.high >>> 0, false).toBigInt();
+                    else if (typeof message.transactionCount === "number")
+                        object.transactionCount = options.longs === $String ? $String(message.transactionCount) : message.transactionCount;
+                    else
+                        object.transactionCount = options.longs === $String ? $util.Long.prototype.toString.call(message.transactionCount) : options.longs === $Number ? new $util.LongBits(message.transactionCount.low >>> 0, message.transactionCount.high >>> 0).toNumber() : message.transactionCount;
+                if (message.netAmount != null && $Object.hasOwnProperty.call(message, "netAmount"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.netAmount = typeof message.netAmount === "number" ? $BigInt(message.netAmount) : $util.Long.fromBits(message.netAmount.low >>> 0, message.netAmount.high >>> 0, false).toBigInt();
+                    else if (typeof message.netAmount === "number")
+                        object.netAmount = options.longs === $String ? $String(message.netAmount) : message.netAmount;
+                    else
+                        object.netAmount = options.longs === $String ? $util.Long.prototype.toString.call(message.netAmount) : options.longs === $Number ? new $util.LongBits(message.netAmount.low >>> 0, message.netAmount.high >>> 0).toNumber() : message.netAmount;
+                if (message.netFee != null && $Object.hasOwnProperty.call(message, "netFee"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.netFee = typeof message.netFee === "number" ? $BigInt(message.netFee) : $util.Long.fromBits(message.netFee.low >>> 0, message.netFee.high >>> 0, false).toBigInt();
+                    else if (typeof message.netFee === "number")
+                        object.netFee = options.longs === $String ? $String(message.netFee) : message.netFee;
+                    else
+                        object.netFee = options.longs === $String ? $util.Long.prototype.toString.call(message.netFee) : options.longs === $Number ? new $util.LongBits(message.netFee.low >>> 0, message.netFee.high >>> 0).toNumber() : message.netFee;
+                if (message.currency != null && $Object.hasOwnProperty.call(message, "currency"))
+                    object.currency = message.currency;
+                return object;
+            };
+
+            /**
+             * Converts this OpenBatchSummary to JSON.
+             * @function toJSON
+             * @memberof pos.v1.OpenBatchSummary
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            OpenBatchSummary.prototype.toJSON = function() {
+                return OpenBatchSummary.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for OpenBatchSummary
+             * @function getTypeUrl
+             * @memberof pos.v1.OpenBatchSummary
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            OpenBatchSummary.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.OpenBatchSummary";
+            };
+
+            return OpenBatchSummary;
         })();
 
         v1.HeartbeatAck = (function() {

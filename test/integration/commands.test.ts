@@ -215,7 +215,9 @@ describe('signed commands', () => {
 
   it('a genuine command the state refuses still uses up its counter', () => {
     const out = processor.handle(
-      signed(command({ deactivationDecision: { approve: true, reason: 'ok' } }, { counter: 3 })),
+      signed(
+        command({ deactivationDecision: { approve: true, reason: 'approved' } }, { counter: 3 }),
+      ),
     );
     expect(out.applied).toBe(false);
     expect(out.error?.code).toBe('LIFECYCLE_REFUSED');

@@ -166,9 +166,30 @@ describe('console on a real pty (socat)', () => {
     expect(mutations).toEqual(['1', '3']);
   });
 
+  it('edits the line with the keys picocom and screen send: history, left/right, home/end', async () => {
+    // picocom passes the terminal's xterm keys through: ESC [ A/B/C/D, ESC [ H / ESC [ F.
+    type('\x1b[A');
+    expect(await expectOutput('mutate 3')).toBe('mutate 3'); // the last line, as it was run
+    type('\x1b[A\x1b[B'); // back to `help`, forward to `mutate 3`
+    type('\x1b[D1\r');
+    expect(await expectOutput('T0042> ')).toContain('\r\nmutated 13\r\nT0042> ');
+    type('utate 4\x1b[H');
+    type('m\x1b[F5\r');
+    expect(await expectOutput('T0042> ')).toBe(
+      'utate 4\b\b\b\b\b\b\bmutate 4\b\b\b\b\b\b\butate 45\r\nmutated 45\r\nT0042> ',
+    );
+    // screen (TERM=screen) sends ESC [ 1 ~ and ESC [ 4 ~ for home and end, and ESC O A/D for
+    // the arrows in application cursor mode; Delete is ESC [ 3 ~.
+    type('xmutate 6\x1b[1~\x1b[3~\x1b[4~\x1bOD7\x1bOC\r');
+    expect(await expectOutput('T0042> ')).toContain('\r\nmutated 76\r\nT0042> ');
+    type('\x1bOA\x1bOA\r');
+    expect(await expectOutput('T0042> ')).toContain('\r\nmutated 45\r\nT0042> ');
+    expect(mutations).toEqual(['1', '3', '13', '45', '76', '45']);
+  });
+
   it('logs out', async () => {
     type('logout\r');
     expect(await expectOutput('login: ')).toBe('logout\r\nlogged out\r\npty console\r\nlogin: ');
-    expect(audits).toEqual(['login', 'command', 'command', 'command', 'command', 'logout']);
+    expect(audits).toEqual(['login', ...Array(8).fill('command'), 'logout']);
   });
 });

@@ -36,7 +36,9 @@ function damageMiddlePage(file: string): void {
   const size = readFileSync(file).length;
   const page = Math.floor(size / 4096 / 2);
   const fd = openSync(file, 'r+');
-  writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, page * 4096 + 200);
+  // Over the page's cell pointers (after its 8-byte header): page structure, not row content
+  // (a byte flipped inside a row is the chain's to find, journal-rollback.test.ts).
+  writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, page * 4096 + 8);
   closeSync(fd);
 }
 

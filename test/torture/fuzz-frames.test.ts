@@ -324,7 +324,7 @@ describe(`frame and message fuzz (seed ${SEED}, ${TOTAL} inputs)`, () => {
           config: {
             terminalId,
             risk: { lockSeverity: 5 } as never,
-            commands: { expirySkewMs: 30_000 },
+            commands: { expirySkewMs: 30_000, maxLifetimeMs: 24 * 3600_000 },
           },
           terminal: core.terminal,
           clockOffsetMs: () => 0,
@@ -334,7 +334,7 @@ describe(`frame and message fuzz (seed ${SEED}, ${TOTAL} inputs)`, () => {
         return processor;
       };
       const known =
-        /^(the command could not be decoded|the counter is not a positive whole number|unknown lock source)/;
+        /^(the command could not be decoded|the counter is not a positive whole number|unknown lock source|a deactivate command needs a reason|an approved deactivation needs a reason|the command's issue time|the command expires before it was issued)/;
       await surface(summaries, led, () => {
         for (let i = 0; i < share(0.1); i++, led.inputs++) {
           // A fresh terminal now and then, so deactivations and key rotations do not end the run.

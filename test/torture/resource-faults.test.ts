@@ -15,7 +15,8 @@
  *   either journal mode, a zeroed page, and TORTURE_FLIPS (default 40) seeded byte flips in the
  *   file's pages. The agent refuses to run with STORAGE_CORRUPT, says why, and leaves the file
  *   byte-identical. Flips inside a row's content (SQLite cannot see them) are the hash chain's:
- *   `verify` names the row and the start-up self-test locks the terminal.
+ *   `verify` names the row, and the start-up walk of the whole chain locks the terminal
+ *   (journal-broken) without writing a byte to the file.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -309,6 +310,8 @@ describe('a read-only journal', () => {
 
 describe('a corrupt journal at start', () => {
   let good: Buffer;
+  /** The head witness kept beside `good`: a copy without it would be a lost witness. */
+  let goodWitness: Buffer;
   beforeAll(() => {
     const d = dir();
     const core = activated(d);
@@ -324,6 +327,7 @@ describe('a corrupt journal at start', () => {
     core.store.checkpoint();
     core.close();
     good = readFileSync(path.join(d, 'journal.db'));
+    goodWitness = readFileSync(path.join(d, 'journal.witness'));
   });
 
   const foreign = (wal: boolean) => (file: string) => {
@@ -378,6 +382,7 @@ describe('a corrupt journal at start', () => {
         mkdirSync(d, { recursive: true });
         const file = path.join(d, 'journal.db');
         writeFileSync(file, b);
+        writeFileSync(path.join(d, 'journal.witness'), goodWitness);
         // The oracle: what SQLite itself and the hash chain say about a copy. Read-write on
         // purpose: a read-only connection's integrity_check skips CHECK constraints.
         const copy = path.join(d, 'oracle.db');
@@ -406,7 +411,8 @@ describe('a corrupt journal at start', () => {
         }
         seen.tamper++;
         expect(v.firstBad?.seq).toBeGreaterThan(0);
-        // SQLite cannot see it; the start-up self-test walks the chain and fails closed.
+        // SQLite cannot see it; the start-up walk of the whole chain (or, for the head row, the
+        // witness) finds it and locks without writing a byte.
         const agent = new Agent({
           config: parseConfig({ dataDir: d, paymentSocket: { path: '' }, acquirer: { port: 1 } }),
           schedules: false,
@@ -416,8 +422,11 @@ describe('a corrupt journal at start', () => {
           allowed: false,
           code: 'LIFECYCLE_LOCKED',
         });
-        expect(agent.core.terminal.status().locks).toContain('hardware-fault');
+        expect(agent.core.terminal.status().locks).toEqual([
+          expect.stringMatching(/^journal-(broken|rollback)$/),
+        ]);
         await agent.stop();
+        expect(readFileSync(file).equals(b), 'the tampered file is left byte-identical').toBe(true);
       }
       console.log(
         `resource: ${FLIPS} flips over ${pages} pages: ${seen.damage} page damage refused (STORAGE_CORRUPT, byte-identical), ${seen.tamper} row tamper named by the chain and locked at start, ${seen.harmless} in free space`,
