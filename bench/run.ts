@@ -26,6 +26,7 @@ const SUITES: Record<string, { run: (o: BenchOptions) => Promise<Figure[]> }> = 
   lock: lockLatency,
   cold: coldStart,
   console: consoleLatency,
+  verify: await import('./journal-verify.ts'),
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--json FILE] [--markdown] [--only ${Object.keys(SUITES).join(',')}]`;
