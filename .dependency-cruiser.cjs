@@ -40,6 +40,16 @@ module.exports = {
       to: { path: '^(dev|bench|test|scripts)/' },
     },
     {
+      name: 'conformance-kit-plays-only-a-terminal',
+      comment:
+        'The conformance kit (agent/conformance) judges acquirer hosts with the protocol code and ' +
+        'the agent policy rules only: never the simulator (it would judge the simulator by itself), ' +
+        'nor storage, the runtime, the console, the dev entry, bench or tests.',
+      severity: 'error',
+      from: { path: '^agent/conformance/' },
+      to: { path: '^(simulator|storage|agent/runtime|agent/console|dev|bench|test)/' },
+    },
+    {
       name: 'no-circular-layers',
       severity: 'error',
       from: { path: '^(base|storage|protocol)/' },

@@ -19,6 +19,7 @@ import * as settlement from './settlement.ts';
 import * as lockLatency from './lock-latency.ts';
 import * as coldStart from './cold-start.ts';
 import * as consoleLatency from './console-latency.ts';
+import * as fleet from './fleet.ts';
 
 const SUITES: Record<string, { run: (o: BenchOptions) => Promise<Figure[]> }> = {
   append: journalAppend,
@@ -27,6 +28,7 @@ const SUITES: Record<string, { run: (o: BenchOptions) => Promise<Figure[]> }> = 
   cold: coldStart,
   console: consoleLatency,
   verify: await import('./journal-verify.ts'),
+  fleet,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--json FILE] [--markdown] [--only ${Object.keys(SUITES).join(',')}]`;

@@ -12,6 +12,7 @@ import type { Config } from '../agent/config.ts';
 import { Store } from '../storage/store.ts';
 import { journalPath } from '../agent/runtime/core.ts';
 import { detailRow, type SettlementStep } from '../agent/policy/settlement.ts';
+import { forgetTally, warmOpenBatchTally } from '../agent/policy/open-batch-tally.ts';
 import { pos } from '../protocol/messages.ts';
 import { benchConfig, copyDataDir, type BenchOptions } from './fixtures.ts';
 import { ensureBacklog } from './journal-builder.ts';
@@ -20,6 +21,14 @@ import { benchAgentConfig, SimHost, startBenchAgent } from './sim-host.ts';
 import { median, msBetween, nowNs, perSecond } from './stats.ts';
 
 export type SettleMode = 'approve' | 'out-of-balance';
+
+/**
+ * `warm`: the open batch's running tally is up to date when settleNow is asked for, as in a
+ * terminal that has been running (status and the start-up warm-up keep it current), so the
+ * cutover reads only the tail. `cold`: the tally is dropped first, so the cutover reads the
+ * whole batch (in slices), as on the first cutover right after a start.
+ */
+export type Tally = 'warm' | 'cold';
 
 export interface SettleRun {
   ms: number;
@@ -52,6 +61,7 @@ export async function settleBacklog(
   backlogDir: string,
   mode: SettleMode,
   hooks: SettleHooks = {},
+  tally: Tally = 'warm',
 ): Promise<SettleRun> {
   const dataDir = copyDataDir(backlogDir, 'settle');
   const sim = await SimHost.start();
@@ -71,6 +81,9 @@ export async function settleBacklog(
     try {
       const ctx = { agent, config, sim };
       await hooks.before?.(ctx);
+      const now = () => agent.core.clock.now();
+      if (tally === 'warm') await warmOpenBatchTally(agent.core.store, now);
+      else forgetTally(agent.core.store);
       t0 = nowNs();
       const settling = agent.settleNow('bench');
       const watching = hooks.during?.(ctx, settling);
@@ -133,26 +146,34 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   const backlog = await ensureBacklog(rows, opts);
   const detail = detailRows(backlog);
   const figures: Figure[] = [];
-  for (const mode of ['approve', 'out-of-balance'] as const) {
+  const variants = [
+    { mode: 'approve', tally: 'warm' },
+    { mode: 'approve', tally: 'cold' },
+    { mode: 'out-of-balance', tally: 'warm' },
+  ] as const;
+  for (const { mode, tally } of variants) {
     const runs: SettleRun[] = [];
     const encodes: number[] = [];
     for (let r = 0; r < repeats; r++) {
       // Baseline and agent alternate, so both see the same machine.
       encodes.push(encodeRate(detail, 3));
-      runs.push(await settleBacklog(backlog, mode));
-      opts.log(`  ${mode}: ${runs.at(-1)!.ms.toFixed(0)} ms (${describe(runs.at(-1)!)})`);
+      runs.push(await settleBacklog(backlog, mode, {}, tally));
+      opts.log(
+        `  ${mode} (${tally}): ${runs.at(-1)!.ms.toFixed(0)} ms (${describe(runs.at(-1)!)})`,
+      );
     }
     const mid = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
+    const what =
+      mode === 'approve'
+        ? `approved${tally === 'cold' ? ', cold tally (first cutover after a start)' : ''}`
+        : 'out of balance + windowed detail upload';
     figures.push({
-      name:
-        mode === 'approve'
-          ? `settlement of a ${rows / 1000}k-sale backlog, approved (TLS)`
-          : `settlement of a ${rows / 1000}k-sale backlog, out of balance + detail upload (TLS)`,
+      name: `settlement of a ${rows / 1000}k-sale backlog, ${what} (TLS)`,
       value: perSecond(rows, mid.ms),
       unit: 'rows/s',
       baseline: median(encodes),
       baselineIs: 'protobufjs pos.v1.DetailRow.encode of the same rows, one message each, same run',
-      target: { on: 'ratio', op: '>=', limit: 0.5 },
+      target: { on: 'ratio', op: '>=', limit: mode === 'approve' ? 0.8 : 0.5 },
       note: `median of ${runs.length} settleNow() runs, ${mid.ms.toFixed(0)} ms: ${describe(mid)}`,
     });
   }

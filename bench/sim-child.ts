@@ -18,6 +18,8 @@ export type SimRequest =
   | { op: 'craft'; terminalId: string; body: CommandBody }
   | { op: 'settlement'; terminalId: string; batchId: string }
   | { op: 'publicKey' }
+  | { op: 'cpu' }
+  | { op: 'fleetCheck'; batches: Array<{ terminalId: string; batchId: string; digest: string }> }
   | { op: 'stop' };
 
 let sim: AcquirerSimulator | undefined;
@@ -76,6 +78,22 @@ async function handle(req: SimRequest): Promise<unknown> {
       return need().commandPublicKeyRaw.toString('base64');
     case 'settlement':
       return need().ledger.settlement(req.terminalId, req.batchId) ?? null;
+    case 'cpu': {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1000;
+    }
+    case 'fleetCheck': {
+      const ledger = need().ledger;
+      const wrong = req.batches
+        .filter(
+          (b) =>
+            ledger.settlementCount(b.terminalId, b.batchId) !== 1 ||
+            ledger.settlement(b.terminalId, b.batchId)?.digest !== b.digest ||
+            ledger.settledBatches(b.terminalId).length !== 1,
+        )
+        .map((b) => b.terminalId);
+      return { wrong };
+    }
     case 'stop':
       await sim?.stop();
       sim = undefined;

@@ -44,8 +44,20 @@ export class SimHost {
 
   port = 0;
 
-  /** A simulator that knows the bench terminal under `activationCode`. */
-  static async start(activationCode = 'BENCHCODE1'): Promise<SimHost> {
+  /**
+   * A simulator that knows the bench terminal under `activationCode`, or (fleet) the given
+   * terminal ids, each with a client certificate made once in the bench's TLS directory.
+   */
+  static async start(
+    activationCode: string | { terminals: string[] } = 'BENCHCODE1',
+  ): Promise<SimHost> {
+    const terminals =
+      typeof activationCode === 'string'
+        ? [{ terminalId: BENCH_TERMINAL, activationCode }]
+        : activationCode.terminals.map((terminalId) => ({
+            terminalId,
+            activationCode: `CODE-${terminalId}`,
+          }));
     const tlsDir = ensureBenchTls();
     const child = fork(path.join(import.meta.dirname, 'sim-child.ts'), [], {
       execArgv: ['--import', 'tsx'],
@@ -56,7 +68,7 @@ export class SimHost {
       op: 'start',
       dataDir: tempDir('acquirer'),
       tlsDir,
-      terminals: [{ terminalId: BENCH_TERMINAL, activationCode }],
+      terminals,
     });
     host.port = port;
     return host;
@@ -97,6 +109,18 @@ export class SimHost {
   /** The raw 32-byte command key, as an activation grant would carry it. */
   async commandPublicKey(): Promise<Buffer> {
     return Buffer.from(await this.request<string>({ op: 'publicKey' }), 'base64');
+  }
+
+  /** CPU milliseconds the simulator's process has used so far. */
+  cpuMs(): Promise<number> {
+    return this.request({ op: 'cpu' });
+  }
+
+  /** Terminals whose batch is not settled exactly once with this digest (empty when all are). */
+  fleetCheck(
+    batches: Array<{ terminalId: string; batchId: string; digest: string }>,
+  ): Promise<{ wrong: string[] }> {
+    return this.request({ op: 'fleetCheck', batches });
   }
 
   settlement(batchId: string): Promise<SettlementRecord | null> {

@@ -73,3 +73,41 @@ export async function rateFor(
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The longest job a serial runner ran while watched: what a command queued behind it waits. */
+export interface JobWatch {
+  /** Longest job, wall and on-CPU (this process), and its name. */
+  longest(): { name: string; wallMs: number; cpuMs: number; jobs: number };
+  stop(): void;
+}
+
+/**
+ * Times every job of a runner (bench-only instrumentation: wraps its `run`). The on-CPU time
+ * of a job is what it costs on a quiet machine; the wall time also holds other processes' load.
+ */
+export function watchJobs(runner: {
+  run: <T>(name: string, job: () => Promise<T> | T) => Promise<T>;
+}): JobWatch {
+  const original = runner.run.bind(runner);
+  let worst = { name: '', wallMs: 0, cpuMs: 0 };
+  let jobs = 0;
+  runner.run = <T>(name: string, job: () => Promise<T> | T) =>
+    original(name, () => {
+      const t0 = nowNs();
+      const c0 = process.cpuUsage();
+      const done = () => {
+        const wallMs = msBetween(t0);
+        const c = process.cpuUsage(c0);
+        jobs++;
+        if (wallMs > worst.wallMs) worst = { name, wallMs, cpuMs: (c.user + c.system) / 1000 };
+      };
+      const r = job();
+      if (r instanceof Promise) return r.finally(done);
+      done();
+      return r;
+    });
+  return {
+    longest: () => ({ ...worst, jobs }),
+    stop: () => void (runner.run = original),
+  };
+}

@@ -51,6 +51,8 @@ export interface Behaviour {
   riskFlagSeverity: number | null;
   /** Wrong activation codes a terminal may try before its code is blocked. */
   maxActivationAttempts: number;
+  /** A broken acquirer: a resend of a settled key gets a new settlement id, duplicate=false. */
+  resendSettlesAgain: boolean;
 }
 
 /** A behaviour switch: counters may be given as booleans (true = always, false = never). */
@@ -79,6 +81,7 @@ export function defaultBehaviour(): Behaviour {
     deactivationRejectReason: 'unsettled obligations remain',
     riskFlagSeverity: null,
     maxActivationAttempts: 5,
+    resendSettlesAgain: false,
   };
 }
 

@@ -197,10 +197,11 @@ export class AcquirerLedger extends ControlLedger {
             'INSERT INTO detail_chunks (terminal_id, batch_id, digest, chunk_index, chunk_count, receipts, received_at) VALUES (?, ?, ?, ?, ?, 1, ?)',
           )
           .run(...k, chunkIndex, chunkCount, now);
-        const insert = this.db.prepare(
-          'INSERT INTO detail_rows (terminal_id, batch_id, digest, seq, row_json) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-        );
-        for (const r of rows) insert.run(...k, r.seq, JSON.stringify(r));
+        this.db
+          .prepare(
+            'INSERT INTO detail_chunk_rows (terminal_id, batch_id, digest, chunk_index, rows_json) VALUES (?, ?, ?, ?, ?)',
+          )
+          .run(...k, chunkIndex, JSON.stringify(rows));
       }
       const n = this.db
         .prepare(
@@ -252,14 +253,20 @@ export class AcquirerLedger extends ControlLedger {
     return r?.c;
   }
 
-  /** Detail rows received for a key, in sequence order. */
+  /** Detail rows received for a key, in sequence order, each sequence number once. */
   detailRows(terminalId: string, batchId: string, digest: string): DetailRowRecord[] {
-    const rows = this.db
+    const chunks = this.db
       .prepare(
-        'SELECT row_json FROM detail_rows WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY seq',
+        'SELECT rows_json FROM detail_chunk_rows WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY chunk_index',
       )
-      .all(terminalId, batchId, digest) as Row[];
-    return rows.map((r) => json<DetailRowRecord>(r.row_json));
+      .pluck()
+      .all(terminalId, batchId, digest) as string[];
+    // A row sent in two chunks (a terminal that re-chunked) still counts once.
+    const bySeq = new Map<number, DetailRowRecord>();
+    for (const c of chunks) {
+      for (const r of json<DetailRowRecord[]>(c)) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r);
+    }
+    return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   }
 
   /** Records what the completed detail upload proved. */

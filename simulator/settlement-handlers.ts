@@ -71,7 +71,10 @@ export function onBatchSubmit(
     let ack: HandlerResult;
     if (existing) {
       seen.outcome = 'duplicate';
-      ack = batchAck(existing, true);
+      // The deliberate fault the conformance kit must catch: a resend "settled" again.
+      ack = behaviour.resendSettlesAgain
+        ? batchAck({ ...existing, settlementId: `STL-${randomBytes(8).toString('hex')}` }, false)
+        : batchAck(existing, true);
     } else {
       const first = firstSubmit(ctx, cn, seen, totals);
       if (first.kind === 'out-of-balance') return first.result;
@@ -103,9 +106,12 @@ function firstSubmit(
   const oob = ledger.outOfBalance(cn, batchId, digest);
   // Detail proves something only when its rows hash to the batch digest.
   const proven = oob?.detailDigestOk ? oob.detailTotals : null;
+  // docs/protocol.md, conformance: a CONFORMANCE-OOB- batch is disputed until its detail is in.
   const claim =
     !proven &&
-    (behaviour.settle === 'out-of-balance' || (behaviour.settle === 'out-of-balance-once' && !oob));
+    (behaviour.settle === 'out-of-balance' ||
+      batchId.startsWith('CONFORMANCE-OOB-') ||
+      (behaviour.settle === 'out-of-balance-once' && !oob));
   if (claim) {
     const claimed = oob?.claimedTotals ?? alteredTotals(totals);
     ledger.claimOutOfBalance(cn, batchId, digest, claimed, now);

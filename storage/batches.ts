@@ -109,14 +109,28 @@ export class Batches {
     this.sql = statementCache(db);
   }
 
+  /**
+   * The open batch (read on every payment), kept in memory between writes to batches; Store
+   * drops it after a rolled-back transaction (forget). Callers get a copy.
+   */
+  private openBatch: Batch | undefined;
+
+  forget(): void {
+    this.openBatch = undefined;
+  }
+
   /** The open batch, creating the first one on a fresh journal. */
   open(now: number): Batch {
-    const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
-      RawBatch | undefined;
-    return row ? toBatch(row) : this.create(now);
+    if (!this.openBatch) {
+      const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
+        RawBatch | undefined;
+      this.openBatch = row ? toBatch(row) : this.create(now);
+    }
+    return { ...this.openBatch };
   }
 
   private create(now: number): Batch {
+    this.openBatch = undefined;
     const last = guarded(() => this.sql('SELECT MAX(number) AS n FROM batches').get()) as {
       n: number | null;
     };
@@ -171,6 +185,7 @@ export class Batches {
     },
     now: number,
   ): Batch {
+    this.openBatch = undefined;
     const res = guarded(() =>
       this.sql(
         `UPDATE batches SET state = 'closed', business_date = ?, closed_at = ?, first_seq = ?, last_seq = ?,
@@ -201,6 +216,7 @@ export class Batches {
     now: number,
     extra: { settlementId?: string; acquirerTotals?: BatchTotals; problem?: string } = {},
   ): Batch {
+    this.openBatch = undefined;
     const marks = from.map(() => '?').join(', ');
     const res = guarded(() =>
       this.sql(

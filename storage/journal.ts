@@ -42,6 +42,24 @@ export interface TxnRow extends TxnRecord {
 /** What batch totals and the batch digest read of a transaction. */
 export type TxnSumRow = Pick<TxnRow, 'seq' | 'hash' | 'type' | 'status' | 'amount' | 'fee'>;
 
+/** A transaction as the detail upload sends it (batchDetailAfter). */
+export interface TxnDetailRow {
+  seq: number;
+  localId: string;
+  type: TxnType;
+  amount: number;
+  currency: string;
+  fee: number;
+  status: TxnStatus;
+  maskedPan: string;
+  panToken: string;
+  authCode: string;
+  originalSeq: number;
+  createdAtMs: number;
+  merchantCategory: string;
+  hash: string;
+}
+
 export interface EventRow {
   seq: number;
   createdAt: number;
@@ -125,7 +143,7 @@ export class Journal {
     this.sql = statementCache(db);
     this.insert = db.prepare(
       `INSERT INTO journal (${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash)
-       VALUES (${JOURNAL_COLUMNS.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+       VALUES (${JOURNAL_COLUMNS.map(() => '?').join(', ')}, ?, ?)`,
     );
     this.head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1');
     this.bySeq = db.prepare('SELECT * FROM journal WHERE seq = ?');
@@ -137,10 +155,23 @@ export class Journal {
     );
   }
 
+  /**
+   * The newest row, kept in memory from the last append (read three times per payment); Store
+   * drops it after a rolled-back transaction (forget), so the next read goes to the file.
+   */
+  private known: { seq: number; hash: string } | undefined;
+
+  forget(): void {
+    this.known = undefined;
+  }
+
   /** The newest row's sequence number and hash (GENESIS when empty). */
   headOf(): { seq: number; hash: string } {
-    const row = guarded(() => this.head.get()) as { seq: number; hash: string } | undefined;
-    return row ?? { seq: 0, hash: GENESIS_HASH };
+    if (!this.known) {
+      const row = guarded(() => this.head.get()) as { seq: number; hash: string } | undefined;
+      this.known = row ?? { seq: 0, hash: GENESIS_HASH };
+    }
+    return { ...this.known };
   }
 
   /** Appends a transaction row; the caller owns the surrounding SQLite transaction. */
@@ -226,8 +257,16 @@ export class Journal {
   private write(content: Omit<Content, 'seq'>): { seq: number; hash: string } {
     const head = this.headOf();
     const full: Content = { ...content, seq: head.seq + 1 };
-    const hash = rowHash(head.hash, full);
-    guarded(() => this.insert.run({ ...full, prev_hash: head.hash, hash }));
+    // One array serves the hash (its canonical JSON, as rowHash) and the positional insert.
+    const values = JOURNAL_COLUMNS.map((c) => full[c] ?? null);
+    const hash = chainHash(head.hash, JSON.stringify(values));
+    try {
+      guarded(() => this.insert.run(...values, head.hash, hash));
+    } catch (e) {
+      this.known = undefined;
+      throw e;
+    }
+    this.known = { seq: full.seq, hash };
     return { seq: full.seq, hash };
   }
 
@@ -331,6 +370,33 @@ export class Journal {
              FROM journal j LEFT JOIN advice_queue q ON q.seq = j.seq
             WHERE j.kind = 'txn' AND j.batch_id = ? ORDER BY j.seq`,
       ).all(batchId),
+    ) as TxnSumRow[];
+  }
+
+  /**
+   * Up to `limit` transactions of a batch after `afterSeq`, in order, as the detail upload
+   * sends them: only the columns it sends, named as it sends them, nulls as empty values, so
+   * a 100,000-row upload builds one object per row and maps nothing.
+   */
+  batchDetailAfter(batchId: string, afterSeq: number, limit: number): TxnDetailRow[] {
+    return guarded(() =>
+      this.sql(
+        `SELECT seq, local_id AS localId, type, amount, currency, fee, status,
+                COALESCE(masked_pan, '') AS maskedPan, COALESCE(pan_token, '') AS panToken,
+                COALESCE(auth_code, '') AS authCode, COALESCE(original_seq, 0) AS originalSeq,
+                created_at AS createdAtMs, category AS merchantCategory, hash
+           FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      ).all(batchId, afterSeq, limit),
+    ) as TxnDetailRow[];
+  }
+
+  /** batchSums of a batch's rows after `afterSeq`, at most `limit` of them. */
+  batchSumsAfter(batchId: string, afterSeq: number, limit: number): TxnSumRow[] {
+    return guarded(() =>
+      this.sql(
+        `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
+             FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      ).all(batchId, afterSeq, limit),
     ) as TxnSumRow[];
   }
 

@@ -42,23 +42,47 @@ export class StateStore {
     this.sql = statementCache(db);
   }
 
+  /**
+   * Read on every payment (twice), so kept in memory between writes: saveLifecycle drops it,
+   * and Store drops it after any rolled-back transaction (forget). Callers get a copy.
+   */
+  private life: LifecycleRow | null | undefined;
+  /** Every installed fee schedule, newest first (same cache rules as `life`). */
+  private schedules: Array<{ effectiveFrom: number; spec: string; parsed?: unknown }> | undefined;
+
+  /** Drops what is kept in memory: after a rollback, what was read may never have been. */
+  forget(): void {
+    this.life = undefined;
+    this.schedules = undefined;
+  }
+
   lifecycle(): LifecycleRow | undefined {
-    const r = guarded(() => this.sql('SELECT * FROM lifecycle WHERE id = 1').get()) as
-      | { state: string; locks: string; reason: string | null; version: number; updated_at: number }
-      | undefined;
-    return (
-      r && {
-        state: r.state,
-        locks: JSON.parse(r.locks) as string[],
-        reason: r.reason,
-        version: r.version,
-        updatedAt: r.updated_at,
-      }
-    );
+    if (this.life === undefined) {
+      const r = guarded(() => this.sql('SELECT * FROM lifecycle WHERE id = 1').get()) as
+        | {
+            state: string;
+            locks: string;
+            reason: string | null;
+            version: number;
+            updated_at: number;
+          }
+        | undefined;
+      this.life = r
+        ? {
+            state: r.state,
+            locks: JSON.parse(r.locks) as string[],
+            reason: r.reason,
+            version: r.version,
+            updatedAt: r.updated_at,
+          }
+        : null;
+    }
+    return this.life ? { ...this.life, locks: [...this.life.locks] } : undefined;
   }
 
   /** Writes the lifecycle row; `expectedVersion` guards against a lost update. */
   saveLifecycle(row: Omit<LifecycleRow, 'version'>, expectedVersion: number): number {
+    this.life = undefined;
     const version = expectedVersion + 1;
     const locks = JSON.stringify(row.locks);
     if (expectedVersion === 0) {
@@ -144,6 +168,7 @@ export class StateStore {
   }
 
   installFeeSchedule(version: string, effectiveFrom: number, spec: unknown, now: number): boolean {
+    this.schedules = undefined;
     const res = guarded(() =>
       this.sql(
         'INSERT OR IGNORE INTO fee_schedules (version, effective_from, spec, installed_at) VALUES (?, ?, ?, ?)',
@@ -154,12 +179,14 @@ export class StateStore {
 
   /** The schedule in force at `at`: the latest effective_from not after it. */
   feeScheduleAt(at: number): unknown {
-    const r = guarded(() =>
+    this.schedules ??= guarded(() =>
       this.sql(
-        'SELECT spec FROM fee_schedules WHERE effective_from <= ? ORDER BY effective_from DESC, installed_at DESC LIMIT 1',
-      ).get(at),
-    ) as { spec: string } | undefined;
-    return r && JSON.parse(r.spec);
+        'SELECT effective_from AS effectiveFrom, spec FROM fee_schedules ORDER BY effective_from DESC, installed_at DESC',
+      ).all(),
+    ) as Array<{ effectiveFrom: number; spec: string; parsed?: unknown }>;
+    const r = this.schedules.find((x) => x.effectiveFrom <= at);
+    // Parsed once and frozen: every payment reads it, nobody may change it.
+    return r && (r.parsed ??= deepFreeze(JSON.parse(r.spec)));
   }
 
   feeSchedules(): Array<{ version: string; effectiveFrom: number }> {
@@ -213,4 +240,12 @@ export class StateStore {
     );
     return res.changes === 1;
   }
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
 }

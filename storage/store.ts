@@ -166,7 +166,15 @@ export class Store {
         `the journal is kept unchanged for forensics (${this.frozen.source}): ${this.frozen.reason}`,
       );
     }
-    if (this.db.inTransaction) return this.runInTransaction(fn) as T;
+    if (this.db.inTransaction) {
+      try {
+        return this.runInTransaction(fn) as T;
+      } catch (e) {
+        // The savepoint rolled back: what the parts keep in memory may name undone writes.
+        this.forgetCached();
+        throw e;
+      }
+    }
     if (this.depth > 0) {
       // Nested, yet no transaction: SQLite rolled the outer one back by itself (it does on
       // SQLITE_FULL and I/O errors). Starting a fresh one here would commit this part alone
@@ -181,6 +189,7 @@ export class Store {
     try {
       out = this.runInTransaction.immediate(fn) as T;
     } catch (e) {
+      this.forgetCached();
       throw mapSqliteError(e);
     } finally {
       this.depth--;
@@ -188,6 +197,13 @@ export class Store {
     // Durable now: the witness may move up to the new head (it never runs ahead of it).
     this.witness?.write({ incarnation: this.incarnation, ...this.journal.headOf() });
     return out;
+  }
+
+  /** Drops the head, open batch, lifecycle and schedules the parts keep between writes. */
+  forgetCached(): void {
+    this.journal.forget();
+    this.batches.forget();
+    this.state.forget();
   }
 
   /** Full page-level check; slow on large files, so it runs on demand and in self-test. */

@@ -4,6 +4,7 @@ import { dataCommands } from './data-commands.ts';
 import { runCommands } from './run-commands.ts';
 import { recoveryCommands } from './recovery.ts';
 import { EXIT, exitCodeOf, exitCodesHelp } from './exit-codes.ts';
+import { conformanceCommand } from '../conformance/command.ts';
 
 /**
  * The production CLI: a table of small command handlers. A command is one entry in
@@ -26,6 +27,7 @@ export const productionCommands: readonly CliCommand[] = [
   ...runCommands,
   ...dataCommands,
   ...recoveryCommands,
+  conformanceCommand,
 ];
 
 const stdio: CliIo = {

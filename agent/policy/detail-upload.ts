@@ -1,5 +1,5 @@
 import type { Envelope } from '../../protocol/messages.ts';
-import type { Journal, TxnRow } from '../../storage/journal.ts';
+import type { Journal, TxnDetailRow } from '../../storage/journal.ts';
 import { AgentError } from '../../base/errors.ts';
 
 /**
@@ -19,7 +19,7 @@ import { AgentError } from '../../base/errors.ts';
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
 export interface ChunkSender {
-  (chunk: { index: number; count: number; rows: TxnRow[] }): Promise<Envelope>;
+  (chunk: { index: number; count: number; rows: TxnDetailRow[] }): Promise<Envelope>;
 }
 
 export class DetailUpload {
@@ -33,6 +33,9 @@ export class DetailUpload {
   private cursor = 0;
   /** Chunks allowed in flight; 1 until the acquirer has answered one. */
   private window = 1;
+  /** The next chunk, being read a slice at a time. */
+  private pending:
+    { index: number; rows: TxnDetailRow[]; after: number; whole: boolean } | undefined;
 
   constructor(
     readonly batchId: string,
@@ -57,11 +60,32 @@ export class DetailUpload {
     return this.inflight.size;
   }
 
-  /** Reads and sends the next chunk without waiting for its ack. */
-  sendNext(journal: Journal, send: ChunkSender): number {
+  /**
+   * Reads part of the next chunk, at most `sliceRows` rows, so no single job reads a whole
+   * chunk; true once the chunk is whole and can be sent with sendPrepared.
+   */
+  prepare(journal: Journal, sliceRows: number): boolean {
     const index = this.nextIndex();
-    const rows = journal.batchRowsAfter(this.batchId, this.afterOf(journal, index), this.chunkRows);
-    if (rows.length > 0) this.startAfter.set(index + 1, rows.at(-1)!.seq);
+    if (this.pending?.index !== index) {
+      this.pending = { index, rows: [], after: this.afterOf(journal, index), whole: false };
+    }
+    const p = this.pending;
+    if (p.whole) return true;
+    const want = Math.min(sliceRows, this.chunkRows - p.rows.length);
+    const rows = journal.batchDetailAfter(this.batchId, p.after, want);
+    for (const r of rows) p.rows.push(r);
+    if (rows.length > 0) p.after = rows.at(-1)!.seq;
+    p.whole = rows.length < want || p.rows.length === this.chunkRows;
+    if (p.whole) this.startAfter.set(index + 1, p.after);
+    return p.whole;
+  }
+
+  /** Sends the chunk prepare() made whole, without waiting for its ack. */
+  sendPrepared(send: ChunkSender): number {
+    const p = this.pending;
+    if (!p?.whole) throw new Error('no detail chunk is prepared');
+    this.pending = undefined;
+    const { index, rows } = p;
     this.cursor = index + 1;
     let sent: Promise<Envelope>;
     try {
@@ -123,6 +147,7 @@ export class DetailUpload {
   private rewind(): void {
     this.inflight.clear();
     this.cursor = 0;
+    this.pending = undefined;
   }
 
   private mark(i: number): void {

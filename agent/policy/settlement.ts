@@ -6,7 +6,8 @@ import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
-import { batchDigest, computeTotals, totalsEqual } from './batch-totals.ts';
+import { totalsEqual } from './batch-totals.ts';
+import { forgetTally, openBatchTally } from './open-batch-tally.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
 import * as dispute from './settlement-dispute.ts';
@@ -47,6 +48,9 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
+const DETAIL_READ_SLICE = 500;
+
 /** How a request ended, caught at once so a rejection is never left unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
@@ -84,40 +88,79 @@ export class Settlement {
   /**
    * Closes the open batch. Without `force`, at most one cutover per business date: a
    * late or doubled cron tick finds the date already cut and does nothing. An empty
-   * batch is never closed.
+   * batch is never closed. Reads every row not yet tallied in one go: the agent uses
+   * cutoverInSlices.
    */
   cutover(opts: { force?: boolean; reason: string }): Batch | null {
+    return this.closeTallied(opts);
+  }
+
+  /**
+   * The same cutover, with the rows read in slices of `sliceRows`, one runner job each, so
+   * a command or a console line waits for one slice, not for a 100,000-row batch. Only the
+   * rows appended since the last slice are read inside the closing transaction.
+   */
+  async cutoverInSlices(
+    opts: { force?: boolean; reason: string },
+    sliceRows = 1_000,
+  ): Promise<Batch | null> {
+    const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
+    for (;;) {
+      const r = await run(async () => {
+        const now = this.d.clock.now();
+        if (!opts.force && this.cutToday(now)) return { batch: null };
+        if (!openBatchTally(this.d.store, now, sliceRows).caughtUp) return undefined;
+        return { batch: this.closeTallied(opts) };
+      });
+      if (r) return r.batch;
+    }
+  }
+
+  private cutToday(now: number): boolean {
+    const { store, config } = this.d;
+    const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
+    return store.batches.lastBusinessDate() === date;
+  }
+
+  private closeTallied(opts: { force?: boolean; reason: string }): Batch | null {
     const { store, clock, config } = this.d;
-    const batch = store.atomically(() => {
-      const now = clock.now();
-      const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
-      if (!opts.force && store.batches.lastBusinessDate() === date) return null;
-      const open = store.batches.open(now);
-      // Totals and digest need six columns, not whole rows (bench/settlement.ts).
-      const rows = store.journal.batchSums(open.batchId);
-      if (rows.length === 0) return null;
-      const totals = computeTotals(rows, config.currency);
-      const digest = batchDigest(open.batchId, rows);
-      const closed = store.batches.close(
-        open.batchId,
-        {
-          businessDate: date,
-          firstSeq: rows[0]!.seq,
-          lastSeq: rows.at(-1)!.seq,
-          txnCount: rows.length,
-          totals,
-          digest,
-        },
-        now,
-      );
-      store.journal.appendEvent(
-        'batch-closed',
-        { batchId: open.batchId, digest, businessDate: date, totals, reason: opts.reason },
-        now,
-      );
-      return closed;
-    });
+    let batch: Batch | null;
+    try {
+      batch = store.atomically(() => {
+        const now = clock.now();
+        const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
+        if (!opts.force && store.batches.lastBusinessDate() === date) return null;
+        // Totals and digest come from the tally: only rows since its last look are read here.
+        const { tally } = openBatchTally(store, now);
+        if (tally.rows === 0) return null;
+        const totals = tally.totals(config.currency);
+        const digest = tally.digest();
+        const closed = store.batches.close(
+          tally.batchId,
+          {
+            businessDate: date,
+            firstSeq: tally.firstSeq!,
+            lastSeq: tally.lastSeq,
+            txnCount: tally.rows,
+            totals,
+            digest,
+          },
+          now,
+        );
+        store.journal.appendEvent(
+          'batch-closed',
+          { batchId: tally.batchId, digest, businessDate: date, totals, reason: opts.reason },
+          now,
+        );
+        return closed;
+      });
+    } catch (e) {
+      // A failed close may leave the tally ahead of what it believes: start it afresh.
+      forgetTally(store);
+      throw e;
+    }
     if (batch) {
+      forgetTally(store);
       this.d.log.info({ batchId: batch.batchId, totals: batch.totals }, 'batch closed');
       this.d.afterStep?.('closed', batch.batchId);
     }
@@ -290,14 +333,17 @@ export class Settlement {
       return { kind: 'again' };
     }
     if (up.canSend) {
-      up.sendNext(journal, ({ index, count, rows }) =>
+      // A slice of the next chunk per job; the chunk goes out in the job after its last slice.
+      if (!up.prepare(journal, DETAIL_READ_SLICE)) return { kind: 'again' };
+      up.sendPrepared(({ index, count, rows }) =>
         this.d.link.request({
           batchDetailChunk: {
             batchId: batch.batchId,
             digest: batch.digest,
             chunkIndex: index,
             chunkCount: count,
-            rows: rows.map(detailRow),
+            // Already in DetailRow's shape (journal.batchDetailAfter).
+            rows,
           },
         }),
       );
@@ -351,7 +397,7 @@ export class Settlement {
   /** Transactions the acquirer has not settled yet: the open batch and every queued one. */
   unsettledTransactions(): number {
     const { store, clock } = this.d;
-    let n = store.journal.batchRows(store.batches.open(clock.now()).batchId).length;
+    let n = openBatchTally(store, clock.now()).tally.rows;
     for (const b of store.batches.unsettled()) n += b.txnCount ?? 0;
     return n;
   }

@@ -10,6 +10,7 @@ import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
 import { AgentError, isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
+import { warmOpenBatchTally } from '../policy/open-batch-tally.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
 import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
@@ -152,6 +153,8 @@ export class Agent {
   }
 
   /** Self-test, link, schedules. A deactivated terminal starts with neither link nor schedules. */
+  private tallyWarm: Promise<void> | undefined;
+
   async start(): Promise<void> {
     this.finishDestroyingCredentials();
     // The whole chain first, before the self-test writes its checkpoint into the file.
@@ -165,6 +168,10 @@ export class Agent {
       return;
     }
     this.channel.start();
+    // After a start with a large open batch, status and the cutover then read only new rows.
+    this.tallyWarm = warmOpenBatchTally(this.core.store, () => this.core.clock.now()).catch((e) =>
+      this.logFailure('open batch tally', e),
+    );
     if (this.opts.schedules !== false) {
       this.scheduler = new Scheduler({
         log: this.log,
@@ -185,6 +192,7 @@ export class Agent {
     await this.channel.close();
     await this.guard.stop();
     await this.pageCheck;
+    await this.tallyWarm;
     await this.runner.idle().catch(() => {});
     this.core.close();
   }
@@ -204,18 +212,14 @@ export class Agent {
 
   /** Cut over now (whatever the date) and settle every queued batch. */
   async settleNow(reason = 'settle now'): Promise<SettleReport & { closed: string | null }> {
-    const closed = await this.runner.run('cutover', () =>
-      this.settlement.cutover({ force: true, reason }),
-    );
+    const closed = await this.settlement.cutoverInSlices({ force: true, reason });
     const report = await this.settleQueued();
     return { ...report, closed: closed?.batchId ?? null };
   }
 
   /** The cron's nightly ask: one cutover per business date, then settle. */
   async nightlyCutover(): Promise<SettleReport> {
-    await this.runner.run('cutover', () =>
-      this.settlement.cutover({ force: false, reason: 'nightly cutover' }),
-    );
+    await this.settlement.cutoverInSlices({ force: false, reason: 'nightly cutover' });
     return this.settleQueued();
   }
 
@@ -337,9 +341,10 @@ export class Agent {
     const { terminal } = this.core;
     if (terminal.status().state !== 'deactivating')
       return terminal.status().state === 'deactivated';
-    await this.runner.run('final-cutover', () =>
-      this.settlement.cutover({ force: true, reason: 'final cutover before deactivation' }),
-    );
+    await this.settlement.cutoverInSlices({
+      force: true,
+      reason: 'final cutover before deactivation',
+    });
     const report = await this.settleQueued();
     const done = await this.runner.run('final-settlement', () => {
       if (terminal.status().state !== 'deactivating')

@@ -1,7 +1,7 @@
 import type { Store } from '../../storage/store.ts';
 import type { JournalEntry } from '../../storage/journal.ts';
 import type { Batch } from '../../storage/batches.ts';
-import { computeTotals } from '../policy/batch-totals.ts';
+import { openBatchTally } from '../policy/open-batch-tally.ts';
 import { mayTransact, type TerminalStatus } from '../policy/lifecycle.ts';
 import type { Identity } from './core.ts';
 
@@ -45,9 +45,9 @@ export function statusView(
     link?: StatusView['link'];
   },
 ): StatusView {
-  const open = store.batches.open(ctx.now);
-  const rows = store.journal.batchSums(open.batchId);
-  const totals = computeTotals(rows, ctx.currency);
+  // Reads only the rows since the last look (agent/policy/open-batch-tally.ts).
+  const { tally } = openBatchTally(store, ctx.now);
+  const totals = tally.totals(ctx.currency);
   const head = store.journal.headOf();
   return {
     terminalId: ctx.terminalId,
@@ -60,8 +60,8 @@ export function statusView(
       : null,
     journal: { headSeq: head.seq, headHash: head.hash },
     openBatch: {
-      batchId: open.batchId,
-      transactions: rows.length,
+      batchId: tally.batchId,
+      transactions: tally.rows,
       netAmount: totals.netAmount,
       netFee: totals.netFee,
       netSettlement: totals.netSettlement,

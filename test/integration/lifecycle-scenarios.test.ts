@@ -9,6 +9,7 @@ import path from 'node:path';
 import { createPublicKey, verify } from 'node:crypto';
 import type { AcquirerSimulator, CommandBody } from '../../simulator/acquirer.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import type { Clock } from '../../base/clock.ts';
 import { generateEd25519, rawPublicKey, TerminalKeyFile } from '../../agent/policy/keys.ts';
 import type { IssueOptions } from '../../simulator/command-desk.ts';
 import {
@@ -32,15 +33,23 @@ beforeAll(async () => {
 afterEach(() => world.afterEachTest());
 afterAll(() => world.close());
 
-const agentFor = (id: string, o?: { dir?: string; extra?: Record<string, unknown> }) =>
-  world.agentFor(id, o);
+const agentFor = (
+  id: string,
+  o?: { dir?: string; extra?: Record<string, unknown>; clock?: Clock },
+) => world.agentFor(id, o);
 const activeAgent = (id: string, extra?: Record<string, unknown>) => world.activeAgent(id, extra);
 const locks = (r: AgentRig) => r.agent.core.terminal.status().locks;
 
 describe('activation', () => {
   it('wrong codes are refused with attempts left and journaled; the acquirer limit is reported as such', async () => {
     sim.registerTerminal({ terminalId: 'TA01', activationCode: 'RIGHT-CODE-1' });
-    const { agent } = await agentFor('TA01', { extra: { activation: { lockoutMs: 400 } } });
+    // Real time, but moved forward by hand past the local lockout instead of waiting it out.
+    let skewMs = 0;
+    const clock: Clock = { now: () => Date.now() + skewMs };
+    const { agent } = await agentFor('TA01', {
+      extra: { activation: { lockoutMs: 400 } },
+      clock,
+    });
     for (let i = 1; i <= 4; i++) {
       const err = await agent.activate('WRONG-CODE', 'console:tech1').catch((e: Error) => e);
       expect(err).toMatchObject({ code: 'ACTIVATION_REFUSED' });
@@ -59,7 +68,7 @@ describe('activation', () => {
     );
     expect(world.activationRequests.get('TA01')).toBe(asked);
     // After the local lockout the acquirer still holds the code blocked; no attempts are promised.
-    await sleep(450);
+    skewMs += 450;
     const after = await agent.activate('RIGHT-CODE-1', 'console:tech1').catch((e: Error) => e);
     expect(after).toMatchObject({ code: 'ACTIVATION_RETRY_LIMIT' });
     expect((after as Error).message).not.toMatch(/[1-9] attempts left/);
@@ -104,7 +113,8 @@ describe('activation', () => {
     expect(sim.ledger.terminal('TA02')!.publicKey).toEqual(rawPublicKey(createPublicKey(own)));
     const sale = agent.core.payments.record({ type: 'sale', amount: 10_000, card: { pan: PAN } });
     expect(sale.feeVersion).toBe(DEFAULT_FEE_SCHEDULE.version);
-    expect(sale.fee).toBeGreaterThan(0);
+    // 0.60 % of 100 yuan is 60 fen, below the 300 fen minimum of the default category.
+    expect(sale.fee).toBe(300);
     expect(await codeOf(() => agent.activate('RIGHT-CODE-2', 'console:tech1'))).toBe(
       'LIFECYCLE_REFUSED',
     );

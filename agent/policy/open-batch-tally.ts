@@ -1,0 +1,137 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { BatchTotals } from '../../storage/batches.ts';
+import type { Store } from '../../storage/store.ts';
+import type { TxnSumRow, TxnType } from '../../storage/journal.ts';
+
+/**
+ * Running totals and digest of the open batch, advanced by reading only the rows appended
+ * since the last look (keyset on seq: journal rows never change and seq only grows). The
+ * console's `status` and the cutover both read through it, so neither reads a 100,000-row
+ * batch whole on the event loop: status reads the few rows since the previous status, and the
+ * cutover reads the rest in slices between other jobs, then only the tail inside its commit.
+ *
+ * Produces exactly what computeTotals and batchDigest (batch-totals.ts) produce over the same
+ * rows; test/unit/open-batch-tally.test.ts holds it to that.
+ */
+
+const TYPES: readonly TxnType[] = ['sale', 'refund', 'void', 'reversal'];
+
+export class BatchTally {
+  private readonly hash: Hash;
+  private readonly counts = new Map<TxnType, { count: number; amount: number; fee: number }>(
+    TYPES.map((t) => [t, { count: 0, amount: 0, fee: 0 }]),
+  );
+  private sales = 0n;
+  private takenBack = 0n;
+  private feesCharged = 0n;
+  private feesReturned = 0n;
+  private counted = 0;
+  /** Rows taken (declined included): the batch's txnCount. */
+  rows = 0;
+  firstSeq: number | undefined;
+  lastSeq = 0;
+
+  constructor(readonly batchId: string) {
+    this.hash = createHash('sha256').update(batchId);
+  }
+
+  /** Takes rows in sequence order, all after lastSeq. */
+  add(rows: readonly TxnSumRow[]): void {
+    if (rows.length === 0) return;
+    let text = '';
+    // Sums of one slice stay far below 2^53 fen; they go into bigint once per slice.
+    let sales = 0;
+    let takenBack = 0;
+    let feesCharged = 0;
+    let feesReturned = 0;
+    for (const r of rows) {
+      text += `\n${r.seq}:${r.hash}`;
+      if (r.status === 'declined') continue;
+      const t = this.counts.get(r.type)!;
+      t.count++;
+      t.amount += r.amount;
+      t.fee += r.fee;
+      this.counted++;
+      if (r.type === 'sale') {
+        sales += r.amount;
+        feesCharged += r.fee;
+      } else {
+        takenBack += r.amount;
+        feesReturned += r.fee;
+      }
+    }
+    for (const x of [sales, takenBack, feesCharged, feesReturned]) {
+      if (!Number.isSafeInteger(x)) throw new RangeError('a batch slice sums past 2^53 fen');
+    }
+    this.hash.update(text);
+    this.sales += BigInt(sales);
+    this.takenBack += BigInt(takenBack);
+    this.feesCharged += BigInt(feesCharged);
+    this.feesReturned += BigInt(feesReturned);
+    this.firstSeq ??= rows[0]!.seq;
+    this.lastSeq = rows.at(-1)!.seq;
+    this.rows += rows.length;
+  }
+
+  totals(currency: string): BatchTotals {
+    const netAmount = this.sales - this.takenBack;
+    const netFee = this.feesCharged - this.feesReturned;
+    return {
+      byType: TYPES.map((type) => ({ type, ...this.counts.get(type)! })),
+      transactionCount: this.counted,
+      netAmount: Number(netAmount),
+      netFee: Number(netFee),
+      netSettlement: Number(netAmount - netFee),
+      currency,
+    };
+  }
+
+  /** The batch digest over every row taken so far (the tally can go on taking rows). */
+  digest(): string {
+    return this.hash.copy().digest('hex');
+  }
+}
+
+const tallies = new WeakMap<Store, BatchTally>();
+
+/**
+ * The open batch's tally, advanced by at most `limit` rows. `caughtUp` is false when rows
+ * remain: call again (the cutover does, one slice per job).
+ */
+export function openBatchTally(
+  store: Store,
+  now: number,
+  limit = Number.MAX_SAFE_INTEGER,
+): { tally: BatchTally; caughtUp: boolean } {
+  const open = store.batches.open(now);
+  let tally = tallies.get(store);
+  if (tally?.batchId !== open.batchId) {
+    tally = new BatchTally(open.batchId);
+    tallies.set(store, tally);
+  }
+  const rows = store.journal.batchSumsAfter(open.batchId, tally.lastSeq, limit);
+  tally.add(rows);
+  return { tally, caughtUp: rows.length < limit };
+}
+
+/** Forgets a store's tally (after its batch closed, or a rollback that may have undone rows). */
+export function forgetTally(store: Store): void {
+  tallies.delete(store);
+}
+
+/**
+ * Brings the tally up to date in the background, `sliceRows` at a time with an event-loop
+ * turn between slices, so the first `status` or cutover after a start with a large open batch
+ * reads only the rows since. Stops quietly when the store closes.
+ */
+export async function warmOpenBatchTally(
+  store: Store,
+  now: () => number,
+  sliceRows = 2_000,
+): Promise<void> {
+  for (;;) {
+    if (!store.db.open) return;
+    if (openBatchTally(store, now(), sliceRows).caughtUp) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
