@@ -51,7 +51,9 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
     const r = rawWalk(file);
     if (a.rows !== r.rows) throw new Error(`agent walked ${a.rows} rows, raw ${r.rows}`);
     pairs.push({ agent: a.ms, raw: r.ms, rows: a.rows });
-    opts.log(`  round ${i + 1}/${rounds}: worker verify ${a.ms.toFixed(0)} ms, raw ${r.ms.toFixed(0)} ms`);
+    opts.log(
+      `  round ${i + 1}/${rounds}: worker verify ${a.ms.toFixed(0)} ms, raw ${r.ms.toFixed(0)} ms`,
+    );
   }
   const order = [...pairs].sort((x, y) => x.agent / x.raw - y.agent / y.raw);
   const mid = order[Math.floor(order.length / 2)]!;

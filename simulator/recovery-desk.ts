@@ -16,7 +16,12 @@ import type { CommandSigner } from './command-signer.ts';
 export function signRecoveryGrant(
   ledger: AcquirerLedger,
   signer: CommandSigner,
-  o: { terminalId: string; now: number; ttlMs: number; lastReportedHead: RecoveryGrantBody['lastReportedHead'] },
+  o: {
+    terminalId: string;
+    now: number;
+    ttlMs: number;
+    lastReportedHead: RecoveryGrantBody['lastReportedHead'];
+  },
 ): string {
   const t = ledger.terminal(o.terminalId);
   if (!t) throw new Error(`unknown terminal ${o.terminalId}`);

@@ -37,7 +37,8 @@ function grantOf(ctx: CliContext, required: boolean): string | undefined {
 const report: CliCommand = {
   name: 'recovery report',
   args: '--data DIR | --config FILE [--grant FILE] [--json]',
-  summary: "what the journal lost: its witness, its chain, and (with a grant) the acquirer's batches",
+  summary:
+    "what the journal lost: its witness, its chain, and (with a grant) the acquirer's batches",
   options: { ...common, grant: { type: 'string' } },
   run: (ctx) => {
     const config = configOf(ctx);
@@ -49,11 +50,15 @@ const report: CliCommand = {
     const j = r.journal;
     const v = j.verify;
     ctx.io.out(`journal    ${journalPath(config)} (incarnation ${j.incarnation ?? '-'})`);
-    ctx.io.out(`head       ${j.head ? `${j.head.seq} ${j.head.hash.slice(0, 16)}` : 'none (empty or missing)'}`);
+    ctx.io.out(
+      `head       ${j.head ? `${j.head.seq} ${j.head.hash.slice(0, 16)}` : 'none (empty or missing)'}`,
+    );
     ctx.io.out(
       `witness    ${j.witness.state === 'ok' ? `row ${j.witness.record.seq} ${j.witness.record.hash.slice(0, 16)}` : j.witness.state}`,
     );
-    ctx.io.out(`verdict    ${j.verdict.ok ? `sound (${j.verdict.kind})` : `ROLLBACK: ${j.verdict.reason}`}`);
+    ctx.io.out(
+      `verdict    ${j.verdict.ok ? `sound (${j.verdict.kind})` : `ROLLBACK: ${j.verdict.reason}`}`,
+    );
     ctx.io.out(
       `chain      ${!v ? '-' : 'error' in v ? `unreadable: ${v.error}` : v.ok ? `ok, ${v.checked} rows` : `BROKEN at row ${v.firstBad!.seq}: ${v.firstBad!.reason}`}`,
     );

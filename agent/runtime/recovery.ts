@@ -50,7 +50,12 @@ interface OldJournal {
   identity: Identity | null;
   commandCounter: number;
   verify: VerifyResult | { error: string } | null;
-  batches: Array<{ batchId: string; state: string; digest: string | null; txnCount: number | null }>;
+  batches: Array<{
+    batchId: string;
+    state: string;
+    digest: string | null;
+    txnCount: number | null;
+  }>;
   key: KeyObject | undefined;
 }
 
@@ -196,7 +201,11 @@ export function exportForensics(
   const { key: _key, ...facts } = old;
   writeFileSync(
     path.join(outDir, 'manifest.json'),
-    JSON.stringify({ exportedAt: new Date().toISOString(), files: copied, journal: facts }, null, 2),
+    JSON.stringify(
+      { exportedAt: new Date().toISOString(), files: copied, journal: facts },
+      null,
+      2,
+    ),
   );
   return copied;
 }
@@ -216,11 +225,18 @@ export function startNewIncarnation(
     const old = readOld(config);
     const grant = checkGrant(old, config, clock, grantText);
     const stamp = new Date(clock.now()).toISOString().replace(/[:.]/g, '-');
-    const forensicsDir = path.join(config.dataDir, 'forensics', `${old.incarnation ?? 'unknown'}-${stamp}`);
+    const forensicsDir = path.join(
+      config.dataDir,
+      'forensics',
+      `${old.incarnation ?? 'unknown'}-${stamp}`,
+    );
     exportForensics(config, forensicsDir);
     writeFileSync(path.join(forensicsDir, 'grant.json'), grantText);
     // Moved, not deleted: the copies above are the manifest's; the originals go beside them.
-    for (const f of [...JOURNAL_FILES.map((n) => path.join(config.dataDir, n)), witnessPath(config)])
+    for (const f of [
+      ...JOURNAL_FILES.map((n) => path.join(config.dataDir, n)),
+      witnessPath(config),
+    ])
       if (existsSync(f)) renameSync(f, path.join(forensicsDir, `original-${path.basename(f)}`));
     const core = openCore(config, { clock });
     try {
@@ -258,4 +274,3 @@ export function startNewIncarnation(
     lock.release();
   }
 }
-

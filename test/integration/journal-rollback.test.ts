@@ -256,7 +256,15 @@ describe('recovery, end to end', () => {
     // With the acquirer's grant: its settled batch is open here again (or gone).
     const grantFile = path.join(root, `${t.terminalId}-grant.json`);
     writeFileSync(grantFile, sim.signRecoveryGrant(t.terminalId));
-    const withGrant = cli('recovery', 'report', '--data', t.dataDir, '--grant', grantFile, '--json');
+    const withGrant = cli(
+      'recovery',
+      'report',
+      '--data',
+      t.dataDir,
+      '--grant',
+      grantFile,
+      '--json',
+    );
     const report = JSON.parse(withGrant.out) as {
       acquirer: { settled: Array<{ batchId: string; local: string }> };
     };
@@ -281,7 +289,10 @@ describe('recovery, end to end', () => {
     const forged = path.join(root, `${t.terminalId}-forged.json`);
     writeFileSync(
       forged,
-      JSON.stringify({ grant: body.toString('base64url'), signature: sign(null, body, forger.privateKey).toString('base64url') }),
+      JSON.stringify({
+        grant: body.toString('base64url'),
+        signature: sign(null, body, forger.privateKey).toString('base64url'),
+      }),
     );
     const refused = cli('recovery', 'start', '--data', t.dataDir, '--grant', forged);
     expect(refused.code).toBe(2);
@@ -310,7 +321,8 @@ describe('recovery, end to end', () => {
     expect(newIds).toHaveLength(1);
     expect(settledBefore.map((b) => b.batchId)).not.toContain(newIds[0]);
     expect(sim.ledger.settlementCount(t.terminalId, newIds[0]!)).toBe(1);
-    for (const b of settledBefore) expect(sim.ledger.settlementCount(t.terminalId, b.batchId)).toBe(1);
+    for (const b of settledBefore)
+      expect(sim.ledger.settlementCount(t.terminalId, b.batchId)).toBe(1);
     await p.ask({ op: 'stop' }, (e) => e.stopped === true);
     await p.exit();
   }, 180_000);
