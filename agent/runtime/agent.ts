@@ -28,6 +28,7 @@ import { statusView, type StatusView } from './views.ts';
 import { watchLink } from './link-watch.ts';
 import type { ClockTrust } from '../policy/clock-trust.ts';
 import { JournalGuard } from './journal-guard.ts';
+import { rememberAcquirerKey } from './recovery.ts';
 import { heartbeatReport, openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
@@ -179,7 +180,10 @@ export class Agent {
     this.finishDestroyingCredentials();
     // The whole chain first, before the self-test writes its checkpoint into the file.
     this.pageCheck = this.guard.start();
-    if (!this.core.store.frozen) this.selfTest.run({ full: false });
+    if (!this.core.store.frozen) {
+      this.selfTest.run({ full: false });
+      rememberAcquirerKey(this.opts.config, this.core.store);
+    }
     if (this.core.terminal.status().state === 'deactivated') {
       this.log.warn('the terminal is deactivated: it answers status only');
       return;
@@ -257,6 +261,7 @@ export class Agent {
       // The flow makes the signing key only once it knows the terminal is unactivated:
       // making it here would bring a destroyed key back on a deactivated terminal.
       await activate(this.flowDeps(), code, by);
+      rememberAcquirerKey(this.opts.config, this.core.store);
     });
   }
 
