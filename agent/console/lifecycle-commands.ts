@@ -18,7 +18,11 @@ export const settleCommand: TerminalCommand = ({ agent }) => ({
     ctx.print('cutting over and settling...');
     const r = await agent.settleNow(`settle from console by ${ctx.technician}`);
     const lines = [
-      r.closed ? `closed batch ${r.closed}` : 'nothing new to close',
+      r.closed
+        ? `closed batch ${r.closed}`
+        : agent.settlement.deferred
+          ? 'the open batch waits for the answers to its offline advices (see: advices)'
+          : 'nothing new to close',
       `settled: ${r.settled.length ? r.settled.join(', ') : 'none'}`,
     ];
     if (r.pending.length) lines.push(`still queued: ${r.pending.join(', ')}`);
@@ -130,8 +134,9 @@ export const unlockCommand: TerminalCommand = ({ agent }) => ({
     // Say so rather than pretend: an unlock of a lock that is not there changes nothing.
     // (risk and remote go to the lifecycle, which refuses a technician and journals it.)
     if (technicianClears.includes(source) && !held.includes(source as never)) {
-      const others = held.length ? `; held: ${held.join(', ')}` : '; no lock is held';
-      return `no ${source} lock is held${others}. Nothing changed`;
+      return held.length
+        ? `no ${source} lock is held (held: ${held.join(', ')}); nothing changed`
+        : 'no lock is held; nothing changed';
     }
     agent.core.terminal.applyOrRecord(
       { type: 'unlock', source: source as 'technician', by: 'technician' },
