@@ -51,6 +51,16 @@ export interface SettlementDeps {
 /** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
 const DETAIL_READ_SLICE = 500;
 
+/**
+ * One event-loop turn. Runner jobs chain through promises (microtasks), so without it a drive
+ * would run slice after slice and never let the loop read a socket: a lock frame would sit
+ * unread until the whole cutover or a window of chunks was done. After a turn, a command that
+ * arrived meanwhile is queued ahead of the next settlement job.
+ */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** How a request ended, caught at once so a rejection is never left unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
@@ -106,6 +116,7 @@ export class Settlement {
   ): Promise<Batch | null> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
+      await turn();
       const r = await run(async () => {
         const now = this.d.clock.now();
         if (!opts.force && this.cutToday(now)) return { batch: null };
@@ -211,6 +222,7 @@ export class Settlement {
   private async drive(batchId: string): Promise<Batch> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
+      await turn();
       const move = await run(async () => this.advance(batchId));
       if (move.kind === 'done') return move.batch;
       if (move.kind === 'wait') {
