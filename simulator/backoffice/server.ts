@@ -26,6 +26,7 @@ import {
   type BackOfficeContext,
   type ThrottleOptions,
 } from './context.ts';
+import { holdsCardNumber } from './card-text.ts';
 import { html } from './html.ts';
 import { merchantRoutes } from './merchant-routes.ts';
 import { hashPassword } from './passwords.ts';
@@ -94,6 +95,26 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     const s = token ? store.session(token, ctx.now()) : undefined;
     req.user = s?.user ?? null;
     req.sessionHash = s?.sessionHash ?? null;
+  });
+  // After CSRF and schema checks, before any route stores or shows what was typed.
+  app.addHook('preHandler', async (req, reply) => {
+    const body = req.body as Record<string, unknown> | undefined;
+    const typed = [body?.reason, body?.note].filter((v): v is string => typeof v === 'string');
+    if (!typed.some(holdsCardNumber)) return undefined;
+    audit(ctx, req, 'refused-card-number', {
+      detail: `${req.method} ${req.url}`,
+      outcome: 'refused',
+    });
+    return sendPage(
+      reply,
+      req,
+      'Check the form',
+      html`<p>
+        That text looks like a card number. Card numbers are never typed here; describe the reason
+        without one.
+      </p>`,
+      { status: 400 },
+    );
   });
   app.addHook('onSend', async (_req, reply) => {
     reply.headers(SECURITY_HEADERS);

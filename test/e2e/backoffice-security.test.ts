@@ -137,6 +137,9 @@ describe('back office security in Chromium', () => {
     // And a reviewer is not a merchant.
     const rev = await w.loginAs(REVIEWER);
     expect((await rev.page.goto('/pos'))?.status()).toBe(403);
+    await rev.page.goto('/terminals?q=Lakala');
+    expect(await rev.page.locator('table.terminals tbody tr').count()).toBe(25);
+    await w.shot(rev.page, 'reviewer-terminals');
     await rev.ctx.close();
     // Logged out, nothing but the login page.
     const anon = await w.browser.newContext({ baseURL: w.bo.url });
@@ -198,6 +201,30 @@ describe('back office security in Chromium', () => {
     await rev.ctx.close();
   }, 30_000);
 
+  it('refuses a card number typed into a reason, so no page can show one', async () => {
+    await noodle.goto('/pos/N000003');
+    const token = await tokenOf(noodle);
+    for (const reason of [
+      'stolen card 4111 1111 1111 1111 used here',
+      'see 4111-1111-1111-1111',
+      'x4111111111111111x',
+    ]) {
+      const res = await post(noodle, '/pos/N000003/deactivate', { reason, _csrf: token });
+      expect(res.status, reason).toBe(400);
+      expect(res.text).not.toContain('4111');
+    }
+    expect(reviews('N000003')).toBe(0);
+    // An ordinary number (a phone, an order) is fine: the request goes through (a redirect).
+    const ok = await post(noodle, '/pos/N000003/deactivate', {
+      reason: 'call 13800138000 first',
+      _csrf: token,
+    });
+    expect(ok.status).toBe(0); // the opaque answer of a redirect not followed
+    expect(w.sim.ledger.reviews('N000003').map((r) => r.reason)).toEqual([
+      'call 13800138000 first',
+    ]);
+  });
+
   it('throttles logins: after 5 failures even the right password waits', async () => {
     await w.bo.addUser({
       username: 'victim',
@@ -222,6 +249,7 @@ describe('back office security in Chromium', () => {
     const blocked = await attempt('right-pass-1');
     expect(blocked.status()).toBe(429);
     expect(await page.locator('.flash').textContent()).toMatch(/Too many failed attempts/);
+    await w.shot(page, 'login-throttled');
     expect(await ctx.cookies()).not.toContainEqual(expect.objectContaining({ name: 'bo_session' }));
     await ctx.close();
     // Someone else still logs in.

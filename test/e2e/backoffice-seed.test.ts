@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { codeOf, sell } from '../fixtures/lifecycle-rig.ts';
+import { PAN, codeOf, sell } from '../fixtures/lifecycle-rig.ts';
 import {
   BackOfficeWorld,
   MERCHANT,
@@ -143,6 +143,47 @@ describe('back office in Chromium against a real agent', () => {
     expect(audit).toContain('127.0.0.1');
     await w.shot(reviewer, 'audit');
   }, 90_000);
+
+  it('activation codes: the merchant gets one for a new terminal, which activates with it', async () => {
+    await merchant.goto('/activation-codes');
+    await merchant.selectOption('select[name=brand]', 'PAX');
+    await merchant.fill('input[name=model]', 'A920');
+    await Promise.all([
+      merchant.waitForURL(/done=created/),
+      merchant.click('form[action="/activation-codes"] button'),
+    ]);
+    const row = merchant.locator('table.codes tbody tr', { hasText: 'PAX A920' });
+    const terminalId = ((await row.locator('td').first().textContent()) ?? '').trim();
+    const code = ((await row.locator('.code').textContent()) ?? '').trim();
+    expect(terminalId).toMatch(/^T\d{7}$/);
+    expect(code).toMatch(/^[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+    await w.shot(merchant, 'activation-codes');
+    // The technician types the code on the new terminal.
+    const r = await w.agentFor(terminalId);
+    await r.agent.activate(code, 'console:tech1');
+    expect(r.agent.core.terminal.status().state).toBe('active');
+    expect(r.agent.status().merchant).toContain('Noodle House');
+    await merchant.goto('/activation-codes');
+    expect(await merchant.locator('table.codes tbody tr', { hasText: terminalId }).count()).toBe(0);
+    await merchant.goto(`/pos?q=${terminalId}`);
+    const line = (await merchant.locator(`tr[data-terminal="${terminalId}"]`).textContent()) ?? '';
+    expect(line).toContain('PAX A920');
+    expect(line).toContain('active');
+  }, 60_000);
+
+  it('shows no card number on any page', async () => {
+    const pages = ['/pos', '/pos/TSEED01', '/pos/TSEED01/status.json', '/audit'];
+    const reviewerPages = ['/review', '/terminals', '/terminals/TSEED01', '/audit'];
+    const seen: string[] = [];
+    for (const url of pages) seen.push((await merchant.goto(url)) ? await merchant.content() : '');
+    for (const url of reviewerPages)
+      seen.push((await reviewer.goto(url)) ? await reviewer.content() : '');
+    for (const body of seen) {
+      expect(body).not.toContain(PAN);
+      // No run of 13 to 19 digits (a card number in any form) anywhere on a page.
+      expect(body).not.toMatch(/(?<![\d-])\d{13,19}(?![\d-])/);
+    }
+  });
 
   it("a rejection brings the terminal back to active with the reviewer's note", async () => {
     const r = await w.activeTerminal('TSEED02');
