@@ -48,6 +48,9 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** Reading time per cutover slice, in ms (one runner job each). */
+const CUTOVER_SLICE_MS = 4;
+
 /** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
 const DETAIL_READ_SLICE = 500;
 
@@ -112,15 +115,23 @@ export class Settlement {
    */
   async cutoverInSlices(
     opts: { force?: boolean; reason: string },
-    sliceRows = 1_000,
+    sliceMs = CUTOVER_SLICE_MS,
   ): Promise<Batch | null> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
+    // Rows per slice adapt to the machine: about `sliceMs` of reading per job (a job is what a
+    // queued command waits for), and no more event-loop turns than that needs.
+    let rows = 1_000;
     for (;;) {
       await turn();
       const r = await run(async () => {
         const now = this.d.clock.now();
         if (!opts.force && this.cutToday(now)) return { batch: null };
-        if (!openBatchTally(this.d.store, now, sliceRows).caughtUp) return undefined;
+        const t0 = performance.now();
+        if (!openBatchTally(this.d.store, now, rows).caughtUp) {
+          const perRow = Math.max(performance.now() - t0, 0.01) / rows;
+          rows = Math.min(20_000, Math.max(200, Math.round(sliceMs / perRow)));
+          return undefined;
+        }
         return { batch: this.closeTallied(opts) };
       });
       if (r) return r.batch;
