@@ -56,38 +56,45 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   let sim: AcquirerSimulator | undefined;
   let runtime: Runtime | undefined;
   let office: Awaited<ReturnType<typeof startDemoBackOffice>> | undefined;
-  /** Each step of the introduction gives way at once to Ctrl-C (SIGINT). */
+  let leaving = false;
+  void left.then(() => (leaving = true));
+  /**
+   * A part that starts a server is let finish, so that `finally` stops it, and then the
+   * demo leaves if asked; the introduction (link, activation, sales) gives way at once.
+   */
+  const checkLeave = (): void => {
+    if (leaving) throw new Leave();
+  };
   const step = <T>(p: Promise<T>): Promise<T> =>
     Promise.race([p, left.then(() => Promise.reject(new Leave()))]);
   try {
     locks.push(lockDirectory(path.join(root, 'acquirer'), 'pos-agent demo (acquirer simulator)'));
-    sim = await step(
-      AcquirerSimulator.start({
-        dataDir: path.join(root, 'acquirer'),
-        terminals: [
-          {
-            terminalId: DEMO_TERMINAL,
-            activationCode: DEMO_CODE,
-            merchantName: 'Noodle House',
-            merchantCategory: 'catering',
-          },
-        ],
-        logger: log.child({ part: 'simulator' }),
-      }),
-    );
+    sim = await AcquirerSimulator.start({
+      dataDir: path.join(root, 'acquirer'),
+      terminals: [
+        {
+          terminalId: DEMO_TERMINAL,
+          activationCode: DEMO_CODE,
+          merchantName: 'Noodle House',
+          merchantCategory: 'catering',
+        },
+      ],
+      logger: log.child({ part: 'simulator' }),
+    });
+    checkLeave();
     const config = await demoConfig(root, sim, o.console);
     for (const line of banner(root, config, sim.port, logFile)) say(line);
-    office = await step(startDemoBackOffice(sim, DEMO_TERMINAL));
+    office = await startDemoBackOffice(sim, DEMO_TERMINAL);
+    checkLeave();
     for (const line of office.lines) say(line);
-    runtime = await step(
-      startRuntime(config, {
-        log,
-        banner: `pos-agent ${config.firmwareVersion} technician console (demo) - terminal ${config.terminalId}`,
-        deferConsole: true,
-        extraCommands: [sellCommand(() => runtime?.paymentSocketPath), quitCommand(leave)],
-        onExitKey: leave,
-      }),
-    );
+    runtime = await startRuntime(config, {
+      log,
+      banner: `pos-agent ${config.firmwareVersion} technician console (demo) - terminal ${config.terminalId}`,
+      deferConsole: true,
+      extraCommands: [sellCommand(() => runtime?.paymentSocketPath), quitCommand(leave)],
+      onExitKey: leave,
+    });
+    checkLeave();
     await step(introduction(runtime, say));
     if (!o.console) return 0;
     say(

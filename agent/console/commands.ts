@@ -8,15 +8,8 @@
 
 import { AgentError, isAgentError, type ErrorCode } from '../../base/errors.ts';
 import { parseArgs, splitCommandLine, type FlagSpec, type Flags } from './command-line.ts';
-import {
-  formatKeyValue,
-  formatTable,
-  isTableSpec,
-  table,
-  toJson,
-  type TableSpec,
-} from './table.ts';
-import { sanitizeForTerminal, truncateToWidth } from './text.ts';
+import { formatKeyValue, formatTable, isTableSpec, toJson, type TableSpec } from './table.ts';
+import { sanitizeForTerminal, truncateToWidth, wrapToWidth } from './text.ts';
 
 /** What a command returns: text, a table, a record (key/value block or JSON), or nothing. */
 export type CommandOutput =
@@ -266,17 +259,14 @@ function builtinCommands(registry: CommandRegistry): CommandDefinition[] {
               usage: d.usage,
               readOnly: !!d.readOnly,
             }));
-          return [
-            ...formatTable(
-              table(
-                ['command', 'summary'],
-                all.map((d) => [d.name, d.summary]),
-              ),
-              { header: false },
+          // Summaries wrap under their column on an 80-column screen; nothing is cut.
+          const w = Math.max(...all.map((d) => d.name.length));
+          const lines = all.flatMap((d) =>
+            wrapToWidth(d.summary, 80 - w - 2).map(
+              (part, i) => `${(i === 0 ? d.name : '').padEnd(w)}  ${part}`,
             ),
-            '',
-            "type 'help COMMAND' for details",
-          ].join('\n');
+          );
+          return [...lines, '', "type 'help COMMAND' for details"].join('\n');
         }
         const def = registry.get(target);
         if (!def)

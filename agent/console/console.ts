@@ -64,6 +64,14 @@ export interface ConsoleOptions {
    * terminal's console has none: there Ctrl-C cancels the line.
    */
   readonly onExitKey?: () => void;
+  /**
+   * Asked about once a second while a technician is logged in and idle: lines to show
+   * unprompted (the acquirer decided a review, a lock came or went). Also asked, and its
+   * answer dropped, after each command, whose own output already told what it changed.
+   */
+  readonly notices?: () => readonly string[];
+  /** How often `notices` is asked. Default 1000 ms. */
+  readonly noticeIntervalMs?: number;
 }
 
 const exitKeys = [0x03, 0x04, 0x1c];
@@ -90,6 +98,9 @@ export class Console {
   private readonly idleMs: number;
   private readonly editor: LineEditor;
   private readonly onExitKey: (() => void) | undefined;
+  private readonly notices: (() => readonly string[]) | undefined;
+  private readonly noticeMs: number;
+  private noticeTimer: NodeJS.Timeout | undefined;
   /** Verified against for unknown ids, so a wrong id costs as long as a wrong PIN. */
   private readonly dummyHash: string;
 
@@ -120,6 +131,8 @@ export class Console {
     this.promptFn = options.prompt ?? (() => '> ');
     this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
     this.onExitKey = options.onExitKey;
+    this.notices = options.notices;
+    this.noticeMs = options.noticeIntervalMs ?? 1000;
     this.editor = new LineEditor({ maxLineBytes: options.maxLineBytes ?? 512 });
     this.input = new InputQueue({
       stream: this.stream,
@@ -147,6 +160,27 @@ export class Console {
     this.showBanner();
     this.write('login: ');
     this.armIdle();
+    if (this.notices) {
+      this.noticeTimer = setInterval(() => this.showNotices(), this.noticeMs);
+      this.noticeTimer.unref();
+    }
+  }
+
+  /** Shows what changed by itself, above a fresh prompt and the line being typed. */
+  private showNotices(): void {
+    if (this.stopped || this.session.state !== 'shell' || this.input.busy) return;
+    let lines: readonly string[];
+    try {
+      lines = this.notices?.() ?? [];
+    } catch (e) {
+      this.log.warn({ err: e }, 'console notices failed');
+      return;
+    }
+    if (lines.length === 0) return;
+    this.write('\r\n');
+    this.writeLines(lines);
+    this.promptShell();
+    this.write(this.editor.redraw());
   }
 
   /**
@@ -165,6 +199,7 @@ export class Console {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.idleTimer);
+    clearInterval(this.noticeTimer);
     this.stream.off('data', this.onData);
     this.stream.off('end', this.onEnd);
     this.stream.off('close', this.onEnd);
@@ -341,8 +376,18 @@ export class Console {
     if (outcome === 'error')
       this.log.error({ err: result.error, command }, 'console command failed');
     else this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
+    this.dropNotices();
     await this.drained();
     if (result.logout) this.logout('command');
+  }
+
+  /** What a command changed is in its own output: not news afterwards. */
+  private dropNotices(): void {
+    try {
+      this.notices?.();
+    } catch {
+      // Reported by the next poll.
+    }
   }
 
   private logout(reason: 'command' | 'idle'): void {

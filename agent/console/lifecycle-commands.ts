@@ -130,8 +130,9 @@ export const unlockCommand: TerminalCommand = ({ agent }) => ({
     // Say so rather than pretend: an unlock of a lock that is not there changes nothing.
     // (risk and remote go to the lifecycle, which refuses a technician and journals it.)
     if (technicianClears.includes(source) && !held.includes(source as never)) {
-      const others = held.length ? `; held: ${held.join(', ')}` : '; no lock is held';
-      return `no ${source} lock is held${others}. Nothing changed`;
+      return held.length
+        ? `no ${source} lock is held (held: ${held.join(', ')}); nothing changed`
+        : 'no lock is held; nothing changed';
     }
     agent.core.terminal.applyOrRecord(
       { type: 'unlock', source: source as 'technician', by: 'technician' },

@@ -150,6 +150,11 @@ export class LineEditor {
     this.utf8Need = 0;
   }
 
+  /** The line as typed so far, to write again after a notice, the cursor where it was. */
+  redraw(): string {
+    return this.shown(0) + '\b'.repeat(this.cols(this.cursor));
+  }
+
   /** Adds a line to the history (up/down); empty lines and repeats are skipped. */
   remember(line: string): void {
     if (line.trim() === '' || this.history.at(-1) === line) return;

@@ -7,6 +7,7 @@
 import type { Store } from '../../storage/store.ts';
 import type { Batch, BatchTotals } from '../../storage/batches.ts';
 import { batchView, entryView, type BatchView, type EntryView } from '../runtime/views.ts';
+import { totalsEqual } from '../policy/batch-totals.ts';
 import { formatKeyValue, formatMinor, formatTable, table, type TableSpec } from './table.ts';
 
 const right = (header: string) => ({ header, align: 'right' as const });
@@ -135,7 +136,9 @@ export function batchListTable(views: readonly BatchView[], currency = 'CNY'): T
 function totalsRows(t: BatchTotals | null, c: string): Array<Array<string | number>> {
   if (!t) return [];
   return [
-    ...t.byType.map((x) => [x.type, x.count, money(x.amount, c), money(x.fee, c)]),
+    ...t.byType
+      .filter((x) => x.count > 0)
+      .map((x) => [x.type, x.count, money(x.amount, c), money(x.fee, c)]),
     ['net', t.transactionCount, money(t.netAmount, c), money(t.netFee, c)],
   ];
 }
@@ -161,7 +164,7 @@ export function batchReport(
       ['closed (UTC)', iso(b.closedAt)],
       ['net amount', b.totals ? `${money(b.totals.netAmount, c)} ${c}` : '-'],
       ['fees', b.totals ? `${money(b.totals.netFee, c)} ${c}` : '-'],
-      ['to the merchant', b.totals ? `${money(b.totals.netSettlement, c)} ${c}` : '-'],
+      ['to merchant', b.totals ? `${money(b.totals.netSettlement, c)} ${c}` : '-'],
       ['settlement id', v.settlementId ?? '-'],
       ['digest', v.digest ?? '-'],
     ],
@@ -177,8 +180,10 @@ export function batchReport(
       ),
     );
   }
-  if (b.acquirerTotals) {
-    lines.push('', "the acquirer's totals");
+  if (b.acquirerTotals && b.totals && totalsEqual(b.acquirerTotals, b.totals)) {
+    lines.push('', "the acquirer's totals: the same");
+  } else if (b.acquirerTotals) {
+    lines.push('', "the acquirer's totals, which differ");
     lines.push(
       ...formatTable(
         table(

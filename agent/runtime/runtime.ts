@@ -151,6 +151,7 @@ export function createConsole(
     clock,
     logger: log,
     onExitKey: o.onExitKey,
+    notices: lifecycleNotices(agent),
     banner:
       o.banner ??
       `pos-agent ${config.firmwareVersion} technician console, terminal ${config.terminalId}`,
@@ -191,4 +192,23 @@ async function listenForPaymentApp(
   await paymentSocket.listen(paymentSocketPath);
   log.info({ path: paymentSocketPath }, 'payment app socket listening');
   return { paymentSocket, paymentSocketPath };
+}
+
+/**
+ * Lines for the console when the lifecycle moved on its own: the acquirer approved or
+ * rejected a deactivation, a remote or risk lock came or went. Each change is told once.
+ */
+function lifecycleNotices(agent: Agent): () => string[] {
+  const seen = () => {
+    const s = agent.core.terminal.status();
+    return { key: `${s.state}|${s.locks.join(',')}`, s };
+  };
+  let last = seen().key;
+  return () => {
+    const { key, s } = seen();
+    if (key === last) return [];
+    last = key;
+    const locks = s.locks.length ? `, locked by ${s.locks.join(', ')}` : '';
+    return [`notice: the terminal is now ${s.state}${locks}${s.reason ? ` (${s.reason})` : ''}`];
+  };
 }

@@ -6,8 +6,8 @@
 import type { AcquirerSimulator } from '../acquirer.ts';
 import { startBackOffice, type BackOffice } from './server.ts';
 
-export const DEMO_MERCHANT = { username: 'merchant', password: 'merchant-demo' };
-export const DEMO_REVIEWER = { username: 'reviewer', password: 'reviewer-demo' };
+const DEMO_MERCHANT = { username: 'merchant', password: 'merchant-demo' };
+const DEMO_REVIEWER = { username: 'reviewer', password: 'reviewer-demo' };
 
 /** Starts the demo back office; returns it and the lines to show the person at the terminal. */
 export async function startDemoBackOffice(

@@ -22,7 +22,7 @@ const ENTITIES: Record<string, string> = {
 };
 
 /** Escapes text for an element body or a quoted attribute. */
-export function escapeHtml(v: unknown): string {
+function escapeHtml(v: unknown): string {
   return String(v).replace(/[&<>"'`]/g, (c) => ENTITIES[c]!);
 }
 

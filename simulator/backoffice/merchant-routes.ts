@@ -31,7 +31,7 @@ import {
 } from './terminal-view.ts';
 import { terminalHistory } from './terminal-history.ts';
 
-export const TERMINAL_ID = '^[A-Za-z0-9_-]{1,64}$';
+const TERMINAL_ID = '^[A-Za-z0-9_-]{1,64}$';
 export const listQuery = {
   type: 'object',
   additionalProperties: false,

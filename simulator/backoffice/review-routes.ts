@@ -34,9 +34,9 @@ import {
 import { terminalHistory } from './terminal-history.ts';
 
 /** Severity of the back office's risk flag: at or above every terminal's lock threshold (1..10). */
-export const RISK_FLAG_SEVERITY = 10;
+const RISK_FLAG_SEVERITY = 10;
 /** How long an offline unlock code is good for. */
-export const UNLOCK_CODE_TTL_MS = 30 * 60_000;
+const UNLOCK_CODE_TTL_MS = 30 * 60_000;
 
 const csrf = { _csrf: { type: 'string', maxLength: 200 } } as const;
 const noteBody = {

@@ -6,7 +6,7 @@
  */
 import { DEFAULT_FEE_SCHEDULE, ruleFor, type FeeRule } from '../../agent/policy/fees.ts';
 import type { Database } from '../../storage/db.ts';
-import type { AcquirerLedger, ReviewRecord, SettlementRecord, TerminalRecord } from '../ledger.ts';
+import type { AcquirerLedger, ReviewRecord, TerminalRecord } from '../ledger.ts';
 import { toReport, type TerminalReport } from './store.ts';
 
 /** Whose terminals a query may see: one merchant's, or (a reviewer) all. */
@@ -29,7 +29,7 @@ export interface TerminalLine {
   openReview: boolean;
 }
 
-export const PAGE_SIZE = 25;
+const PAGE_SIZE = 25;
 
 /** The schedule the acquirer grants at activation: the one in force. */
 export const SCHEDULE_IN_FORCE = DEFAULT_FEE_SCHEDULE;
@@ -221,9 +221,4 @@ function toReview(r: Record<string, unknown>): ReviewRecord {
     decision: (r.decision as ReviewRecord['decision']) ?? null,
     decisionReason: r.decision_reason == null ? null : String(r.decision_reason),
   };
-}
-
-/** Settled batches of a terminal, newest first. */
-export function settledNewestFirst(ledger: AcquirerLedger, terminalId: string): SettlementRecord[] {
-  return ledger.settledBatches(terminalId).reverse();
 }

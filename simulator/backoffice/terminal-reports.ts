@@ -12,7 +12,7 @@ import type { BackOfficeStore, TerminalReport } from './store.ts';
 type Report = Partial<TerminalReport> & { terminalId: string; lastContact: number };
 
 /** The report one envelope makes, or just the contact. */
-export function reportOf(
+function reportOf(
   sim: AcquirerSimulator,
   terminalId: string,
   env: pos.v1.Envelope,

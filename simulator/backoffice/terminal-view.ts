@@ -30,7 +30,7 @@ const lockBadges = (locks: readonly string[]): Html =>
   locks.length ? html`${locks.map((l) => html`<span class="lock">${l}</span>`)}` : html``;
 
 /** Where a terminal stands in its deactivation, in words a merchant understands. */
-export function deactivationStage(
+function deactivationStage(
   ledger: AcquirerLedger,
   t: TerminalRecord,
   report: TerminalReport | null,

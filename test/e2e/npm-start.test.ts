@@ -229,6 +229,27 @@ describe('the offline CLI on the demo data', () => {
     expect(batches.code, batches.stderr).toBe(0);
     expect(batches.stdout).toMatch(/^B000001-\w+ +acked +\d{4}-\d\d-\d\d +6 /m);
     expect(batches.stdout).toMatch(/^B\d+-\w+ +open/m);
+
+    // batch show and journal show: readable, in yuan, as on the console.
+    const id = /^(B000001-\w+)/m.exec(batches.stdout)![1]!;
+    const batch = cli('batch', 'show', id, '--data', terminalDir);
+    expect(batch.code, batch.stderr).toBe(0);
+    expect(batch.stdout).toMatch(/^state: +acked$/m);
+    expect(batch.stdout).toMatch(/^net amount: +\d+\.\d\d CNY$/m);
+    expect(batch.stdout).toMatch(/^net +6 +\d+\.\d\d +\d+\.\d\d$/m);
+    expect(batch.stdout).toContain("the acquirer's totals: the same");
+    expect(batch.stdout).toMatch(/^transactions \(6\)$/m);
+    const shown = JSON.parse(cli('batch', 'show', id, '--data', terminalDir, '--json').stdout) as {
+      netAmount: number;
+    };
+    expect(Number.isInteger(shown.netAmount)).toBe(true); // fen in --json
+    const saleSeq = /^ *(\d+) .* sale /m.exec(batch.stdout)![1]!;
+    const row = cli('journal', 'show', saleSeq, '--data', terminalDir);
+    expect(row.code, row.stderr).toBe(0);
+    expect(row.stdout).toMatch(/^what: +sale$/m);
+    expect(row.stdout).toMatch(/^amount: +\d+\.\d\d CNY$/m);
+    expect(row.stdout).toMatch(/^card: +\d{6}\*+\d{4}$/m);
+    expect(cli('batch', 'show', 'NOPE', '--data', terminalDir).code).toBe(2);
   });
 
   it('journal verify: exit 0, then exit 1 naming the row changed behind its back', () => {

@@ -389,6 +389,18 @@ describe('technician commands on a real pty', () => {
     expect(agent.core.terminal.status().state).toBe('deactivation-pending');
     expect(lastPrompt()).toBe(`${TID} deactivation-pending> `);
     expect((await run('status')).join('\n')).toMatch(/^state: +deactivation-pending$/m);
+    // The acquirer's reviewer decides; the console tells the technician unprompted, above a
+    // fresh prompt, and keeps what was being typed.
+    type('stat');
+    await expectOutput('stat');
+    sim.decideDeactivation(TID, false, 'the shop stays open');
+    expect(await expectOutput(`${TID} active> stat`, 20_000)).toMatch(
+      new RegExp(
+        `^\r\nnotice: the terminal is now active \\(.*the shop stays open.*\\)\r\n${TID} active> stat$`,
+      ),
+    );
+    type('\x15');
+    await expectOutput('\b\b\b\b    \b\b\b\b');
     type('logout\r');
     expect(await expectOutput('login: ')).toBe(
       `logout\r\nlogged out\r\npos-agent 0.1.0 technician console, terminal ${TID}\r\nlogin: `,

@@ -5,11 +5,13 @@
  * dev entry, the tests or the bench, no TypeScript and no development package (tsx included).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { AcquirerSimulator } from '../../simulator/acquirer.ts';
+import { installTls } from '../fixtures/lifecycle-rig.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'pos-agent.mjs');
@@ -19,7 +21,11 @@ const RUNTIME = ['base/', 'storage/', 'protocol/', 'agent/'];
 // (a development package needs it), a production install does not, and debug goes without.
 const OPTIONAL_WHEN_PRESENT = new Set(['supports-color', 'has-flag']);
 const tmp = mkdtempSync(path.join(tmpdir(), 'pa-prod-entry-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+let sim: AcquirerSimulator | undefined;
+afterAll(async () => {
+  await sim?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 /** Packages that `npm install --omit=dev` installs, from the lock file. */
 function productionPackages(): Set<string> {
@@ -91,50 +97,73 @@ function sourcesOf(distFiles: string[]): string[] {
   return [...out].sort();
 }
 
-function recorded(args: string[], record: string) {
-  return spawn(process.execPath, ['--import', RECORDER, BIN, ...args], {
-    cwd: tmp,
-    env: { ...process.env, POS_MODULE_RECORD: record },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
 describe('the production entry', () => {
   const dataDir = path.join(tmp, 'data');
 
-  it('`run` loads only the compiled bundle of the runtime layers and production packages', async () => {
+  it('`run`, activated over mTLS from its console, loads only the shipped bundle and production packages', async () => {
+    // The acquirer simulator lives in this test process; the terminal is a real `pos-agent run`.
+    sim = await AcquirerSimulator.start({ dataDir: path.join(tmp, 'acquirer') });
+    sim.registerTerminal({ terminalId: 'T0001', activationCode: 'CODE-T0001' });
+    installTls(sim, 'T0001', dataDir);
+    const hashed = spawnSync(process.execPath, [BIN, 'hash-pin'], {
+      input: '2468\n',
+      encoding: 'utf8',
+    });
+    expect(hashed.status, hashed.stderr).toBe(0);
     const config = path.join(tmp, 'config.json');
     writeFileSync(
       config,
       JSON.stringify({
         terminalId: 'T0001',
         dataDir,
-        console: { mode: 'none' },
+        console: { mode: 'stdio', technicians: [{ id: 'tech1', pinHash: hashed.stdout.trim() }] },
         paymentSocket: { path: 'payment.sock' },
-        // Nothing listens on port 1: the link is dialled and refused, as when offline.
-        acquirer: { host: '127.0.0.1', port: 1 },
-        log: { level: 'info' },
+        acquirer: { host: '127.0.0.1', port: sim.port, backoffInitialMs: 50, backoffMaxMs: 400 },
+        log: { level: 'info', file: path.join(tmp, 'agent.log') },
       }),
     );
-    // `run` checks the files the config names before it starts; these are never dialled with.
-    mkdirSync(path.join(dataDir, 'tls'), { recursive: true });
-    for (const f of ['ca.crt', 'terminal.crt', 'terminal.key'])
-      writeFileSync(path.join(dataDir, 'tls', f), 'not used: nothing listens on port 1\n');
     const record = path.join(tmp, 'run.modules');
-    const child = recorded(['run', '--config', config], record);
+    const child = spawn(process.execPath, ['--import', RECORDER, BIN, 'run', '--config', config], {
+      cwd: tmp,
+      env: { ...process.env, POS_MODULE_RECORD: record },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
+    let mark = 0;
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', r));
-    const deadline = Date.now() + 30_000;
-    while (!out.includes('"msg":"pos-agent running"')) {
-      if (Date.now() > deadline || child.exitCode !== null) {
-        child.kill('SIGKILL');
-        throw new Error(`pos-agent run did not come up:\n${out}`);
+    const expectOut = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 30_000;
+      while (out.indexOf(text, mark) < 0) {
+        if (Date.now() > deadline || child.exitCode !== null) {
+          child.kill('SIGKILL');
+          throw new Error(`no ${JSON.stringify(text)} from pos-agent run; it said:\n${out}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
       }
-      await new Promise((r) => setTimeout(r, 20));
+      mark = out.indexOf(text, mark) + text.length;
+    };
+    try {
+      await expectOut('login: ');
+      child.stdin.write('tech1\n');
+      await expectOut('PIN: ');
+      child.stdin.write('2468\n');
+      await expectOut('T0001 unactivated> ');
+      child.stdin.write('activate CODE-T0001\n');
+      await expectOut('activated: ');
+      await expectOut('T0001 active> ');
+      const deadline = Date.now() + 30_000;
+      while (!sim.connectedTerminals().includes('T0001')) {
+        if (Date.now() > deadline) throw new Error(`the link never came up:\n${out}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.stdin.write('status\n');
+      await expectOut('T0001 active> ');
+      expect(out.slice(out.lastIndexOf('status'))).toMatch(/link: +up/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGTERM');
     }
-    child.kill('SIGTERM');
     expect(await exited, out).toBe(0);
 
     const loaded = readRecord(record);
