@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import { totalsEqual } from './batch-totals.ts';
 import { forgetTally, openBatchTally } from './open-batch-tally.ts';
+import { paidTotals } from './advice-totals.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
 import * as dispute from './settlement-dispute.ts';
@@ -95,14 +96,16 @@ export class Settlement {
   private readonly uploads = new Map<string, DetailUpload>();
   /** The drive of each batch being settled, so two callers never drive one batch twice. */
   private readonly driving = new Map<string, Promise<Batch>>();
+  /** A cutover that waited for offline advices, to run once they are answered (docs/protocol.md). */
+  deferred: { force: boolean; reason: string } | undefined;
 
   constructor(private readonly d: SettlementDeps) {}
 
   /**
    * Closes the open batch. Without `force`, at most one cutover per business date: a
    * late or doubled cron tick finds the date already cut and does nothing. An empty
-   * batch is never closed. Reads every row not yet tallied in one go: the agent uses
-   * cutoverInSlices.
+   * batch is never closed, nor one whose offline advices wait for answers (see `deferred`).
+   * Reads every row not yet tallied in one go: the agent uses cutoverInSlices.
    */
   cutover(opts: { force?: boolean; reason: string }): Batch | null {
     return this.closeTallied(opts);
@@ -147,15 +150,19 @@ export class Settlement {
   private closeTallied(opts: { force?: boolean; reason: string }): Batch | null {
     const { store, clock, config } = this.d;
     let batch: Batch | null;
+    this.deferred = undefined;
     try {
       batch = store.atomically(() => {
         const now = clock.now();
         const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
         if (!opts.force && store.batches.lastBusinessDate() === date) return null;
+        const waits = store.advices.unansweredIn(store.batches.open(now).batchId) > 0;
+        if (waits) this.deferred = { force: opts.force ?? false, reason: opts.reason };
+        if (waits) return null;
         // Totals and digest come from the tally: only rows since its last look are read here.
         const { tally } = openBatchTally(store, now);
         if (tally.rows === 0) return null;
-        const totals = tally.totals(config.currency);
+        const totals = paidTotals(store, tally.batchId, tally.totals(config.currency));
         const digest = tally.digest();
         const closed = store.batches.close(
           tally.batchId,
