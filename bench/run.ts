@@ -27,6 +27,7 @@ const SUITES: Record<string, { run: (o: BenchOptions) => Promise<Figure[]> }> = 
   lock: lockLatency,
   cold: coldStart,
   console: consoleLatency,
+  verify: await import('./journal-verify.ts'),
   fleet,
 };
 

@@ -12,6 +12,7 @@ import { decodeCommandResultBody, type pos } from '../protocol/messages.ts';
 import { ed25519FromRaw, verifySignature } from './command-signer.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import { onBatchSubmit, onDetailChunk } from './settlement-handlers.ts';
+import { onAdviceBatch } from './advice-handlers.ts';
 
 export type { HandlerContext, HandlerResult };
 
@@ -40,6 +41,8 @@ export function handleEnvelope(
       });
     case 'batchSubmit':
       return onBatchSubmit(ctx, cn, env);
+    case 'adviceBatch':
+      return onAdviceBatch(ctx, cn, env);
     case 'batchDetailChunk':
       return onDetailChunk(ctx, cn, env.batchDetailChunk!);
     case 'commandPoll': {

@@ -30,6 +30,7 @@ import { answer } from './acquirer-replies.ts';
 import { Sleepers } from './sleepers.ts';
 import { AcquirerLedger, type TerminalRecord } from './ledger.ts';
 import { TerminalLinks } from './terminal-links.ts';
+import { signRecoveryGrant } from './recovery-desk.ts';
 import type {
   AcquirerSimulatorEvents,
   AcquirerSimulatorOptions,
@@ -208,6 +209,16 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
       source,
     });
     return { grant: g.bytes, signature: g.signature };
+  }
+
+  /** Signs a grant for a new journal incarnation of a rolled-back terminal (recovery-desk.ts). */
+  signRecoveryGrant(terminalId: string, ttlMs = 3600_000): string {
+    return signRecoveryGrant(this.ledger, this.need(this.signer), {
+      terminalId,
+      now: this.now(),
+      ttlMs,
+      lastReportedHead: null,
+    });
   }
 
   /** Decides the terminal's open deactivation review and sends the decision as a signed command. */

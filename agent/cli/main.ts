@@ -2,6 +2,7 @@ import { isAgentError } from '../../base/errors.ts';
 import { parseCommandArgs, usageLine, type CliCommand, type CliIo } from './cli-command.ts';
 import { dataCommands } from './data-commands.ts';
 import { runCommands } from './run-commands.ts';
+import { recoveryCommands } from './recovery.ts';
 import { EXIT, exitCodeOf, exitCodesHelp } from './exit-codes.ts';
 import { conformanceCommand } from '../conformance/command.ts';
 
@@ -25,6 +26,7 @@ const devOnly: readonly CliCommand[] = ['demo', 'simulate acquirer'].map((name) 
 export const productionCommands: readonly CliCommand[] = [
   ...runCommands,
   ...dataCommands,
+  ...recoveryCommands,
   conformanceCommand,
 ];
 

@@ -9,9 +9,13 @@ import {
   truncateSync,
   closeSync,
   writeSync,
+  writeFileSync,
+  readdirSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import { AgentProcess } from '../fixtures/agent-process.ts';
 import { agentConfig } from '../fixtures/torture-env.ts';
@@ -225,4 +229,101 @@ describe('a rolled-back journal locks the terminal and takes nothing new', () =>
     rmSync(path.join(t.dataDir, 'journal.witness'));
     await expectLockedAndInert(t, 'journal-rollback', /witness is missing/);
   }, 120_000);
+});
+
+const REPO = path.resolve(import.meta.dirname, '..', '..');
+
+/** The production CLI as a real process: its exit code, stdout and stderr. */
+function cli(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['bin/pos-agent.mjs', ...args], { cwd: REPO });
+  return { code: r.status, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+describe('recovery, end to end', () => {
+  it('report, export, a forged grant refused, a new incarnation under the acquirer grant, trading again', async () => {
+    const t = await newTerminal();
+    await secondLifeKilled(t, true);
+    deleteWal(t);
+    const settledBefore = sim.ledger.settledBatches(t.terminalId);
+    expect(settledBefore.length).toBeGreaterThan(0);
+    const journalSha = sha(t.journal);
+
+    // What was lost, from the files alone: the witness says the journal is behind.
+    const plain = cli('recovery', 'report', '--data', t.dataDir);
+    expect(plain.code).toBe(1);
+    expect(plain.out).toMatch(/ROLLBACK: the journal ends at row \d+, behind row \d+/);
+
+    // With the acquirer's grant: its settled batch is open here again (or gone).
+    const grantFile = path.join(root, `${t.terminalId}-grant.json`);
+    writeFileSync(grantFile, sim.signRecoveryGrant(t.terminalId));
+    const withGrant = cli(
+      'recovery',
+      'report',
+      '--data',
+      t.dataDir,
+      '--grant',
+      grantFile,
+      '--json',
+    );
+    const report = JSON.parse(withGrant.out) as {
+      acquirer: { settled: Array<{ batchId: string; local: string }> };
+    };
+    expect(report.acquirer.settled).toEqual(
+      settledBefore.map((b) => ({
+        batchId: b.batchId,
+        local: expect.stringMatching(/^(reborn-open|missing)$/),
+      })),
+    );
+    expect(report.acquirer.settled.some((s) => s.local === 'reborn-open')).toBe(true);
+
+    // Evidence out, nothing changed.
+    const out = path.join(root, `${t.terminalId}-export`);
+    const exported = cli('recovery', 'export', '--data', t.dataDir, '--out', out);
+    expect(exported.code).toBe(0);
+    expect(sha(path.join(out, 'journal.db'))).toBe(journalSha);
+    expect(existsSync(path.join(out, 'manifest.json'))).toBe(true);
+
+    // A grant not signed by the acquirer is refused and moves nothing.
+    const forger = generateKeyPairSync('ed25519');
+    const body = Buffer.from(JSON.parse(readFileSync(grantFile, 'utf8')).grant, 'base64url');
+    const forged = path.join(root, `${t.terminalId}-forged.json`);
+    writeFileSync(
+      forged,
+      JSON.stringify({
+        grant: body.toString('base64url'),
+        signature: sign(null, body, forger.privateKey).toString('base64url'),
+      }),
+    );
+    const refused = cli('recovery', 'start', '--data', t.dataDir, '--grant', forged);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/not signed by the acquirer/);
+    expect(sha(t.journal)).toBe(journalSha);
+
+    // The real grant: the old files move to forensics/, a new incarnation starts.
+    const started = cli('recovery', 'start', '--data', t.dataDir, '--grant', grantFile);
+    expect(started.code, started.err).toBe(0);
+    const forensics = path.join(t.dataDir, 'forensics');
+    const [kept] = readdirSync(forensics);
+    expect(sha(path.join(forensics, kept!, 'original-journal.db'))).toBe(journalSha);
+
+    // Trading again: unlocked, a new batch id (new incarnation) settled exactly once, and the
+    // acquirer's earlier settlements untouched.
+    const p = await AgentProcess.start(t.config);
+    await p.ask({ op: 'wait-up' }, (e) => e.up === true);
+    const { status } = (await p.ask({ op: 'status' }, (e) => 'status' in e)) as {
+      status: { locks: string[]; mayTransact: boolean; state: string };
+    };
+    expect(status).toMatchObject({ state: 'active', locks: [], mayTransact: true });
+    expect(await sales(p, t, 4)).toMatchObject({ sales: 4, refused: 0 });
+    const settled = await p.ask({ op: 'settle' }, (e) => Array.isArray(e.settled));
+    expect(settled.error).toBe(null);
+    const newIds = settled.settled as string[];
+    expect(newIds).toHaveLength(1);
+    expect(settledBefore.map((b) => b.batchId)).not.toContain(newIds[0]);
+    expect(sim.ledger.settlementCount(t.terminalId, newIds[0]!)).toBe(1);
+    for (const b of settledBefore)
+      expect(sim.ledger.settlementCount(t.terminalId, b.batchId)).toBe(1);
+    await p.ask({ op: 'stop' }, (e) => e.stopped === true);
+    await p.exit();
+  }, 180_000);
 });
