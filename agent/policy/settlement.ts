@@ -49,8 +49,21 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** Reading time per cutover slice, in ms (one runner job each). */
+const CUTOVER_SLICE_MS = 4;
+
 /** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
 const DETAIL_READ_SLICE = 500;
+
+/**
+ * One event-loop turn. Runner jobs chain through promises (microtasks), so without it a drive
+ * would run slice after slice and never let the loop read a socket: a lock frame would sit
+ * unread until the whole cutover or a window of chunks was done. After a turn, a command that
+ * arrived meanwhile is queued ahead of the next settlement job.
+ */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** How a request ended, caught at once so a rejection is never left unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
@@ -105,14 +118,23 @@ export class Settlement {
    */
   async cutoverInSlices(
     opts: { force?: boolean; reason: string },
-    sliceRows = 1_000,
+    sliceMs = CUTOVER_SLICE_MS,
   ): Promise<Batch | null> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
+    // Rows per slice adapt to the machine: about `sliceMs` of reading per job (a job is what a
+    // queued command waits for), and no more event-loop turns than that needs.
+    let rows = 1_000;
     for (;;) {
+      await turn();
       const r = await run(async () => {
         const now = this.d.clock.now();
         if (!opts.force && this.cutToday(now)) return { batch: null };
-        if (!openBatchTally(this.d.store, now, sliceRows).caughtUp) return undefined;
+        const t0 = performance.now();
+        if (!openBatchTally(this.d.store, now, rows).caughtUp) {
+          const perRow = Math.max(performance.now() - t0, 0.01) / rows;
+          rows = Math.min(20_000, Math.max(200, Math.round(sliceMs / perRow)));
+          return undefined;
+        }
         return { batch: this.closeTallied(opts) };
       });
       if (r) return r.batch;
@@ -218,6 +240,7 @@ export class Settlement {
   private async drive(batchId: string): Promise<Batch> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
+      await turn();
       const move = await run(async () => this.advance(batchId));
       if (move.kind === 'done') return move.batch;
       if (move.kind === 'wait') {
