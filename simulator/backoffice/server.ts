@@ -17,6 +17,7 @@ import fastifyFormbody from '@fastify/formbody';
 import type { AcquirerSimulator } from '../acquirer.ts';
 import { assetRoutes } from './assets.ts';
 import { auditRoutes } from './audit-routes.ts';
+import { adviceRoutes } from './advice-routes.ts';
 import { authRoutes } from './auth-routes.ts';
 import {
   audit,
@@ -153,6 +154,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   await app.register(merchantRoutes, ctx);
   await app.register(reviewRoutes, ctx);
   await app.register(auditRoutes, ctx);
+  await app.register(adviceRoutes, ctx);
   const unwatch = watchTerminals(sim, store);
   await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
   const addr = app.server.address();
