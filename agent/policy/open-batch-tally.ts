@@ -130,8 +130,9 @@ export async function warmOpenBatchTally(
   sliceRows = 2_000,
 ): Promise<void> {
   for (;;) {
+    // A turn first: the caller (the agent's start) is not held up by the first slice.
+    await new Promise((resolve) => setImmediate(resolve));
     if (!store.db.open) return;
     if (openBatchTally(store, now(), sliceRows).caughtUp) return;
-    await new Promise((resolve) => setImmediate(resolve));
   }
 }
