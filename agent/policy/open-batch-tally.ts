@@ -132,7 +132,8 @@ export async function warmOpenBatchTally(
   for (;;) {
     // A turn first: the caller (the agent's start) is not held up by the first slice.
     await new Promise((resolve) => setImmediate(resolve));
-    if (!store.db.open) return;
+    // A closed store, or one kept unchanged for forensics, has nothing to warm.
+    if (!store.db.open || store.frozen) return;
     if (openBatchTally(store, now(), sliceRows).caughtUp) return;
   }
 }
