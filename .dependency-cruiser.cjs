@@ -40,6 +40,23 @@ module.exports = {
       to: { path: '^(dev|bench|test|scripts)/' },
     },
     {
+      name: 'policy-below-runtime-console-cli',
+      comment:
+        'agent/policy/ holds the rules; the runtime, console and CLI use it, not the other way ' +
+        'round. runtime/core.ts (the offline core handle the acquirer flows act on) is the one ' +
+        'exception.',
+      severity: 'error',
+      from: { path: '^agent/policy/' },
+      to: { path: '^agent/(console|cli)/|^agent/runtime/(?!core[.]ts$)' },
+    },
+    {
+      name: 'cli-is-the-top',
+      comment: 'agent/cli/ is the entry point; nothing else in the product imports it.',
+      severity: 'error',
+      from: { path: '^(base|storage|protocol|agent/(policy|runtime|console))/' },
+      to: { path: '^agent/cli/' },
+    },
+    {
       name: 'conformance-kit-plays-only-a-terminal',
       comment:
         'The conformance kit (agent/conformance) judges acquirer hosts with the protocol code and ' +

@@ -160,6 +160,22 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Store-and-forward of offline approvals (agent/policy/forwarding.ts). */
+    forwarding: z
+      .object({
+        /** Advices per AdviceBatch frame (a DetailRow is about 250 bytes). */
+        batchSize: z.number().int().min(1).max(2_000).default(200),
+        /** An advice still unanswered this long after it was journaled becomes a failed problem. */
+        expiryMs: z
+          .number()
+          .int()
+          .positive()
+          .default(72 * 3600_000),
+        /** Backoff between failed rounds: doubles from the initial delay up to the maximum. */
+        backoffInitialMs: z.number().int().positive().default(2_000),
+        backoffMaxMs: z.number().int().positive().default(300_000),
+      })
+      .prefault({}),
     risk: z
       .object({
         lockSeverity: z.number().int().min(1).max(10).default(5),

@@ -13,6 +13,7 @@ import { ed25519FromRaw, verifySignature } from './command-signer.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import { onBatchSubmit, onDetailChunk } from './settlement-handlers.ts';
 import { checkHello, forgetHead, recordHeartbeat } from './head-watch.ts';
+import { onAdviceBatch } from './advice-handlers.ts';
 
 export type { HandlerContext, HandlerResult };
 
@@ -46,6 +47,8 @@ export function handleEnvelope(
       });
     case 'batchSubmit':
       return onBatchSubmit(ctx, cn, env);
+    case 'adviceBatch':
+      return onAdviceBatch(ctx, cn, env);
     case 'batchDetailChunk':
       return onDetailChunk(ctx, cn, env.batchDetailChunk!);
     case 'commandPoll': {

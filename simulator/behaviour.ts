@@ -53,14 +53,34 @@ export interface Behaviour {
   maxActivationAttempts: number;
   /** A broken acquirer: a resend of a settled key gets a new settlement id, duplicate=false. */
   resendSettlesAgain: boolean;
+  /** How offline advices are answered (simulator/advice-handlers.ts). */
+  advice: AdviceBehaviour;
+}
+
+/**
+ * The acquirer's rules for offline advices. A rule applies to an advice's first receipt only:
+ * a resend is always answered with the first answer.
+ */
+export interface AdviceBehaviour {
+  /** accept (by the rules below) | decline-all | ignore (answer none: the terminal retries). */
+  mode: 'accept' | 'decline-all' | 'ignore';
+  /** Decline a sale above this amount (null: no limit). */
+  declineOver: number | null;
+  /** Decline a card whose masked PAN starts with one of these prefixes (a BIN range). */
+  declineCardPrefixes: string[];
+  /** Close the link on the next N AdviceBatches without recording them. */
+  dropBefore: number;
+  /** Record the next N AdviceBatches, then close the link without the answer. */
+  dropAfter: number;
 }
 
 /** A behaviour switch: counters may be given as booleans (true = always, false = never). */
 export type BehaviourPatch = Partial<
-  Omit<Behaviour, 'dropBeforeAck' | 'dropAfterAck' | 'dropAfterDetailChunk'> & {
+  Omit<Behaviour, 'dropBeforeAck' | 'dropAfterAck' | 'dropAfterDetailChunk' | 'advice'> & {
     dropBeforeAck: number | boolean;
     dropAfterAck: number | boolean;
     dropAfterDetailChunk: number | boolean;
+    advice: Partial<AdviceBehaviour>;
   }
 >;
 
@@ -82,6 +102,13 @@ export function defaultBehaviour(): Behaviour {
     riskFlagSeverity: null,
     maxActivationAttempts: 5,
     resendSettlesAgain: false,
+    advice: {
+      mode: 'accept',
+      declineOver: null,
+      declineCardPrefixes: [],
+      dropBefore: 0,
+      dropAfter: 0,
+    },
   };
 }
 
@@ -95,8 +122,9 @@ function count(v: number | boolean | undefined, current: number): number {
 
 /** Applies a patch to a behaviour, in place, and returns it. */
 export function applyPatch(b: Behaviour, patch: BehaviourPatch): Behaviour {
-  const { dropBeforeAck, dropAfterAck, dropAfterDetailChunk, garbage, ...rest } = patch;
+  const { dropBeforeAck, dropAfterAck, dropAfterDetailChunk, garbage, advice, ...rest } = patch;
   Object.assign(b, rest);
+  if (advice) b.advice = { ...b.advice, ...advice };
   b.dropBeforeAck = count(dropBeforeAck, b.dropBeforeAck);
   b.dropAfterAck = count(dropAfterAck, b.dropAfterAck);
   b.dropAfterDetailChunk = count(dropAfterDetailChunk, b.dropAfterDetailChunk);

@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { loadDriver } from '../storage/db.ts';
 import { ControlLedger } from './ledger-control.ts';
+import { AdviceLedger } from './advice-ledger.ts';
 import {
   LEDGER_FILE,
   SCHEMA,
@@ -42,7 +43,16 @@ export class AcquirerLedger extends ControlLedger {
     db.pragma('synchronous = FULL');
     db.pragma('busy_timeout = 5000');
     db.exec(SCHEMA);
-    return new AcquirerLedger(db, file);
+    const ledger = new AcquirerLedger(db, file);
+    void ledger.advices;
+    return ledger;
+  }
+
+  private adviceLedger: AdviceLedger | undefined;
+
+  /** Offline advices as received (simulator/advice-ledger.ts). */
+  get advices(): AdviceLedger {
+    return (this.adviceLedger ??= new AdviceLedger(this.db));
   }
 
   // ---------------------------------------------------------------- settlement

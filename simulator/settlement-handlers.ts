@@ -18,6 +18,7 @@ import {
   type TotalsRecord,
 } from './acquirer-totals.ts';
 import { takeFault } from './behaviour.ts';
+import { asPaid } from './advice-handlers.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import type { SettlementRecord, SubmissionRecord } from './ledger.ts';
 
@@ -198,7 +199,7 @@ export function onDetailChunk(
       throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
     const currency =
       all[0]?.currency ?? ledger.outOfBalance(cn, batchId, digest)?.claimedTotals.currency ?? '';
-    const totals: TotalsRecord = totalsFromDetail(all, currency);
+    const totals: TotalsRecord = totalsFromDetail(asPaid(ledger.advices, cn, all), currency);
     const digestOk = digestFromDetail(batchId, all) === digest;
     ledger.detailComplete(cn, batchId, digest, count, totals, digestOk, now);
     if (!digestOk) {

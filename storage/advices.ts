@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { AgentError } from '../base/errors.ts';
 import { guarded, statementCache, type Database } from './db.ts';
-import type { Journal, TxnRow } from './journal.ts';
+import type { Journal, TxnRow, TxnSumRow } from './journal.ts';
 
 /**
  * The store-and-forward queue (migration 2). A trigger queues every offline approval, and
@@ -91,6 +91,16 @@ export class Advices {
     this.sql = statementCache(db);
   }
 
+  private present(): boolean {
+    return (
+      guarded(() =>
+        this.sql(
+          "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advice_queue'",
+        ).get(),
+      ) !== undefined
+    );
+  }
+
   /** Up to `limit` unanswered advices, oldest journal row first, with their rows. */
   pending(limit: number): Array<QueuedAdvice & { row: TxnRow }> {
     const raws = guarded(() =>
@@ -114,6 +124,7 @@ export class Advices {
 
   /** Every advice (answered or not), newest `limit` of them, oldest first. */
   list(limit = 50, only?: AdviceOutcome | 'pending'): QueuedAdvice[] {
+    if (!this.present()) return [];
     const where =
       only === undefined ? '' : only === 'pending' ? 'WHERE outcome IS NULL' : 'WHERE outcome = ?';
     const args = only === undefined || only === 'pending' ? [limit] : [only, limit];
@@ -121,6 +132,31 @@ export class Advices {
       this.sql(`SELECT * FROM advice_queue ${where} ORDER BY seq DESC LIMIT ?`).all(...args),
     ) as RawAdvice[];
     return raws.reverse().map(toAdvice);
+  }
+
+  /** Advices answered (or expired) by journal rows after `afterSeq`, in that order. */
+  answeredAfter(afterSeq: number, limit: number): QueuedAdvice[] {
+    const raws = guarded(() =>
+      this.sql('SELECT * FROM advice_queue WHERE outcome_seq > ? ORDER BY outcome_seq LIMIT ?').all(
+        afterSeq,
+        limit,
+      ),
+    ) as RawAdvice[];
+    return raws.map(toAdvice);
+  }
+
+  /** Rows of a batch whose advice was declined or expired: they move no money. */
+  unpaidIn(batchId: string): TxnSumRow[] {
+    if (!this.present()) return [];
+    return guarded(() =>
+      this.sql(
+        `SELECT j.seq, j.hash, j.type, j.status, COALESCE(j.amount, 0) AS amount,
+                COALESCE(j.fee, 0) AS fee
+           FROM journal j JOIN advice_queue q ON q.seq = j.seq
+          WHERE j.kind = 'txn' AND j.batch_id = ? AND q.outcome IN ('declined', 'expired')
+          ORDER BY j.seq`,
+      ).all(batchId),
+    ) as TxnSumRow[];
   }
 
   /** Unanswered advices of one batch: a batch is not closed while it has any. */
@@ -135,6 +171,16 @@ export class Advices {
   }
 
   stats(): AdviceQueueStats {
+    // A journal opened as evidence (no migrations) may predate the queue.
+    if (!this.present())
+      return {
+        pending: 0,
+        oldestEnqueuedAt: null,
+        lastError: null,
+        accepted: 0,
+        declined: 0,
+        expired: 0,
+      };
     const r = guarded(() =>
       this.sql(
         `SELECT COALESCE(SUM(outcome IS NULL), 0) AS pending,
@@ -174,14 +220,6 @@ export class Advices {
               next_attempt_at = ? WHERE seq = ? AND outcome IS NULL`,
     );
     for (const seq of seqs) guarded(() => st.run(now, error.slice(0, 200), nextAt, seq));
-  }
-
-  /** Notes that these advices went out (before their answer is known). */
-  noteAttempt(seqs: readonly number[], now: number): void {
-    const st = this.sql(
-      `UPDATE advice_queue SET attempts = attempts + 1, last_attempt_at = ? WHERE seq = ? AND outcome IS NULL`,
-    );
-    for (const seq of seqs) guarded(() => st.run(now, seq));
   }
 
   /**

@@ -360,6 +360,15 @@ export class Journal {
    * no full row objects, so it blocks the event loop for far less time.
    */
   batchSums(batchId: string): TxnSumRow[] {
+    if (!this.hasAdviceQueue()) {
+      // A journal opened as evidence (no migrations) may predate store-and-forward.
+      return guarded(() =>
+        this.sql(
+          `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
+             FROM journal WHERE kind = 'txn' AND batch_id = ? ORDER BY seq`,
+        ).all(batchId),
+      ) as TxnSumRow[];
+    }
     return guarded(() =>
       this.sql(
         // A row whose offline advice the acquirer declined (or that expired unanswered) moves
@@ -371,6 +380,16 @@ export class Journal {
             WHERE j.kind = 'txn' AND j.batch_id = ? ORDER BY j.seq`,
       ).all(batchId),
     ) as TxnSumRow[];
+  }
+
+  private adviceQueue: boolean | undefined;
+  private hasAdviceQueue(): boolean {
+    return (this.adviceQueue ??=
+      guarded(() =>
+        this.sql(
+          "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advice_queue'",
+        ).get(),
+      ) !== undefined);
   }
 
   /**

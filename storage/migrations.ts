@@ -135,6 +135,7 @@ export const migrations: readonly Migration[] = [
         outcome_seq     INTEGER REFERENCES journal (seq)
       );
       CREATE INDEX advice_queue_pending ON advice_queue (seq) WHERE outcome IS NULL;
+      CREATE INDEX advice_queue_answered ON advice_queue (outcome_seq) WHERE outcome_seq IS NOT NULL;
       CREATE TRIGGER advice_enqueue AFTER INSERT ON journal
         WHEN NEW.kind = 'txn' AND NEW.status != 'declined'
          AND (NEW.status = 'pending-offline'

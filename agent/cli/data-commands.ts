@@ -8,7 +8,16 @@ import { journalPath, type Identity } from '../runtime/core.ts';
 import { TerminalState } from '../policy/terminal-state.ts';
 import { silentLogger } from '../../base/log.ts';
 import { systemClock } from '../../base/clock.ts';
-import { batchView, entryView, statusView, type StatusView } from '../runtime/views.ts';
+import {
+  adviceQueueLine,
+  adviceQueueView,
+  adviceViews,
+  batchView,
+  entryView,
+  statusView,
+  type StatusView,
+} from '../runtime/views.ts';
+import { ADVICE_FILTERS, adviceTable } from '../console/advice-commands.ts';
 import { formatKeyValue, formatTable, type TableSpec } from '../console/table.ts';
 import {
   batchListTable,
@@ -107,6 +116,7 @@ function statusPairs(v: StatusView): Array<[string, string]> {
       'disputed batch',
       `${b.batchId}: ${b.problem ?? '-'}`,
     ]),
+    ['offline advices', adviceQueueLine(v.advices)],
     ['journal head', `${v.journal.headSeq} ${v.journal.headHash.slice(0, 16)}`],
     ['versions', `agent ${v.versions.agent}, node ${v.versions.node}`],
   ];
@@ -212,6 +222,36 @@ const batchShow: CliCommand = {
     }),
 };
 
+const advices: CliCommand = {
+  name: 'advices',
+  args: '--data DIR [--only pending|accepted|declined|expired] [--json]',
+  summary: 'offline approvals forwarded to the acquirer and its answers (declined, expired)',
+  options: { ...dataOption, ...jsonOption, only: { type: 'string' } },
+  run: (ctx) => {
+    const only = ctx.values.only as string | undefined;
+    const filter = ADVICE_FILTERS.find((f) => f === only);
+    if (only !== undefined && !filter)
+      throw usageError(`--only takes one of: ${ADVICE_FILTERS.join(', ')}`);
+    return withStore(ctx, ({ store, currency }) => {
+      const views = adviceViews(store, filter);
+      if (ctx.values.json) {
+        ctx.io.out(json(views));
+        return EXIT.OK;
+      }
+      ctx.io.out(adviceQueueLine(adviceQueueView(store, Date.now())));
+      ctx.io.out(
+        views.length
+          ? render(
+              ctx,
+              adviceTable(views, (n) => money(n, currency)),
+            )
+          : '(none)',
+      );
+      return EXIT.OK;
+    });
+  },
+};
+
 export const dataCommands: readonly CliCommand[] = [
   status,
   journalVerify,
@@ -219,4 +259,5 @@ export const dataCommands: readonly CliCommand[] = [
   journalShow,
   batchList,
   batchShow,
+  advices,
 ];

@@ -3,6 +3,7 @@ import { redactedConfig } from '../config.ts';
 import { businessDate } from '../policy/business-date.ts';
 import type { TerminalCommand } from './terminal-env.ts';
 import { subcommand } from './terminal-env.ts';
+import { adviceQueueLine } from '../runtime/views.ts';
 
 /** What the terminal is and what time it thinks it is: status, time, version, config, log. */
 
@@ -33,6 +34,7 @@ export const statusCommand: TerminalCommand = ({ agent, money }) => ({
               .join('; '),
           }
         : {}),
+      'offline advices': adviceQueueLine(s.advices),
       link: s.link
         ? `${s.link.up ? 'up' : 'down'}, clock offset ${s.link.clockOffsetMs ?? '?'} ms`
         : '-',

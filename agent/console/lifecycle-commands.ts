@@ -18,7 +18,11 @@ export const settleCommand: TerminalCommand = ({ agent }) => ({
     ctx.print('cutting over and settling...');
     const r = await agent.settleNow(`settle from console by ${ctx.technician}`);
     const lines = [
-      r.closed ? `closed batch ${r.closed}` : 'nothing new to close',
+      r.closed
+        ? `closed batch ${r.closed}`
+        : agent.settlement.deferred
+          ? 'the open batch waits for the answers to its offline advices (see: advices)'
+          : 'nothing new to close',
       `settled: ${r.settled.length ? r.settled.join(', ') : 'none'}`,
     ];
     if (r.pending.length) lines.push(`still queued: ${r.pending.join(', ')}`);

@@ -67,8 +67,12 @@ export function tailEntries(store: Store, n: number, filter: TailFilter = {}): E
 function eventNote(v: EntryView): string {
   const d = v.detail ?? {};
   if (typeof d.line === 'string') return `${String(d.technician ?? '')}: ${d.line}`.trim();
+  if (v.what === 'lifecycle' && typeof d.event === 'string') {
+    const what = d.event.replace(/ \(by [^)]*\)$/, '');
+    return d.from === d.to ? what : `${what}: ${String(d.from)} -> ${String(d.to)}`;
+  }
   const parts: string[] = [];
-  for (const key of ['technician', 'reason', 'code', 'batchId', 'source', 'state', 'to']) {
+  for (const key of ['technician', 'event', 'reason', 'code', 'batchId', 'to']) {
     const value = d[key];
     if (typeof value === 'string' || typeof value === 'number') parts.push(String(value));
   }

@@ -11,6 +11,7 @@ import {
   versionCommand,
 } from './info-commands.ts';
 import { batchCommand, journalCommand } from './record-commands.ts';
+import { advicesCommand } from './advice-commands.ts';
 import {
   activateCommand,
   deactivateCommand,
@@ -31,6 +32,7 @@ export const terminalCommandTable: readonly TerminalCommand[] = [
   journalCommand,
   batchCommand,
   settleCommand,
+  advicesCommand,
   selftestCommand,
   activateCommand,
   deactivateCommand,

@@ -1,6 +1,5 @@
 import type { Store } from '../../storage/store.ts';
 import type { TxnRow } from '../../storage/journal.ts';
-import { UNSETTLED_STATES } from '../../storage/batches.ts';
 import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import type { ProtectedCard } from './card.ts';
@@ -38,7 +37,11 @@ export function retryOf(
 /** The approved sale a refund, void or reversal names, if it still has that much to give back. */
 export function originalFor(store: Store, input: RecordInput, openBatchId: string): TxnRow {
   const original = store.journal.getTxn(input.originalSeq!);
-  if (!original || original.type !== 'sale' || original.status === 'declined') {
+  // An offline sale the acquirer declined (or never answered) was never paid: nothing to take back.
+  const unpaid = ['declined', 'expired'].includes(
+    store.advices.get(input.originalSeq!)?.outcome ?? '',
+  );
+  if (!original || original.type !== 'sale' || original.status === 'declined' || unpaid) {
     throw new AgentError(
       'TXN_ORIGINAL_NOT_FOUND',
       `no approved sale with sequence number ${input.originalSeq}`,
@@ -109,23 +112,19 @@ export function checkOffline(
   if (input.approvedAt !== undefined && now - input.approvedAt > offline.maxAgeMs) {
     throw new AgentError('TXN_OFFLINE_LIMIT', 'the offline approval is too old to be accepted');
   }
-  const pending = pendingOfflineTotal(store, now);
+  const pending = pendingOfflineTotal(store);
   if (pending + input.amount > offline.maxTotal) {
     throw new AgentError(
       'TXN_OFFLINE_LIMIT',
-      `offline approvals not yet settled already total ${pending}`,
+      `offline approvals not yet answered by the acquirer already total ${pending}`,
     );
   }
 }
 
-/** Offline approvals not yet settled by the acquirer: in the open batch or a queued one. */
-export function pendingOfflineTotal(store: Store, now: number): number {
-  const batches = [store.batches.open(now), ...store.batches.unsettled()];
-  let total = 0;
-  for (const b of batches) {
-    if (b.state !== 'open' && !UNSETTLED_STATES.includes(b.state)) continue;
-    for (const r of store.journal.batchRows(b.batchId))
-      if (r.status === 'pending-offline') total += r.amount;
-  }
-  return total;
+/**
+ * The offline allowance in use: offline approvals the acquirer has not answered yet. Only
+ * its answer (accepted or declined) frees one; storage/advices.ts says what else counts.
+ */
+export function pendingOfflineTotal(store: Store): number {
+  return store.advices.offlineAllowanceUsed();
 }

@@ -353,6 +353,6 @@ export class Payments {
 
   /** Offline approvals not yet settled by the acquirer: in the open batch or a queued one. */
   pendingOfflineTotal(): number {
-    return pendingOfflineTotal(this.d.store, this.d.clock.now());
+    return pendingOfflineTotal(this.d.store);
   }
 }

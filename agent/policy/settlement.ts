@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import { totalsEqual } from './batch-totals.ts';
 import { forgetTally, openBatchTally } from './open-batch-tally.ts';
+import { paidTotals } from './advice-totals.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
 import * as dispute from './settlement-dispute.ts';
@@ -48,8 +49,21 @@ export interface SettlementDeps {
   runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
+/** Reading time per cutover slice, in ms (one runner job each). */
+const CUTOVER_SLICE_MS = 4;
+
 /** Rows read per job while a detail chunk is assembled (a chunk is up to 3,000 rows). */
 const DETAIL_READ_SLICE = 500;
+
+/**
+ * One event-loop turn. Runner jobs chain through promises (microtasks), so without it a drive
+ * would run slice after slice and never let the loop read a socket: a lock frame would sit
+ * unread until the whole cutover or a window of chunks was done. After a turn, a command that
+ * arrived meanwhile is queued ahead of the next settlement job.
+ */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** How a request ended, caught at once so a rejection is never left unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
@@ -82,14 +96,16 @@ export class Settlement {
   private readonly uploads = new Map<string, DetailUpload>();
   /** The drive of each batch being settled, so two callers never drive one batch twice. */
   private readonly driving = new Map<string, Promise<Batch>>();
+  /** A cutover that waited for offline advices, to run once they are answered (docs/protocol.md). */
+  deferred: { force: boolean; reason: string } | undefined;
 
   constructor(private readonly d: SettlementDeps) {}
 
   /**
    * Closes the open batch. Without `force`, at most one cutover per business date: a
    * late or doubled cron tick finds the date already cut and does nothing. An empty
-   * batch is never closed. Reads every row not yet tallied in one go: the agent uses
-   * cutoverInSlices.
+   * batch is never closed, nor one whose offline advices wait for answers (see `deferred`).
+   * Reads every row not yet tallied in one go: the agent uses cutoverInSlices.
    */
   cutover(opts: { force?: boolean; reason: string }): Batch | null {
     return this.closeTallied(opts);
@@ -102,14 +118,23 @@ export class Settlement {
    */
   async cutoverInSlices(
     opts: { force?: boolean; reason: string },
-    sliceRows = 1_000,
+    sliceMs = CUTOVER_SLICE_MS,
   ): Promise<Batch | null> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
+    // Rows per slice adapt to the machine: about `sliceMs` of reading per job (a job is what a
+    // queued command waits for), and no more event-loop turns than that needs.
+    let rows = 1_000;
     for (;;) {
+      await turn();
       const r = await run(async () => {
         const now = this.d.clock.now();
         if (!opts.force && this.cutToday(now)) return { batch: null };
-        if (!openBatchTally(this.d.store, now, sliceRows).caughtUp) return undefined;
+        const t0 = performance.now();
+        if (!openBatchTally(this.d.store, now, rows).caughtUp) {
+          const perRow = Math.max(performance.now() - t0, 0.01) / rows;
+          rows = Math.min(20_000, Math.max(200, Math.round(sliceMs / perRow)));
+          return undefined;
+        }
         return { batch: this.closeTallied(opts) };
       });
       if (r) return r.batch;
@@ -125,15 +150,19 @@ export class Settlement {
   private closeTallied(opts: { force?: boolean; reason: string }): Batch | null {
     const { store, clock, config } = this.d;
     let batch: Batch | null;
+    this.deferred = undefined;
     try {
       batch = store.atomically(() => {
         const now = clock.now();
         const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
         if (!opts.force && store.batches.lastBusinessDate() === date) return null;
+        const waits = store.advices.unansweredIn(store.batches.open(now).batchId) > 0;
+        if (waits) this.deferred = { force: opts.force ?? false, reason: opts.reason };
+        if (waits) return null;
         // Totals and digest come from the tally: only rows since its last look are read here.
         const { tally } = openBatchTally(store, now);
         if (tally.rows === 0) return null;
-        const totals = tally.totals(config.currency);
+        const totals = paidTotals(store, tally.batchId, tally.totals(config.currency));
         const digest = tally.digest();
         const closed = store.batches.close(
           tally.batchId,
@@ -211,6 +240,7 @@ export class Settlement {
   private async drive(batchId: string): Promise<Batch> {
     const run = this.d.runStep ?? (<T>(step: () => Promise<T>) => step());
     for (;;) {
+      await turn();
       const move = await run(async () => this.advance(batchId));
       if (move.kind === 'done') return move.batch;
       if (move.kind === 'wait') {

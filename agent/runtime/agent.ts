@@ -33,6 +33,8 @@ import { heartbeatReport, openAcquirerLink } from './acquirer-link.ts';
 import { RiskReports } from './risk-reports.ts';
 import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
+import type { Forwarder, ForwardRound, ForwardStep } from '../policy/forwarding.ts';
+import { ForwardingLoop } from './forwarding-loop.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -51,6 +53,8 @@ export interface AgentOptions {
   schedules?: boolean;
   /** Fault injection for crash tests: called after each durable settlement or deactivation step. */
   faultHook?: (step: SettlementStep | 'deactivated', id: string) => void;
+  /** Fault injection for crash tests: called at each step of advice forwarding. */
+  adviceHook?: (step: ForwardStep, key: string) => void;
 }
 
 export class Agent {
@@ -62,6 +66,9 @@ export class Agent {
   readonly selfTest: SelfTest;
   readonly runner: SerialRunner;
   readonly risk: RiskMonitor;
+  /** Store-and-forward of offline approvals (agent/policy/forwarding.ts). */
+  readonly forwarder: Forwarder;
+  private readonly forwarding: ForwardingLoop;
   /** Whether the acquirer clock may be used for command times (docs/protocol.md). */
   readonly clockTrust: ClockTrust;
   /** Full chain walks at start and on a schedule (journal-guard.ts). */
@@ -79,7 +86,14 @@ export class Agent {
     const log = opts.log ?? silentLogger();
     // The risk monitor needs the core and the core reports to it: wire through a late-bound hook.
     let observe: (row: Parameters<RiskMonitor['observe']>[0]) => void = () => {};
-    this.core = openCore(config, { clock, log, onRecorded: (row) => observe(row) });
+    this.core = openCore(config, {
+      clock,
+      log,
+      onRecorded: (row) => {
+        observe(row);
+        this.forwarding.onRecorded(row.seq);
+      },
+    });
     this.runner = new SerialRunner(log);
     this.terminalKeyFile = new TerminalKeyFile(
       path.join(config.dataDir, 'keys', 'terminal-ed25519.pem'),
@@ -105,6 +119,13 @@ export class Agent {
       afterStep: opts.faultHook,
       runStep: (step) => this.runner.run('settle-step', step),
     });
+    this.forwarding = new ForwardingLoop({
+      ...{ store: this.core.store, clock, log, config, link: this.channel, runner: this.runner },
+      afterStep: opts.adviceHook,
+      isUp: () => this.channel.isUp && !this.stopped,
+      onDrained: () => this.afterAdvicesAnswered(),
+    });
+    this.forwarder = this.forwarding.forwarder;
     this.commands = new CommandProcessor({
       store: this.core.store,
       clock,
@@ -193,6 +214,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     await this.scheduler?.stop();
+    await this.forwarding.stop();
     await this.channel.close();
     await this.guard.stop();
     await this.pageCheck;
@@ -233,6 +255,8 @@ export class Agent {
    */
   async heartbeatTick(): Promise<void> {
     await this.runner.run('selftest', () => this.selfTest.run({ full: false }));
+    // Expiry runs with the link down too: that is when advices get stuck.
+    await this.runner.run('advice-expiry', () => this.forwarder.expireDue());
     if (this.channel.isUp) await this.contact();
   }
 
@@ -312,7 +336,22 @@ export class Agent {
         this.channel.request({ commandPoll: { afterCounter: this.commands.lastCounter() } }),
       );
     }
+    // Advices before batches: a batch waits for the answers to its offline approvals.
+    await this.forwardAdvices({ ignoreBackoff: true }).catch((e) => this.logFailure('advices', e));
     await this.settleQueued();
+    if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
+  }
+
+  /** Forwards queued offline advices now (when the link is up); resolves with the last round. */
+  forwardAdvices(opts: { ignoreBackoff?: boolean } = {}): Promise<ForwardRound> {
+    return this.forwarding.kick(opts);
+  }
+
+  /** Every advice answered: a cutover that waited for them, and a deactivation, go on. */
+  private async afterAdvicesAnswered(): Promise<void> {
+    const deferred = this.settlement.deferred;
+    if (deferred) await this.settlement.cutoverInSlices(deferred);
+    if (deferred) await this.settleQueued();
     if (this.core.terminal.status().state === 'deactivating') await this.finalizeDeactivation();
   }
 
@@ -355,6 +394,7 @@ export class Agent {
         return terminal.status().state === 'deactivated';
       // An authorisation still waiting for its host may yet journal an approval and its reversal:
       // until it lands (and a later contact settles it) the terminal is not done.
+      // (An unanswered offline advice keeps its batch open, so it counts here as unsettled.)
       const unsettled =
         this.settlement.unsettledTransactions() + this.core.payments.authorisationsInFlight;
       if (unsettled > 0) {

@@ -9,6 +9,7 @@ import type { Payments, RecordInput, RecordResult } from '../policy/payments.ts'
 import type { TerminalState } from '../policy/terminal-state.ts';
 import type { Store } from '../../storage/store.ts';
 import type { TxnStatus, TxnType } from '../../storage/journal.ts';
+import { adviceFields, adviceOutcomes } from './advice-socket.ts';
 
 /**
  * The payment app's local interface: a Unix domain socket speaking length-prefixed
@@ -126,9 +127,12 @@ export class PaymentSocketServer {
               originalSeq: row.originalSeq ?? 0,
               batchId: row.batchId,
               createdAtMs: row.createdAt,
+              ...adviceFields(this.d.store, row.seq),
             },
           };
         }
+        case 'adviceOutcomes':
+          return { requestId, adviceOutcomes: adviceOutcomes(this.d.store, req.adviceOutcomes!) };
         default:
           throw new AgentError('PROTOCOL_UNEXPECTED', 'the request has no body');
       }
@@ -254,6 +258,14 @@ export class PaymentClient {
 
   async query(seq: number): Promise<pos.v1.ITransactionView> {
     return PaymentClient.unwrap(await this.ask({ query: { seq } }), (x) => x.transaction);
+  }
+
+  /** Advices answered after journal row `afterSeq` (declines included), oldest first. */
+  async adviceOutcomes(afterSeq = 0, limit = 100): Promise<pos.v1.IAdviceOutcomesReply> {
+    return PaymentClient.unwrap(
+      await this.ask({ adviceOutcomes: { afterSeq, limit } }),
+      (x) => x.adviceOutcomes,
+    );
   }
 
   close(): void {

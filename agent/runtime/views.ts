@@ -2,6 +2,7 @@ import type { Store } from '../../storage/store.ts';
 import type { JournalEntry } from '../../storage/journal.ts';
 import type { Batch } from '../../storage/batches.ts';
 import { openBatchTally } from '../policy/open-batch-tally.ts';
+import { paidTotals } from '../policy/advice-totals.ts';
 import { mayTransact, type TerminalStatus } from '../policy/lifecycle.ts';
 import type { Identity } from './core.ts';
 
@@ -27,6 +28,8 @@ export interface StatusView {
     currency: string;
   };
   queuedBatches: number;
+  /** The store-and-forward queue of offline advices. */
+  advices: AdviceQueueView;
   /** Batches the acquirer refused for good: they wait for a person, not for a resend. */
   disputedBatches: Array<{ batchId: string; problem: string | null }>;
   link?: { up: boolean; clockOffsetMs: number | null };
@@ -47,7 +50,7 @@ export function statusView(
 ): StatusView {
   // Reads only the rows since the last look (agent/policy/open-batch-tally.ts).
   const { tally } = openBatchTally(store, ctx.now);
-  const totals = tally.totals(ctx.currency);
+  const totals = paidTotals(store, tally.batchId, tally.totals(ctx.currency));
   const head = store.journal.headOf();
   return {
     terminalId: ctx.terminalId,
@@ -68,11 +71,101 @@ export function statusView(
       currency: ctx.currency,
     },
     queuedBatches: store.batches.unsettled().length,
+    advices: adviceQueueView(store, ctx.now),
     disputedBatches: store.batches
       .disputed()
       .map((b) => ({ batchId: b.batchId, problem: b.problem })),
     ...(ctx.link ? { link: ctx.link } : {}),
     versions: { agent: ctx.firmwareVersion, node: process.versions.node },
+  };
+}
+
+export interface AdviceQueueView {
+  /** Advices waiting for the acquirer's answer. */
+  pending: number;
+  /** Age of the oldest of them, ms (null when none). */
+  oldestAgeMs: number | null;
+  /** Why the last delivery round failed, while advices wait. */
+  lastError: string | null;
+  accepted: number;
+  declined: number;
+  /** Never answered in time: each one a problem to look at (`advices expired`). */
+  expired: number;
+}
+
+export function adviceQueueView(store: Store, now: number): AdviceQueueView {
+  const s = store.advices.stats();
+  return {
+    pending: s.pending,
+    oldestAgeMs: s.oldestEnqueuedAt === null ? null : Math.max(0, now - s.oldestEnqueuedAt),
+    lastError: s.lastError,
+    accepted: s.accepted,
+    declined: s.declined,
+    expired: s.expired,
+  };
+}
+
+/** One line for people: "3 waiting (oldest 2 min), last error: ...; 10 accepted, 1 declined". */
+export function adviceQueueLine(a: AdviceQueueView): string {
+  const age =
+    a.oldestAgeMs === null
+      ? ''
+      : a.oldestAgeMs < 120_000
+        ? ` (oldest ${Math.round(a.oldestAgeMs / 1000)} s)`
+        : ` (oldest ${Math.round(a.oldestAgeMs / 60_000)} min)`;
+  const err = a.lastError ? `, last error: ${a.lastError}` : '';
+  const problem = a.expired > 0 ? `, ${a.expired} EXPIRED (see: advices expired)` : '';
+  return `${a.pending} waiting${age}${err}; ${a.accepted} accepted, ${a.declined} declined${problem}`;
+}
+
+export interface AdviceView {
+  seq: number;
+  key: string;
+  type: string;
+  amount: number;
+  card: string | null;
+  /** queued | accepted | declined | expired */
+  state: string;
+  reference: string | null;
+  reasonCode: string | null;
+  reason: string | null;
+  attempts: number;
+  lastError: string | null;
+  queuedAt: string;
+  answeredAt: string | null;
+}
+
+/** Advices, newest `limit`, oldest first; `only` picks one state. */
+export function adviceViews(
+  store: Store,
+  only?: 'pending' | 'accepted' | 'declined' | 'expired',
+  limit = 50,
+): AdviceView[] {
+  return store.advices.list(limit, only).map((a) => adviceView(store, a.seq)!);
+}
+
+/** What became of one transaction's advice (undefined for a row that needed none). */
+export function adviceView(store: Store, seq: number): AdviceView | undefined {
+  const a = store.advices.get(seq);
+  const row = store.journal.getTxn(seq);
+  if (!a || !row) return undefined;
+  const answer = a.outcomeSeq ? store.journal.get(a.outcomeSeq) : undefined;
+  const d = answer?.kind === 'event' ? answer.detail : {};
+  const text = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
+  return {
+    seq,
+    key: a.key,
+    type: row.type,
+    amount: row.amount,
+    card: row.maskedPan,
+    state: a.outcome ?? 'queued',
+    reference: text(d.reference),
+    reasonCode: text(d.reasonCode),
+    reason: text(d.reason),
+    attempts: a.attempts,
+    lastError: a.lastError,
+    queuedAt: new Date(a.enqueuedAt).toISOString(),
+    answeredAt: answer ? new Date(answer.createdAt).toISOString() : null,
   };
 }
 

@@ -114,6 +114,9 @@ export class BackOfficeStore {
   /** Opens a session; returns the cookie value (only its hash is stored). */
   openSession(username: string, ip: string, now: number, ttlMs: number): string {
     const token = randomBytes(32).toString('base64url');
+    // Expired sessions and failures older than a day go as new sessions come.
+    this.d.prepare('DELETE FROM bo_sessions WHERE expires_at <= ?').run(now);
+    this.d.prepare('DELETE FROM bo_login_failures WHERE at <= ?').run(now - 86_400_000);
     this.d
       .prepare(
         'INSERT INTO bo_sessions (id_hash, username, created_at, expires_at, ip) VALUES (?, ?, ?, ?, ?)',

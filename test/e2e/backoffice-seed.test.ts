@@ -185,6 +185,23 @@ describe('back office in Chromium against a real agent', () => {
     }
   });
 
+  it('a request typed on the console by a technician is reviewed in the browser too', async () => {
+    const r = await w.activeTerminal('TSEED03');
+    sell(r.agent, 2, 6_000);
+    await r.agent.requestDeactivation('closing the shop', 'console:tech');
+    await reviewer.goto('/review');
+    const row = reviewer.locator('table.queue tr', { hasText: 'TSEED03' });
+    await expect.poll(() => row.count(), { timeout: 15_000 }).toBe(1);
+    expect(await row.textContent()).toContain('console:tech');
+    await decide(reviewer, 'TSEED03', 'approve', 'approved for the technician');
+    await eventually(() => r.agent.core.terminal.status().state === 'deactivated', 'deactivated');
+    await merchant.goto('/pos/TSEED03');
+    await fieldBecomes(merchant, 'state', 'deactivated');
+    expect(
+      w.sim.ledger.settledBatches('TSEED03').map((b) => b.settledTotals.transactionCount),
+    ).toEqual([2]);
+  }, 60_000);
+
   it("a rejection brings the terminal back to active with the reviewer's note", async () => {
     const r = await w.activeTerminal('TSEED02');
     sell(r.agent, 2, 3_000);

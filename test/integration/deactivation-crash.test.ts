@@ -63,6 +63,10 @@ function childConfig(terminalId: string, dataDir: string): Record<string, unknow
     },
     paymentSocket: { path: '' },
     log: { level: 'silent' },
+    // The card simulator's random declines must not trip the local risk rules here: a risk lock
+    // before the second day's sales leaves nothing for the final settlement to close, and the
+    // rules have their own tests (lifecycle-locks). Seeds come from the child's pid.
+    risk: { declineBurst: 1_000, tinyBurst: 1_000 },
   };
 }
 
@@ -190,7 +194,7 @@ async function run(
     expect(await first.exit()).toBe(null);
   }
   const acknowledged = first.acks();
-  expect(acknowledged.length).toBeGreaterThanOrEqual(5); // a decline burst may risk-lock early
+  expect(acknowledged.length).toBeGreaterThanOrEqual(5);
 
   // Right after the crash: a consistent instant, never a half-applied one.
   const crashed = inspect(dataDir, terminalId);
@@ -210,7 +214,8 @@ async function run(
       );
       sim.decideDeactivation(terminalId, true, 'approved on review');
     }
-    const deadline = Date.now() + 15_000;
+    // Generous: on a loaded 2-core box each contact and child start takes seconds.
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const s = await ask(second, { op: 'status' }, isStatus);
       if (stateOf(s) === 'deactivated') break;
@@ -271,7 +276,9 @@ async function run(
   }
 }
 
-describe('SIGKILL during deactivation, then restart', { timeout: 40_000 }, () => {
+// Each scenario starts two or three real agent processes: 9-18 s alone, over 40 s beside a
+// busy machine (load 6 on 2 cores), hence the generous limit.
+describe('SIGKILL during deactivation, then restart', { timeout: 150_000 }, () => {
   for (const step of ['closed', 'sent', 'acked']) {
     it(`a kill at ${step} of the final settlement converges`, () =>
       scenario({ kind: 'step', step, count: 2 }));

@@ -102,7 +102,9 @@ async function rig(opts: {
     },
     request(body, o) {
       const index = body.batchDetailChunk?.chunkIndex;
-      if (index === undefined || index === null) return channel.request(body, o);
+      // Only chunks that went onto a live link count as sent (a request made while the link
+      // is down is refused at once and never reaches the acquirer).
+      if (index === undefined || index === null || !channel.isUp) return channel.request(body, o);
       log.sent.push(index);
       log.maxInFlight = Math.max(log.maxInFlight, ++log.inFlight);
       return channel.request(body, o).then(
@@ -179,6 +181,8 @@ function expectSettledOnDetail(r: Rig): Map<number, number> {
 describe('windowed detail upload', () => {
   it('keeps several chunks in flight, never more than the smaller window', async () => {
     const r = await rig({ window: 4 });
+    // A slow acquirer (every answer 100 ms late), so the window fills before the first ack.
+    r.sim.behave({ slowMs: 100 });
     expect(await settleUntilDone(r)).toBe(1);
     const receipts = expectSettledOnDetail(r);
     expect(r.log.maxInFlight).toBe(4);
@@ -189,6 +193,7 @@ describe('windowed detail upload', () => {
 
   it("takes the acquirer's smaller window, and one chunk at a time from one that says nothing", async () => {
     const two = await rig({ window: 8, behaviour: { detailWindow: 2 } });
+    two.sim.behave({ slowMs: 100 });
     await settleUntilDone(two);
     expectSettledOnDetail(two);
     expect(two.log.maxInFlight).toBe(2);

@@ -6,12 +6,14 @@ import { openCore, type Core } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
 import { ManualClock } from '../../base/clock.ts';
 import { Settlement, type AcquirerLink } from '../../agent/policy/settlement.ts';
+import { Forwarder } from '../../agent/policy/forwarding.ts';
 import { PaymentClient, PaymentSocketServer } from '../../agent/runtime/payment-socket.ts';
 import { isAgentError } from '../../base/errors.ts';
 
 /**
  * Offline approvals are journaled as pending-offline within the configured limits (per
- * transaction, total not yet settled, age) and forwarded in settlement like any sale.
+ * transaction, total not yet answered by the acquirer, age), forwarded as advices, and
+ * settled in their batch once answered (test/integration/store-and-forward.test.ts has the rest).
  */
 const PAN = '4111111111111111';
 let dir: string;
@@ -66,7 +68,7 @@ describe('offline approvals', () => {
     expect(core.store.journal.events('txn-refused')).toHaveLength(3);
   });
 
-  it('are forwarded in settlement and free the offline allowance once acknowledged', async () => {
+  it('are forwarded as advices before their batch closes, and the answer frees the allowance', async () => {
     core.payments.record({
       type: 'sale',
       amount: 50_000,
@@ -77,6 +79,17 @@ describe('offline approvals', () => {
     const acquirer: AcquirerLink = {
       isUp: true,
       request: async (body) => {
+        if (body.adviceBatch) {
+          return {
+            adviceBatchAck: {
+              outcomes: body.adviceBatch.advices!.map((a) => ({
+                key: a.key,
+                outcome: 'accepted',
+                reference: 'ADV-1',
+              })),
+            },
+          } as never;
+        }
         const b = body.batchSubmit!;
         return {
           batchAck: {
@@ -88,22 +101,22 @@ describe('offline approvals', () => {
         } as never;
       },
     };
-    const settlement = new Settlement({
-      store: core.store,
-      clock,
-      log: core.log,
-      config: core.config,
-      link: acquirer,
-    });
+    const deps = { store: core.store, clock, log: core.log, config: core.config, link: acquirer };
+    const settlement = new Settlement(deps);
+    // The batch does not close while its offline approval is unanswered.
+    expect(settlement.cutover({ reason: 'test' })).toBeNull();
+    expect(settlement.deferred).toMatchObject({ reason: 'test' });
+    expect(core.payments.pendingOfflineTotal()).toBe(50_000);
+    const round = await new Forwarder(deps).drain();
+    expect(round).toMatchObject({ sent: 1, accepted: 1, remaining: 0 });
+    expect(core.payments.pendingOfflineTotal()).toBe(0);
     const batch = settlement.cutover({ reason: 'test' })!;
     expect(batch.totals!.byType.find((t) => t.type === 'sale')).toMatchObject({
       count: 2,
       amount: 60_000,
     });
-    expect(core.payments.pendingOfflineTotal()).toBe(50_000);
     await settlement.settleAll();
     expect(core.store.batches.get(batch.batchId)!.state).toBe('acked');
-    expect(core.payments.pendingOfflineTotal()).toBe(0);
   });
 
   it('carry their approval time over the payment-app socket', async () => {
