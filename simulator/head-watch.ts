@@ -29,9 +29,9 @@ function ensureTable(ledger: AcquirerLedger): void {
 
 export function reportedHead(ledger: AcquirerLedger, terminalId: string): ReportedHead | undefined {
   ensureTable(ledger);
-  const r = ledger.db.prepare('SELECT * FROM reported_heads WHERE terminal_id = ?').get(terminalId) as
-    | Record<string, unknown>
-    | undefined;
+  const r = ledger.db
+    .prepare('SELECT * FROM reported_heads WHERE terminal_id = ?')
+    .get(terminalId) as Record<string, unknown> | undefined;
   return (
     r && {
       terminalId,
@@ -81,7 +81,15 @@ export function checkHello(
   const incarnation = hello.journalIncarnation ?? '';
   if (!incarnation || hello.lifecycleState === 'unactivated') return undefined;
   const known = reportedHead(ledger, cn);
-  const fresh: ReportedHead = { terminalId: cn, incarnation, seq, hash, at: now, behind: null, recoveryGranted: false };
+  const fresh: ReportedHead = {
+    terminalId: cn,
+    incarnation,
+    seq,
+    hash,
+    at: now,
+    behind: null,
+    recoveryGranted: false,
+  };
   if (!known || (known.recoveryGranted && known.incarnation !== incarnation)) {
     save(ledger, fresh);
     return { behind: false, knownSeq: seq, knownHash: hash };
@@ -104,7 +112,12 @@ export function checkHello(
 }
 
 /** A Heartbeat moves the remembered head on (same incarnation, never backwards). */
-export function recordHeartbeat(ledger: AcquirerLedger, cn: string, hb: pos.v1.IHeartbeat, now: number): void {
+export function recordHeartbeat(
+  ledger: AcquirerLedger,
+  cn: string,
+  hb: pos.v1.IHeartbeat,
+  now: number,
+): void {
   const seq = Number(hb.journalHeadSeq ?? 0);
   const known = reportedHead(ledger, cn);
   if (!known || known.behind || !hb.journalHeadHash || seq <= known.seq) return;
