@@ -107,7 +107,7 @@ export interface OpenOptions {
   checkPages?: boolean;
 }
 
-export const DEFAULT_SYNC_PAGE_CHECK_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_SYNC_PAGE_CHECK_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Whether openDatabase checks this file's pages itself (false: the caller must do it later). */
 export function pagesCheckedAtOpen(file: string, options: OpenOptions = {}): boolean {
