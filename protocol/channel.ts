@@ -171,6 +171,16 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
         acquirerId: env.helloAck.acquirerId ?? '',
         clockOffsetMs: this.offset ?? 0,
         rttMs: this.rtt ?? 0,
+        ...(env.helloAck.headCheck
+          ? {
+              headCheck: {
+                behind: env.helloAck.headCheck.behind === true,
+                knownSeq: Number(env.helloAck.headCheck.knownSeq ?? 0),
+                knownHash: env.helloAck.headCheck.knownHash ?? '',
+                reason: env.helloAck.headCheck.reason ?? '',
+              },
+            }
+          : {}),
       };
       this.logger.info(info, 'acquirer link up');
       this.upWaiters.settle();
