@@ -23,7 +23,7 @@ const STAMP = path.join(DIST, 'build.json');
 const RUNTIME_DIRS = ['base', 'storage', 'protocol', 'agent'];
 
 /** Hash of every input of the bundle, so an unchanged tree is not rebuilt. */
-export function sourceHash() {
+function sourceHash() {
   const h = createHash('sha256');
   const walk = (dir) => {
     const entries = readdirSync(dir, { withFileTypes: true });
