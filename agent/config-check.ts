@@ -54,7 +54,7 @@ function bestEffort(raw: Record<string, unknown>): FileFields {
 }
 
 /** Files the agent needs at start that it does not make itself. */
-export function fileProblems(c: FileFields): string[] {
+function fileProblems(c: FileFields): string[] {
   const problems: string[] = [];
   const need = (key: string, file: string, kind: 'file' | 'device') => {
     try {

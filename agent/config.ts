@@ -299,7 +299,6 @@ export const configSchema = z
   .superRefine(crossChecks);
 
 export type Config = z.infer<typeof configSchema>;
-export type ConfigInput = z.input<typeof configSchema>;
 
 /** Validates a config object and lists every error with its path at once. */
 export function parseConfig(input: unknown): Config {

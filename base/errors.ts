@@ -111,7 +111,7 @@ const areaPrefixes: ReadonlyArray<readonly [string, ErrorArea]> = [
 ];
 
 /** The area an error code belongs to, from its prefix. */
-export function areaOf(code: ErrorCode): ErrorArea {
+function areaOf(code: ErrorCode): ErrorArea {
   for (const [prefix, area] of areaPrefixes) if (code.startsWith(prefix)) return area;
   throw new Error(`error code ${code} has no area`);
 }

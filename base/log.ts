@@ -6,7 +6,7 @@ export type { Logger };
  * Structured logs. Card data never reaches a log: callers log masked PANs only, and
  * these paths are redacted as a second line of defence in case one slips through.
  */
-export const redactedPaths = [
+const redactedPaths = [
   'pan',
   'card.pan',
   '*.pan',

@@ -25,7 +25,7 @@ export const BENCH_TERMINAL = 'BENCH0001';
 export const TEST_PAN = new CardSim(7).pan();
 
 /** Built journals kept between runs (gitignored by bench/.gitignore). */
-export const CACHE_DIR = path.join(import.meta.dirname, '.cache');
+const CACHE_DIR = path.join(import.meta.dirname, '.cache');
 
 const temps: string[] = [];
 

@@ -69,7 +69,7 @@ export async function ensureBacklog(rows: number, opts: BenchOptions): Promise<s
 }
 
 /** The self-test's checkpoint key in `meta` (agent/selftest.ts). */
-export const META_VERIFY_CHECKPOINT = 'verify_checkpoint';
+const META_VERIFY_CHECKPOINT = 'verify_checkpoint';
 
 export interface History {
   dir: string;

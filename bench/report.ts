@@ -25,7 +25,7 @@ export interface Figure {
 }
 
 /** The row written to JSON: exactly the fields issue 6 asks for. */
-export interface JsonRow {
+interface JsonRow {
   name: string;
   value: number;
   unit: string;
@@ -33,25 +33,25 @@ export interface JsonRow {
   ratio: number;
 }
 
-export function ratioOf(f: Pick<Figure, 'value' | 'baseline'>): number {
+function ratioOf(f: Pick<Figure, 'value' | 'baseline'>): number {
   return f.baseline > 0 ? f.value / f.baseline : Number.NaN;
 }
 
 /** True or false against the target; undefined when the figure has none. */
-export function met(f: Figure): boolean | undefined {
+function met(f: Figure): boolean | undefined {
   if (!f.target) return undefined;
   const x = f.target.on === 'ratio' ? ratioOf(f) : f.value;
   return f.target.op === '>=' ? x >= f.target.limit : x < f.target.limit;
 }
 
-export function targetText(f: Figure): string {
+function targetText(f: Figure): string {
   const t = f.target;
   if (!t) return '-';
   return t.on === 'ratio' ? `${t.op} ${t.limit}x` : `${t.op} ${t.limit} ${f.unit}`;
 }
 
 /** A number with about three significant digits, no exponent. */
-export function fmt(x: number): string {
+function fmt(x: number): string {
   if (!Number.isFinite(x)) return 'n/a';
   const a = Math.abs(x);
   const digits = a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
@@ -104,7 +104,7 @@ export function notes(figures: readonly Figure[]): string {
     .join('\n');
 }
 
-export function jsonRows(figures: readonly Figure[]): JsonRow[] {
+function jsonRows(figures: readonly Figure[]): JsonRow[] {
   return figures.map((f) => ({
     name: f.name,
     value: f.value,

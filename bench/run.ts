@@ -29,6 +29,7 @@ const SUITES: Record<string, { run: (o: BenchOptions) => Promise<Figure[]> }> = 
   console: consoleLatency,
   verify: await import('./journal-verify.ts'),
   fleet,
+  forwarding: await import('./forwarding.ts'),
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--json FILE] [--markdown] [--only ${Object.keys(SUITES).join(',')}]`;

@@ -15,7 +15,7 @@ export function msBetween(from: bigint, to: bigint = nowNs()): number {
 }
 
 /** The p-th percentile (0..100) of samples, nearest-rank on a sorted copy. */
-export function percentile(samples: readonly number[], p: number): number {
+function percentile(samples: readonly number[], p: number): number {
   if (samples.length === 0) return Number.NaN;
   const sorted = [...samples].sort((a, b) => a - b);
   const rank = Math.ceil((p / 100) * sorted.length);

@@ -20,9 +20,9 @@ import { describeDrive, quitCommand, sellCommand } from './demo-commands.ts';
  * while the demo runs. Ctrl-C, Ctrl-D, Ctrl-\ or `quit` leave it at any point.
  */
 
-export const DEMO_TERMINAL = 'T0001';
-export const DEMO_CODE = 'DEMO-2026';
-export const DEMO_TECHNICIAN = { id: 'tech', pin: '1234' };
+const DEMO_TERMINAL = 'T0001';
+const DEMO_CODE = 'DEMO-2026';
+const DEMO_TECHNICIAN = { id: 'tech', pin: '1234' };
 
 export interface DemoOptions {
   dataRoot: string;

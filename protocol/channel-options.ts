@@ -50,6 +50,8 @@ export interface UpInfo {
   acquirerId: string;
   clockOffsetMs: number;
   rttMs: number;
+  /** The acquirer's remote-witness answer in its HelloAck, when it gave one. */
+  headCheck?: { behind: boolean; knownSeq: number; knownHash: string; reason: string };
 }
 
 /** Events of AcquirerChannel. */

@@ -17,7 +17,7 @@ import { systemClock, type Clock } from '../base/clock.ts';
 import { classifySocketError, envelopeConnection } from './connection.ts';
 import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from './messages.ts';
 import { PendingRequests } from './pending-requests.ts';
-import { tlsConnector, type TlsTarget } from './tls-connector.ts';
+import { tlsConnector } from './tls-connector.ts';
 import { checkOneBody, unexpected } from './envelope-checks.ts';
 import { answerUnsolicited, type Conn } from './unsolicited.ts';
 import { UpWaiters } from './up-waiters.ts';
@@ -29,14 +29,8 @@ import type {
   UpInfo,
 } from './channel-options.ts';
 
-export { tlsConnector, type TlsTarget };
-export type {
-  AcquirerChannelEvents,
-  AcquirerChannelOptions,
-  ClockSample,
-  UnsolicitedHandler,
-  UpInfo,
-};
+export { tlsConnector };
+export type { AcquirerChannelEvents, AcquirerChannelOptions, ClockSample, UnsolicitedHandler };
 
 /** The agent's client link to the acquirer. */
 export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
@@ -177,6 +171,16 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
         acquirerId: env.helloAck.acquirerId ?? '',
         clockOffsetMs: this.offset ?? 0,
         rttMs: this.rtt ?? 0,
+        ...(env.helloAck.headCheck
+          ? {
+              headCheck: {
+                behind: env.helloAck.headCheck.behind === true,
+                knownSeq: Number(env.helloAck.headCheck.knownSeq ?? 0),
+                knownHash: env.helloAck.headCheck.knownHash ?? '',
+                reason: env.helloAck.headCheck.reason ?? '',
+              },
+            }
+          : {}),
       };
       this.logger.info(info, 'acquirer link up');
       this.upWaiters.settle();

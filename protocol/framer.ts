@@ -6,7 +6,7 @@
 import { AgentError } from '../base/errors.ts';
 
 /** Bytes in the length prefix. */
-export const FRAME_HEADER_BYTES = 4;
+const FRAME_HEADER_BYTES = 4;
 
 /** Default largest payload accepted: 1 MiB is far above any batch chunk the agent sends. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;

@@ -13,29 +13,9 @@ import { pos } from './generated/pos.js';
 export { pos };
 
 export type Envelope = pos.v1.Envelope;
-export type IEnvelope = pos.v1.IEnvelope;
-export type LocalRequest = pos.v1.LocalRequest;
-export type ILocalRequest = pos.v1.ILocalRequest;
-export type LocalReply = pos.v1.LocalReply;
-export type ILocalReply = pos.v1.ILocalReply;
-export type Command = pos.v1.Command;
-export type ICommand = pos.v1.ICommand;
-export type SignedCommand = pos.v1.SignedCommand;
-export type ISignedCommand = pos.v1.ISignedCommand;
-export type CommandResultBody = pos.v1.CommandResultBody;
-export type ICommandResultBody = pos.v1.ICommandResultBody;
-export type ActivationGrant = pos.v1.ActivationGrant;
-export type IActivationGrant = pos.v1.IActivationGrant;
-export type UnlockGrant = pos.v1.UnlockGrant;
-export type IUnlockGrant = pos.v1.IUnlockGrant;
-export type IErrorReply = pos.v1.IErrorReply;
 
 /** Name of the field set in an Envelope's `body` oneof (`'hello'`, `'batchAck'`, ...). */
 export type EnvelopeBodyKind = NonNullable<pos.v1.Envelope['body']>;
-/** Name of the field set in a LocalRequest's `body` oneof. */
-export type LocalRequestKind = NonNullable<pos.v1.LocalRequest['body']>;
-/** Name of the field set in a LocalReply's `body` oneof. */
-export type LocalReplyKind = NonNullable<pos.v1.LocalReply['body']>;
 
 /** The body part of an envelope: exactly one oneof member is meant to be set, e.g. `{ hello }`. */
 export type EnvelopeBody = Pick<pos.v1.IEnvelope, EnvelopeBodyKind>;

@@ -14,7 +14,7 @@ interface Entry<R> {
 }
 
 /** The AgentError for an ErrorReply body: PROTOCOL_PEER_ERROR, the peer's code in context. */
-export function peerError(reply: pos.v1.IErrorReply | null | undefined): AgentError {
+function peerError(reply: pos.v1.IErrorReply | null | undefined): AgentError {
   const peerCode = reply?.code ?? '';
   const peerMessage = reply?.message ?? '';
   return new AgentError(

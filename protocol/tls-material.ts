@@ -17,7 +17,7 @@ import { AgentError } from '../base/errors.ts';
 import { writeSecretFile } from '../base/secret-file.ts';
 
 /** A certificate and its private key, as PEM text. */
-export interface CertAndKey {
+interface CertAndKey {
   cert: string;
   key: string;
 }

@@ -23,7 +23,7 @@ const STAMP = path.join(DIST, 'build.json');
 const RUNTIME_DIRS = ['base', 'storage', 'protocol', 'agent'];
 
 /** Hash of every input of the bundle, so an unchanged tree is not rebuilt. */
-export function sourceHash() {
+function sourceHash() {
   const h = createHash('sha256');
   const walk = (dir) => {
     const entries = readdirSync(dir, { withFileTypes: true });
@@ -94,11 +94,11 @@ export async function build({ force = false, quiet = false } = {}) {
   if (existsSync(DIST)) renameSync(DIST, old);
   renameSync(tmp, DIST);
   rmSync(old, { recursive: true, force: true });
-  if (!quiet) process.stdout.write(`built dist/ from ${inputs.length} runtime modules\n`);
+  if (!quiet) process.stderr.write(`built dist/ from ${inputs.length} runtime modules\n`);
   return { built: true, reason: 'built' };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const r = await build({ force: process.argv.includes('--force') });
-  if (!r.built && !process.argv.includes('--quiet')) process.stdout.write(`dist/: ${r.reason}\n`);
+  if (!r.built && !process.argv.includes('--quiet')) process.stderr.write(`dist/: ${r.reason}\n`);
 }

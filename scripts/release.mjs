@@ -98,7 +98,7 @@ function checkNative(stage) {
   }
 }
 
-export function release(outDir) {
+function release(outDir) {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const lock = JSON.parse(readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8'));
   const major = Number(process.versions.node.split('.')[0]);

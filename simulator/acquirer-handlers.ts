@@ -12,6 +12,7 @@ import { decodeCommandResultBody, type pos } from '../protocol/messages.ts';
 import { ed25519FromRaw, verifySignature } from './command-signer.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import { onBatchSubmit, onDetailChunk } from './settlement-handlers.ts';
+import { checkHello, forgetHead, recordHeartbeat } from './head-watch.ts';
 import { onAdviceBatch } from './advice-handlers.ts';
 
 export type { HandlerContext, HandlerResult };
@@ -32,10 +33,15 @@ export function handleEnvelope(
   env: pos.v1.Envelope,
 ): HandlerResult {
   switch (env.body) {
-    case 'hello':
+    case 'hello': {
       checkNamed(cn, env.hello?.terminalId, 'Hello');
-      return reply({ helloAck: { serverTimeMs: ctx.now(), acquirerId: ctx.acquirerId } });
+      const headCheck = checkHello(ctx.ledger, cn, env.hello!, ctx.now());
+      return reply({
+        helloAck: { serverTimeMs: ctx.now(), acquirerId: ctx.acquirerId, headCheck },
+      });
+    }
     case 'heartbeat':
+      if (env.heartbeat) recordHeartbeat(ctx.ledger, cn, env.heartbeat, ctx.now());
       return reply({
         heartbeatAck: { clientTimeMs: env.heartbeat?.clientTimeMs ?? 0, serverTimeMs: ctx.now() },
       });
@@ -160,6 +166,7 @@ function onActivation(
       );
     }
     ledger.activated(cn, key, ctx.now());
+    forgetHead(ledger, cn);
   }
   const s = DEFAULT_FEE_SCHEDULE;
   const grant = ctx.signer.grant({

@@ -9,12 +9,10 @@ import { AgentError } from '../base/errors.ts';
 import type { pos } from '../protocol/messages.ts';
 
 /** The transaction types, in the order the acquirer lists them. */
-export const TXN_TYPES = ['sale', 'refund', 'void', 'reversal'] as const;
-/** One of TXN_TYPES. */
-export type TxnTypeName = (typeof TXN_TYPES)[number];
+const TXN_TYPES = ['sale', 'refund', 'void', 'reversal'] as const;
 
 /** Count, amount and fee of one transaction type. */
-export interface TypeTotalRecord {
+interface TypeTotalRecord {
   type: string;
   count: number;
   amount: number;
@@ -191,20 +189,4 @@ export function alteredTotals(t: TotalsRecord): TotalsRecord {
     netAmount: t.netAmount + 100,
     netSettlement: t.netSettlement + 100,
   };
-}
-
-/** Field-by-field equality, by-type entries compared regardless of order. */
-export function sameTotals(a: TotalsRecord, b: TotalsRecord): boolean {
-  const key = (t: TotalsRecord): string =>
-    JSON.stringify([
-      t.transactionCount,
-      t.netAmount,
-      t.netFee,
-      t.netSettlement,
-      t.currency,
-      [...t.byType]
-        .sort((x, y) => x.type.localeCompare(y.type))
-        .map((x) => [x.type, x.count, x.amount, x.fee]),
-    ]);
-  return key(a) === key(b);
 }

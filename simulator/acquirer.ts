@@ -31,6 +31,7 @@ import { Sleepers } from './sleepers.ts';
 import { AcquirerLedger, type TerminalRecord } from './ledger.ts';
 import { TerminalLinks } from './terminal-links.ts';
 import { signRecoveryGrant } from './recovery-desk.ts';
+import { allowNewIncarnation, reportedHead, type ReportedHead } from './head-watch.ts';
 import type {
   AcquirerSimulatorEvents,
   AcquirerSimulatorOptions,
@@ -213,12 +214,19 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
 
   /** Signs a grant for a new journal incarnation of a rolled-back terminal (recovery-desk.ts). */
   signRecoveryGrant(terminalId: string, ttlMs = 3600_000): string {
+    const head = reportedHead(this.ledger, terminalId);
+    allowNewIncarnation(this.ledger, terminalId);
     return signRecoveryGrant(this.ledger, this.need(this.signer), {
       terminalId,
       now: this.now(),
       ttlMs,
-      lastReportedHead: null,
+      lastReportedHead: head ? { seq: head.seq, hash: head.hash } : null,
     });
+  }
+
+  /** The remote witness's record of a terminal's journal head (head-watch.ts). */
+  reportedHead(terminalId: string): ReportedHead | undefined {
+    return reportedHead(this.ledger, terminalId);
   }
 
   /** Decides the terminal's open deactivation review and sends the decision as a signed command. */

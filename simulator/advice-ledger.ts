@@ -6,7 +6,7 @@
  */
 import type { Database } from '../storage/db.ts';
 
-export type AdviceDecision = 'accepted' | 'declined';
+type AdviceDecision = 'accepted' | 'declined';
 
 export interface AdviceRecord {
   id: number;

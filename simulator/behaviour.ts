@@ -11,10 +11,10 @@ import type { EnvelopeBodyKind } from '../protocol/messages.ts';
  * - `out-of-balance`: claim different totals on every submit of a key until its detail is in.
  * - `out-of-balance-once`: claim once per key; a resend before detail upload is approved.
  */
-export type SettleMode = 'approve' | 'out-of-balance' | 'out-of-balance-once';
+type SettleMode = 'approve' | 'out-of-balance' | 'out-of-balance-once';
 
 /** Junk written to the terminal instead of a reply. */
-export interface GarbageFault {
+interface GarbageFault {
   /** `random`: a frame of bytes that do not decode; `oversized`: a length prefix of ~4 GiB. */
   kind: 'random' | 'oversized';
   /** How many replies to replace; decremented as they are used. */

@@ -30,7 +30,7 @@ export interface DriveOptions {
 }
 
 /** Count, amount and fee of what the terminal acknowledged, per type. */
-export interface TypeSum {
+interface TypeSum {
   count: number;
   amount: number;
   fee: number;
@@ -231,15 +231,4 @@ export class CardSim {
 
 function zero(): TypeSum {
   return { count: 0, amount: 0, fee: 0 };
-}
-
-/**
- * Drives `target` once with a fresh seeded simulator: the one-call form of CardSim#drive.
- * Use a CardSim instance instead when later drives should refund this one's sales.
- */
-export function drive(
-  target: RecordTarget,
-  options: DriveOptions & { seed?: number },
-): Promise<DriveReport> {
-  return new CardSim(options.seed ?? 1).drive(target, options);
 }

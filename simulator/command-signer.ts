@@ -25,7 +25,7 @@ import {
 } from '../protocol/messages.ts';
 
 /** File name of the command key inside the simulator's data directory. */
-export const COMMAND_KEY_FILE = 'command-key.pem';
+const COMMAND_KEY_FILE = 'command-key.pem';
 
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 

@@ -75,7 +75,7 @@ const toAdvice = (r: RawAdvice): QueuedAdvice => ({
 });
 
 /** The journal event name of each outcome. */
-export const OUTCOME_EVENT: Record<AdviceOutcome, string> = {
+const OUTCOME_EVENT: Record<AdviceOutcome, string> = {
   accepted: 'advice-accepted',
   declined: 'advice-declined',
   expired: 'advice-expired',

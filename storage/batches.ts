@@ -93,7 +93,7 @@ function toBatch(r: RawBatch): Batch {
 }
 
 /** States from which a batch still has to reach the acquirer. */
-export const UNSETTLED_STATES: readonly BatchState[] = [
+const UNSETTLED_STATES: readonly BatchState[] = [
   'closed',
   'sent',
   'out-of-balance',

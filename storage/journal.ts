@@ -452,7 +452,7 @@ export class Journal {
 export const CHAIN_SQL = `SELECT ${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash FROM journal WHERE seq > ? ORDER BY seq`;
 
 /** rowHash over a canonical text already built: SHA-256(prev + newline + canonical). */
-export function chainHash(prev: string, canonical: string): string {
+function chainHash(prev: string, canonical: string): string {
   return createHash('sha256').update(prev).update('\n').update(canonical).digest('hex');
 }
 

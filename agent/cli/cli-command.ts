@@ -7,7 +7,7 @@ import { AgentError } from '../../base/errors.ts';
  * list and the usage errors, `--help` and exit codes come for free and alike.
  */
 
-export type CliOptions = NonNullable<ParseArgsConfig['options']>;
+type CliOptions = NonNullable<ParseArgsConfig['options']>;
 export type CliValues = Record<string, string | boolean | string[] | undefined>;
 
 export interface CliIo {

@@ -51,7 +51,7 @@ export interface KitContext {
 }
 
 /** Bound on the acquirer clock the terminal applies by default (agent/config.ts). */
-export const MAX_OFFSET_MS = 600_000;
+const MAX_OFFSET_MS = 600_000;
 
 /** Runs every check; resolves with the table rows. Never throws. */
 export async function runConformance(o: ConformanceOptions): Promise<CheckResult[]> {

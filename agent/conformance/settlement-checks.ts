@@ -12,7 +12,7 @@ import { syntheticBatch, type SyntheticBatch } from './batch.ts';
 import { envelopeProblem, expectThat, type KitContext } from './kit.ts';
 
 /** Batch ids with this prefix are answered OutOfBalance until their detail is in (docs). */
-export const OOB_PREFIX = 'CONFORMANCE-OOB-';
+const OOB_PREFIX = 'CONFORMANCE-OOB-';
 
 async function submit(ctx: KitContext, s: pos.v1.IBatchSubmit): Promise<pos.v1.Envelope> {
   const { reply } = await ctx.link.request({ batchSubmit: s }, ctx.o.timeoutMs);

@@ -10,7 +10,6 @@ import { adviceQueueLine, adviceViews, type AdviceView } from '../runtime/views.
  */
 
 export const ADVICE_FILTERS = ['pending', 'accepted', 'declined', 'expired'] as const;
-export type AdviceFilter = (typeof ADVICE_FILTERS)[number];
 
 /** The advice table, shared with the CLI. */
 export function adviceTable(views: readonly AdviceView[], money: (n: number) => string): TableSpec {

@@ -200,7 +200,7 @@ export interface ThrottlePolicy {
   readonly maxDelayMs: number;
 }
 
-export const defaultThrottlePolicy: ThrottlePolicy = {
+const defaultThrottlePolicy: ThrottlePolicy = {
   maxFailures: 3,
   lockoutAfter: 5,
   lockoutMs: 15 * 60_000,

@@ -11,7 +11,7 @@
 import { AgentError } from '../../base/errors.ts';
 
 /** How a flag takes its value: `--name` alone, or `--name value` / `--name=value`. */
-export type FlagType = 'boolean' | 'string';
+type FlagType = 'boolean' | 'string';
 
 /** The flags a command accepts, by name (without the leading `--`). */
 export type FlagSpec = Readonly<Record<string, FlagType>>;

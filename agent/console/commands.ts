@@ -123,7 +123,7 @@ export class CommandRegistry {
 }
 
 /** Usage and help text of one command, as lines. */
-export function describeCommand(def: CommandDefinition): string[] {
+function describeCommand(def: CommandDefinition): string[] {
   const lines = [`usage: ${def.usage}`, def.summary];
   if (def.aliases?.length) lines.push(`aliases: ${def.aliases.join(', ')}`);
   if (def.help) lines.push('', ...def.help.split(/\r?\n/));
@@ -135,7 +135,7 @@ export function describeCommand(def: CommandDefinition): string[] {
  * Renders a command's result as lines. With `json`, everything becomes one JSON line
  * so scripts driving the console can read it line by line.
  */
-export function renderOutput(output: CommandOutput, json: boolean): string[] {
+function renderOutput(output: CommandOutput, json: boolean): string[] {
   if (output === undefined || output === null) return [];
   if (json) return [toJson(output)];
   if (typeof output === 'string') return output === '' ? [] : output.split(/\r?\n/);

@@ -45,7 +45,7 @@ export const statusCommand: TerminalCommand = ({ agent, money }) => ({
 });
 
 /** `2026-12-01 22:30:16 +08:00` in the given zone. */
-export function zonedTime(at: number, timeZone: string): string {
+function zonedTime(at: number, timeZone: string): string {
   const parts = new Intl.DateTimeFormat('en-CA', {
     timeZone,
     hourCycle: 'h23',

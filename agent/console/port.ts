@@ -9,7 +9,7 @@ import { SerialPort, type SerialPortMock } from 'serialport';
 import { AgentError } from '../../base/errors.ts';
 
 /** A serialport binding: the platform's native one, or MockBinding in tests. */
-export type ConsoleBinding = typeof SerialPort.binding | typeof SerialPortMock.binding;
+type ConsoleBinding = typeof SerialPort.binding | typeof SerialPortMock.binding;
 
 export interface SerialConsoleOptions {
   /** Device path, e.g. `/dev/ttyS1`, `/dev/ttyUSB0`, or a pty such as `/dev/pts/3`. */

@@ -22,7 +22,7 @@ function when(iso: string, short: boolean): string {
 }
 
 /** Events the console writes about itself: shown only when asked for. */
-export function isAuditEvent(v: EntryView): boolean {
+function isAuditEvent(v: EntryView): boolean {
   return v.kind === 'event' && v.what.startsWith('console-');
 }
 

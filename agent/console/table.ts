@@ -255,7 +255,7 @@ const currencyExponents: Readonly<Record<string, number>> = {
 };
 
 /** Decimal places of a currency's minor unit: 2 unless ISO 4217 says otherwise. */
-export function currencyExponent(currency: string): number {
+function currencyExponent(currency: string): number {
   return currencyExponents[currency.toUpperCase()] ?? 2;
 }
 

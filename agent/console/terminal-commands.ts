@@ -27,7 +27,7 @@ import {
  * console. To add one, write a TerminalCommand (see terminal-env.ts) in its own file and
  * list it here.
  */
-export const terminalCommandTable: readonly TerminalCommand[] = [
+const terminalCommandTable: readonly TerminalCommand[] = [
   statusCommand,
   journalCommand,
   batchCommand,

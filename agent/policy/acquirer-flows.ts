@@ -17,7 +17,7 @@ import type { CommandProcessor } from './commands.ts';
  */
 
 const META_ATTEMPTS = 'activation_attempts';
-export const META_DEACTIVATION_REQUEST = 'deactivation_request_pending';
+const META_DEACTIVATION_REQUEST = 'deactivation_request_pending';
 
 interface Attempts {
   failures: number;

@@ -16,7 +16,7 @@ import { AgentError } from '../../base/errors.ts';
  * reversal cancels the whole original and returns its whole remaining fee.
  */
 
-export const feeRuleSchema = z
+const feeRuleSchema = z
   .object({
     category: z.string().min(1),
     rateBp: z.number().int().min(0).max(10_000),
@@ -26,7 +26,7 @@ export const feeRuleSchema = z
   })
   .refine((r) => r.cap === null || r.cap >= r.minimum, { message: 'cap is below the minimum' });
 
-export const feeScheduleSchema = z
+const feeScheduleSchema = z
   .object({
     version: z.string().min(1),
     currency: z.string().regex(/^[A-Z]{3}$/),

@@ -50,7 +50,7 @@ export type LifecycleEvent =
   /** `unsettled` counts transactions not yet settled and acknowledged by the acquirer. */
   | { type: 'final-settlement-done'; unsettled: number };
 
-export type EventType = LifecycleEvent['type'];
+type EventType = LifecycleEvent['type'];
 
 export type Outcome =
   | { ok: true; next: TerminalStatus; changed: boolean }
@@ -247,7 +247,7 @@ export function isState(s: string): s is State {
 }
 
 /** Fewest characters a deactivation reason may have, wherever it comes from (console, remote). */
-export const MIN_DEACTIVATION_REASON_CHARS = 3;
+const MIN_DEACTIVATION_REASON_CHARS = 3;
 
 /** True when `reason` is a real reason for a deactivation, not blank or a stray key. */
 export function hasDeactivationReason(reason: string): boolean {

@@ -15,7 +15,7 @@ import type { FeeSchedule } from './fees.ts';
  * body being the canonical JSON below, so the signature covers the exact bytes.
  */
 
-export interface SettledBatchFact {
+interface SettledBatchFact {
   batchId: string;
   digest: string;
   settlementId: string;

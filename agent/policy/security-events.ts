@@ -17,7 +17,7 @@ export interface SecurityEventLimits {
   windowMs: number;
 }
 
-export const DEFAULT_SECURITY_EVENT_LIMITS: SecurityEventLimits = {
+const DEFAULT_SECURITY_EVENT_LIMITS: SecurityEventLimits = {
   perWindow: 10,
   windowMs: 10 * 60_000,
 };

@@ -20,7 +20,7 @@ import type { TerminalState } from './terminal-state.ts';
 export type Locker = TerminalState;
 
 /** Whether a settlement failure is the acquirer's final answer (not the network, not a timeout). */
-export function isPermanentRefusal(e: unknown): e is AgentError {
+function isPermanentRefusal(e: unknown): e is AgentError {
   if (!isAgentError(e)) return false;
   if (e.code === 'SETTLEMENT_REJECTED') return e.context.permanent === true;
   return e.code === 'PROTOCOL_PEER_ERROR' && e.context.peerCode === 'SETTLEMENT_REJECTED';
@@ -35,7 +35,7 @@ export function permanentRefusal(message: string): AgentError {
  * Moves the batch to 'disputed', journals why and locks the terminal, in one transaction.
  * Returns the batch as stored.
  */
-export function disputeBatch(
+function disputeBatch(
   d: { store: Store; clock: Clock; log: Logger; terminal: TerminalState },
   batch: Batch,
   refusal: AgentError,

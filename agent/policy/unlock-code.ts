@@ -19,7 +19,7 @@ import type { CommandProcessor } from './commands.ts';
 const CHALLENGE_TTL_MS = 15 * 60_000;
 const ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
-export function newChallenge(): string {
+function newChallenge(): string {
   const bytes = randomBytes(10);
   return [...bytes].map((b) => ALPHABET[b % ALPHABET.length]).join('');
 }
@@ -29,7 +29,7 @@ export function formatUnlockCode(expiresAtMs: number, signature: Uint8Array): st
   return `${expiresAtMs.toString(36)}.${Buffer.from(signature).toString('base64url')}`;
 }
 
-export function parseUnlockCode(code: string): { expiresAtMs: number; signature: Buffer } {
+function parseUnlockCode(code: string): { expiresAtMs: number; signature: Buffer } {
   const m = /^([0-9a-z]{1,12})\.([A-Za-z0-9_-]{80,90})$/.exec(code.trim());
   if (!m)
     throw new AgentError(

@@ -31,6 +31,8 @@ export function openAcquirerLink(d: {
       terminalId: config.terminalId,
       firmwareVersion: config.firmwareVersion,
       journalHeadHash: core.store.journal.headOf().hash,
+      journalHeadSeq: core.store.journal.headOf().seq,
+      journalIncarnation: core.store.incarnation,
       lifecycleState: core.terminal.status().state,
       lastCommandCounter: d.commands().lastCounter(),
     }),
@@ -58,7 +60,10 @@ export function heartbeatReport(
   const newest = core.store.batches.list(1)[0];
   const open = newest?.state === 'open' ? newest : undefined;
   const totals = computeTotals(open ? core.store.journal.batchSums(open.batchId) : [], currency);
+  const head = core.store.journal.headOf();
   return {
+    journalHeadSeq: head.seq,
+    journalHeadHash: head.hash,
     lifecycleState: status.state,
     locks: status.locks,
     queuedBatches: core.store.batches.unsettled().length,

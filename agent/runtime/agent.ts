@@ -166,7 +166,11 @@ export class Agent {
     });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
-    this.channel.on('up', () => void this.contact().catch((e) => this.logFailure('contact', e)));
+    this.channel.on('up', (info) => {
+      // The remote witness first: contact settles, and must not on a journal found behind.
+      if (info.headCheck?.behind) this.guard.acquirerSaysBehind(info.headCheck);
+      void this.contact().catch((e) => this.logFailure('contact', e));
+    });
   }
 
   get log(): Logger {

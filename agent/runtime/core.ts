@@ -39,7 +39,7 @@ export interface Identity {
   activatedAt: number;
 }
 
-export const JOURNAL_FILE = 'journal.db';
+const JOURNAL_FILE = 'journal.db';
 
 export function journalPath(config: Pick<Config, 'dataDir'>): string {
   return path.join(config.dataDir, JOURNAL_FILE);

@@ -87,6 +87,23 @@ export class JournalGuard {
     return true;
   }
 
+  /**
+   * The acquirer (remote witness) says this journal is behind the head it saw, or is not the
+   * journal it saw: the same lock and freeze as a local rollback, and the head witness keeps
+   * a hold so the next start is locked before any contact.
+   */
+  acquirerSaysBehind(check: { knownSeq: number; knownHash: string; reason: string }): void {
+    const { core } = this.d;
+    const reason = `the acquirer saw this journal reach row ${check.knownSeq} (${check.knownHash.slice(0, 16)}): ${check.reason || 'the journal is behind'}`;
+    core.log.error({ knownSeq: check.knownSeq, reason }, 'the acquirer reports a journal rollback');
+    if (!core.store.frozen)
+      core.store.freeze(
+        { source: 'journal-rollback', reason },
+        { source: 'the acquirer', reason, at: core.clock.now() },
+      );
+    core.terminal.hold('journal-rollback', reason);
+  }
+
   /** A broken chain: lock without writing, and write nothing more. */
   private broken(detail: string): void {
     const { core } = this.d;

@@ -29,7 +29,7 @@ import { applyActivation, journalPath, openCore, witnessPath, type Identity } fr
  */
 
 /** A copy of the pinned acquirer key outside the journal, so a lost journal can still check a grant. */
-export const ACQUIRER_KEY_FILE = path.join('keys', 'acquirer-command.pub');
+const ACQUIRER_KEY_FILE = path.join('keys', 'acquirer-command.pub');
 
 const JOURNAL_FILES = ['journal.db', 'journal.db-wal', 'journal.db-shm'];
 

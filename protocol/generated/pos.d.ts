@@ -346,6 +346,12 @@ export namespace pos {
             /** Hello lastCommandCounter. */
             lastCommandCounter: number;
 
+            /** Hello journalHeadSeq. */
+            journalHeadSeq: number;
+
+            /** Hello journalIncarnation. */
+            journalIncarnation: string;
+
             /**
              * Creates a new Hello instance using the specified properties.
              * @param [properties] Properties to set
@@ -445,6 +451,12 @@ export namespace pos {
                 /** Hello lastCommandCounter */
                 lastCommandCounter?: (number|null);
 
+                /** Hello journalHeadSeq */
+                journalHeadSeq?: (number|null);
+
+                /** Hello journalIncarnation */
+                journalIncarnation?: (string|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
@@ -477,6 +489,9 @@ export namespace pos {
 
             /** HelloAck acquirerId. */
             acquirerId: string;
+
+            /** HelloAck headCheck. */
+            headCheck?: (pos.v1.JournalHeadCheck.$Properties|null);
 
             /**
              * Creates a new HelloAck instance using the specified properties.
@@ -568,12 +583,150 @@ export namespace pos {
                 /** HelloAck acquirerId */
                 acquirerId?: (string|null);
 
+                /** HelloAck headCheck */
+                headCheck?: (pos.v1.JournalHeadCheck.$Properties|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
 
             /** Shape of a HelloAck. */
             type $Shape = pos.v1.HelloAck.$Properties;
+        }
+
+        /**
+         * Properties of a JournalHeadCheck.
+         * @deprecated Use pos.v1.JournalHeadCheck.$Properties instead.
+         */
+        interface IJournalHeadCheck extends pos.v1.JournalHeadCheck.$Properties {
+        }
+
+        /** Represents a JournalHeadCheck. */
+        class JournalHeadCheck {
+
+            /**
+             * Constructs a new JournalHeadCheck.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: pos.v1.JournalHeadCheck.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** JournalHeadCheck behind. */
+            behind: boolean;
+
+            /** JournalHeadCheck knownSeq. */
+            knownSeq: number;
+
+            /** JournalHeadCheck knownHash. */
+            knownHash: string;
+
+            /** JournalHeadCheck reason. */
+            reason: string;
+
+            /**
+             * Creates a new JournalHeadCheck instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns JournalHeadCheck instance
+             */
+            static create(properties: pos.v1.JournalHeadCheck.$Shape): pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape;
+            static create(properties?: pos.v1.JournalHeadCheck.$Properties): pos.v1.JournalHeadCheck;
+
+            /**
+             * Encodes the specified JournalHeadCheck message. Does not implicitly {@link pos.v1.JournalHeadCheck.verify|verify} messages.
+             * @param message JournalHeadCheck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: pos.v1.JournalHeadCheck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Encodes the specified JournalHeadCheck message, length delimited. Does not implicitly {@link pos.v1.JournalHeadCheck.verify|verify} messages.
+             * @param message JournalHeadCheck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encodeDelimited(message: pos.v1.JournalHeadCheck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a JournalHeadCheck message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape} JournalHeadCheck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape;
+
+            /**
+             * Decodes a JournalHeadCheck message from the specified reader or buffer, length delimited.
+             * @param reader Reader or buffer to decode from
+             * @returns {pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape} JournalHeadCheck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape;
+
+            /**
+             * Verifies a JournalHeadCheck message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a JournalHeadCheck message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns JournalHeadCheck
+             */
+            static fromObject(object: { [k: string]: any }): pos.v1.JournalHeadCheck;
+
+            /**
+             * Creates a plain object from a JournalHeadCheck message. Also converts values to other types if specified.
+             * @param message JournalHeadCheck
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: pos.v1.JournalHeadCheck, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this JournalHeadCheck to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+
+            /**
+             * Gets the type url for JournalHeadCheck
+             * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns The type url
+             */
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace JournalHeadCheck {
+
+            /** Properties of a JournalHeadCheck. */
+            interface $Properties {
+
+                /** JournalHeadCheck behind */
+                behind?: (boolean|null);
+
+                /** JournalHeadCheck knownSeq */
+                knownSeq?: (number|null);
+
+                /** JournalHeadCheck knownHash */
+                knownHash?: (string|null);
+
+                /** JournalHeadCheck reason */
+                reason?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a JournalHeadCheck. */
+            type $Shape = pos.v1.JournalHeadCheck.$Properties;
         }
 
         /**
@@ -609,6 +762,12 @@ export namespace pos {
 
             /** Heartbeat openBatch. */
             openBatch?: (pos.v1.OpenBatchSummary.$Properties|null);
+
+            /** Heartbeat journalHeadSeq. */
+            journalHeadSeq: number;
+
+            /** Heartbeat journalHeadHash. */
+            journalHeadHash: string;
 
             /**
              * Creates a new Heartbeat instance using the specified properties.
@@ -708,6 +867,12 @@ export namespace pos {
 
                 /** Heartbeat openBatch */
                 openBatch?: (pos.v1.OpenBatchSummary.$Properties|null);
+
+                /** Heartbeat journalHeadSeq */
+                journalHeadSeq?: (number|null);
+
+                /** Heartbeat journalHeadHash */
+                journalHeadHash?: (string|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

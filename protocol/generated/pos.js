@@ -9,7 +9,7 @@ $protobuf.configure();
 
 // Common aliases
 const $Reader = $protobuf.Reader, $Writer = $protobuf.Writer, $util = $protobuf.util;
-const $Object = $util.global.Object, $undefined = $util.global.undefined, $Error = $util.global.Error, $RangeError = $util.global.RangeError, $TypeError = $util.global.TypeError, $String = $util.global.String, $Number = $util.global.Number, $parseInt = $util.global.parseInt, $BigInt = $util.global.BigInt, $Array = $util.global.Array, $Boolean = $util.global.Boolean;
+const $Object = $util.global.Object, $undefined = $util.global.undefined, $Error = $util.global.Error, $RangeError = $util.global.RangeError, $TypeError = $util.global.TypeError, $String = $util.global.String, $Number = $util.global.Number, $parseInt = $util.global.parseInt, $BigInt = $util.global.BigInt, $Boolean = $util.global.Boolean, $Array = $util.global.Array;
 
 // Exported root namespace
 const $root = $protobuf.roots["default"] || ($protobuf.roots["default"] = {});
@@ -1301,6 +1301,8 @@ export const pos = $root.pos = (() => {
              * @property {string|null} [journalHeadHash] Hello journalHeadHash
              * @property {string|null} [lifecycleState] Hello lifecycleState
              * @property {number|null} [lastCommandCounter] Hello lastCommandCounter
+             * @property {number|null} [journalHeadSeq] Hello journalHeadSeq
+             * @property {string|null} [journalIncarnation] Hello journalIncarnation
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1373,6 +1375,22 @@ export const pos = $root.pos = (() => {
             Hello.prototype.lastCommandCounter = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
 
             /**
+             * Hello journalHeadSeq.
+             * @member {number} journalHeadSeq
+             * @memberof pos.v1.Hello
+             * @instance
+             */
+            Hello.prototype.journalHeadSeq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * Hello journalIncarnation.
+             * @member {string} journalIncarnation
+             * @memberof pos.v1.Hello
+             * @instance
+             */
+            Hello.prototype.journalIncarnation = "";
+
+            /**
              * Creates a new Hello instance using the specified properties.
              * @function create
              * @memberof pos.v1.Hello
@@ -1414,6 +1432,10 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).string(message.lifecycleState);
                 if (message.lastCommandCounter != null && $Object.hasOwnProperty.call(message, "lastCommandCounter") && (typeof message.lastCommandCounter === "object" ? message.lastCommandCounter.low || message.lastCommandCounter.high : message.lastCommandCounter !== 0))
                     writer.uint32(/* id 5, wireType 0 =*/40).int64(message.lastCommandCounter);
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq") && (typeof message.journalHeadSeq === "object" ? message.journalHeadSeq.low || message.journalHeadSeq.high : message.journalHeadSeq !== 0))
+                    writer.uint32(/* id 6, wireType 0 =*/48).int64(message.journalHeadSeq);
+                if (message.journalIncarnation != null && $Object.hasOwnProperty.call(message, "journalIncarnation") && message.journalIncarnation !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.journalIncarnation);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -1516,6 +1538,24 @@ export const pos = $root.pos = (() => {
                                 delete message.lastCommandCounter;
                             continue;
                         }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.journalHeadSeq = value;
+                            else
+                                delete message.journalHeadSeq;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.journalIncarnation = value;
+                            else
+                                delete message.journalIncarnation;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -1579,6 +1619,12 @@ export const pos = $root.pos = (() => {
                 if (message.lastCommandCounter != null && $Object.hasOwnProperty.call(message, "lastCommandCounter"))
                     if (!$util.isInteger(message.lastCommandCounter) && !(message.lastCommandCounter && $util.isInteger(message.lastCommandCounter.low) && $util.isInteger(message.lastCommandCounter.high)))
                         return "lastCommandCounter: integer|Long expected";
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq"))
+                    if (!$util.isInteger(message.journalHeadSeq) && !(message.journalHeadSeq && $util.isInteger(message.journalHeadSeq.low) && $util.isInteger(message.journalHeadSeq.high)))
+                        return "journalHeadSeq: integer|Long expected";
+                if (message.journalIncarnation != null && $Object.hasOwnProperty.call(message, "journalIncarnation"))
+                    if (!$util.isString(message.journalIncarnation))
+                        return "journalIncarnation: string expected";
                 return null;
             };
 
@@ -1622,6 +1668,19 @@ export const pos = $root.pos = (() => {
                             message.lastCommandCounter = object.lastCommandCounter;
                         else if (typeof object.lastCommandCounter === "object")
                             message.lastCommandCounter = new $util.LongBits(object.lastCommandCounter.low >>> 0, object.lastCommandCounter.high >>> 0).toNumber();
+                if (object.journalHeadSeq != null)
+                    if (typeof object.journalHeadSeq === "object" ? object.journalHeadSeq.low || object.journalHeadSeq.high : $Number(object.journalHeadSeq) !== 0)
+                        if ($util.Long)
+                            message.journalHeadSeq = $util.Long.fromValue(object.journalHeadSeq, false);
+                        else if (typeof object.journalHeadSeq === "string")
+                            message.journalHeadSeq = $parseInt(object.journalHeadSeq, 10);
+                        else if (typeof object.journalHeadSeq === "number")
+                            message.journalHeadSeq = object.journalHeadSeq;
+                        else if (typeof object.journalHeadSeq === "object")
+                            message.journalHeadSeq = new $util.LongBits(object.journalHeadSeq.low >>> 0, object.journalHeadSeq.high >>> 0).toNumber();
+                if (object.journalIncarnation != null)
+                    if (typeof object.journalIncarnation !== "string" || object.journalIncarnation.length)
+                        message.journalIncarnation = $String(object.journalIncarnation);
                 return message;
             };
 
@@ -1652,6 +1711,12 @@ export const pos = $root.pos = (() => {
                         object.lastCommandCounter = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
                     } else
                         object.lastCommandCounter = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.journalHeadSeq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.journalHeadSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.journalIncarnation = "";
                 }
                 if (message.terminalId != null && $Object.hasOwnProperty.call(message, "terminalId"))
                     object.terminalId = message.terminalId;
@@ -1668,6 +1733,15 @@ export const pos = $root.pos = (() => {
                         object.lastCommandCounter = options.longs === $String ? $String(message.lastCommandCounter) : message.lastCommandCounter;
                     else
                         object.lastCommandCounter = options.longs === $String ? $util.Long.prototype.toString.call(message.lastCommandCounter) : options.longs === $Number ? new $util.LongBits(message.lastCommandCounter.low >>> 0, message.lastCommandCounter.high >>> 0).toNumber() : message.lastCommandCounter;
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.journalHeadSeq = typeof message.journalHeadSeq === "number" ? $BigInt(message.journalHeadSeq) : $util.Long.fromBits(message.journalHeadSeq.low >>> 0, message.journalHeadSeq.high >>> 0, false).toBigInt();
+                    else if (typeof message.journalHeadSeq === "number")
+                        object.journalHeadSeq = options.longs === $String ? $String(message.journalHeadSeq) : message.journalHeadSeq;
+                    else
+                        object.journalHeadSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.journalHeadSeq) : options.longs === $Number ? new $util.LongBits(message.journalHeadSeq.low >>> 0, message.journalHeadSeq.high >>> 0).toNumber() : message.journalHeadSeq;
+                if (message.journalIncarnation != null && $Object.hasOwnProperty.call(message, "journalIncarnation"))
+                    object.journalIncarnation = message.journalIncarnation;
                 return object;
             };
 
@@ -1706,6 +1780,7 @@ export const pos = $root.pos = (() => {
              * @typedef {Object} pos.v1.HelloAck.$Properties
              * @property {number|null} [serverTimeMs] HelloAck serverTimeMs
              * @property {string|null} [acquirerId] HelloAck acquirerId
+             * @property {pos.v1.JournalHeadCheck.$Properties|null} [headCheck] HelloAck headCheck
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1754,6 +1829,14 @@ export const pos = $root.pos = (() => {
             HelloAck.prototype.acquirerId = "";
 
             /**
+             * HelloAck headCheck.
+             * @member {pos.v1.JournalHeadCheck.$Properties|null|undefined} headCheck
+             * @memberof pos.v1.HelloAck
+             * @instance
+             */
+            HelloAck.prototype.headCheck = null;
+
+            /**
              * Creates a new HelloAck instance using the specified properties.
              * @function create
              * @memberof pos.v1.HelloAck
@@ -1789,6 +1872,8 @@ export const pos = $root.pos = (() => {
                     writer.uint32(/* id 1, wireType 0 =*/8).int64(message.serverTimeMs);
                 if (message.acquirerId != null && $Object.hasOwnProperty.call(message, "acquirerId") && message.acquirerId !== "")
                     writer.uint32(/* id 2, wireType 2 =*/18).string(message.acquirerId);
+                if (message.headCheck != null && $Object.hasOwnProperty.call(message, "headCheck"))
+                    $root.pos.v1.JournalHeadCheck.encode(message.headCheck, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -1864,6 +1949,12 @@ export const pos = $root.pos = (() => {
                                 delete message.acquirerId;
                             continue;
                         }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.headCheck = $root.pos.v1.JournalHeadCheck.decode(reader, reader.size(), $undefined, _depth + 1, message.headCheck);
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -1918,6 +2009,11 @@ export const pos = $root.pos = (() => {
                 if (message.acquirerId != null && $Object.hasOwnProperty.call(message, "acquirerId"))
                     if (!$util.isString(message.acquirerId))
                         return "acquirerId: string expected";
+                if (message.headCheck != null && $Object.hasOwnProperty.call(message, "headCheck")) {
+                    let error = $root.pos.v1.JournalHeadCheck.verify(message.headCheck, _depth + 1);
+                    if (error)
+                        return "headCheck." + error;
+                }
                 return null;
             };
 
@@ -1952,6 +2048,11 @@ export const pos = $root.pos = (() => {
                 if (object.acquirerId != null)
                     if (typeof object.acquirerId !== "string" || object.acquirerId.length)
                         message.acquirerId = $String(object.acquirerId);
+                if (object.headCheck != null) {
+                    if (!$util.isObject(object.headCheck))
+                        throw $TypeError(".pos.v1.HelloAck.headCheck: object expected");
+                    message.headCheck = $root.pos.v1.JournalHeadCheck.fromObject(object.headCheck, _depth + 1);
+                }
                 return message;
             };
 
@@ -1979,6 +2080,7 @@ export const pos = $root.pos = (() => {
                     } else
                         object.serverTimeMs = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
                     object.acquirerId = "";
+                    object.headCheck = null;
                 }
                 if (message.serverTimeMs != null && $Object.hasOwnProperty.call(message, "serverTimeMs"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
@@ -1989,6 +2091,8 @@ export const pos = $root.pos = (() => {
                         object.serverTimeMs = options.longs === $String ? $util.Long.prototype.toString.call(message.serverTimeMs) : options.longs === $Number ? new $util.LongBits(message.serverTimeMs.low >>> 0, message.serverTimeMs.high >>> 0).toNumber() : message.serverTimeMs;
                 if (message.acquirerId != null && $Object.hasOwnProperty.call(message, "acquirerId"))
                     object.acquirerId = message.acquirerId;
+                if (message.headCheck != null && $Object.hasOwnProperty.call(message, "headCheck"))
+                    object.headCheck = $root.pos.v1.JournalHeadCheck.toObject(message.headCheck, options, _depth + 1);
                 return object;
             };
 
@@ -2020,6 +2124,385 @@ export const pos = $root.pos = (() => {
             return HelloAck;
         })();
 
+        v1.JournalHeadCheck = (function() {
+
+            /**
+             * Properties of a JournalHeadCheck.
+             * @typedef {Object} pos.v1.JournalHeadCheck.$Properties
+             * @property {boolean|null} [behind] JournalHeadCheck behind
+             * @property {number|null} [knownSeq] JournalHeadCheck knownSeq
+             * @property {string|null} [knownHash] JournalHeadCheck knownHash
+             * @property {string|null} [reason] JournalHeadCheck reason
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a JournalHeadCheck.
+             * @memberof pos.v1
+             * @interface IJournalHeadCheck
+             * @augments pos.v1.JournalHeadCheck.$Properties
+             * @deprecated Use pos.v1.JournalHeadCheck.$Properties instead.
+             */
+
+            /**
+             * Shape of a JournalHeadCheck.
+             * @typedef {pos.v1.JournalHeadCheck.$Properties} pos.v1.JournalHeadCheck.$Shape
+             */
+
+            /**
+             * Constructs a new JournalHeadCheck.
+             * @memberof pos.v1
+             * @classdesc Represents a JournalHeadCheck.
+             * @constructor
+             * @param {pos.v1.JournalHeadCheck.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const JournalHeadCheck = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * JournalHeadCheck behind.
+             * @member {boolean} behind
+             * @memberof pos.v1.JournalHeadCheck
+             * @instance
+             */
+            JournalHeadCheck.prototype.behind = false;
+
+            /**
+             * JournalHeadCheck knownSeq.
+             * @member {number} knownSeq
+             * @memberof pos.v1.JournalHeadCheck
+             * @instance
+             */
+            JournalHeadCheck.prototype.knownSeq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * JournalHeadCheck knownHash.
+             * @member {string} knownHash
+             * @memberof pos.v1.JournalHeadCheck
+             * @instance
+             */
+            JournalHeadCheck.prototype.knownHash = "";
+
+            /**
+             * JournalHeadCheck reason.
+             * @member {string} reason
+             * @memberof pos.v1.JournalHeadCheck
+             * @instance
+             */
+            JournalHeadCheck.prototype.reason = "";
+
+            /**
+             * Creates a new JournalHeadCheck instance using the specified properties.
+             * @function create
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {pos.v1.JournalHeadCheck.$Properties=} [properties] Properties to set
+             * @returns {pos.v1.JournalHeadCheck} JournalHeadCheck instance
+             * @type {{
+             *   (properties: pos.v1.JournalHeadCheck.$Shape): pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape;
+             *   (properties?: pos.v1.JournalHeadCheck.$Properties): pos.v1.JournalHeadCheck;
+             * }}
+             */
+            JournalHeadCheck.create = function(properties) {
+                return new JournalHeadCheck(properties);
+            };
+
+            /**
+             * Encodes the specified JournalHeadCheck message. Does not implicitly {@link pos.v1.JournalHeadCheck.verify|verify} messages.
+             * @function encode
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {pos.v1.JournalHeadCheck.$Properties} message JournalHeadCheck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            JournalHeadCheck.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.behind != null && $Object.hasOwnProperty.call(message, "behind") && message.behind !== false)
+                    writer.uint32(/* id 1, wireType 0 =*/8).bool(message.behind);
+                if (message.knownSeq != null && $Object.hasOwnProperty.call(message, "knownSeq") && (typeof message.knownSeq === "object" ? message.knownSeq.low || message.knownSeq.high : message.knownSeq !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).int64(message.knownSeq);
+                if (message.knownHash != null && $Object.hasOwnProperty.call(message, "knownHash") && message.knownHash !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.knownHash);
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.reason);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Encodes the specified JournalHeadCheck message, length delimited. Does not implicitly {@link pos.v1.JournalHeadCheck.verify|verify} messages.
+             * @function encodeDelimited
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {pos.v1.JournalHeadCheck.$Properties} message JournalHeadCheck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            JournalHeadCheck.encodeDelimited = function(message, writer) {
+                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
+            };
+
+            /**
+             * Decodes a JournalHeadCheck message from the specified reader or buffer.
+             * @function decode
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape} JournalHeadCheck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            JournalHeadCheck.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.pos.v1.JournalHeadCheck();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.behind = value;
+                            else
+                                delete message.behind;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.knownSeq = value;
+                            else
+                                delete message.knownSeq;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.knownHash = value;
+                            else
+                                delete message.knownHash;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.reason = value;
+                            else
+                                delete message.reason;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            /**
+             * Decodes a JournalHeadCheck message from the specified reader or buffer, length delimited.
+             * @function decodeDelimited
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @returns {pos.v1.JournalHeadCheck & pos.v1.JournalHeadCheck.$Shape} JournalHeadCheck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            JournalHeadCheck.decodeDelimited = function(reader) {
+                if (!(reader instanceof $Reader))
+                    reader = new $Reader(reader);
+                return this.decode(reader, reader.size());
+            };
+
+            /**
+             * Verifies a JournalHeadCheck message.
+             * @function verify
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {Object.<string,*>} message Plain object to verify
+             * @returns {string|null} `null` if valid, otherwise the reason why it is not
+             */
+            JournalHeadCheck.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.behind != null && $Object.hasOwnProperty.call(message, "behind"))
+                    if (typeof message.behind !== "boolean")
+                        return "behind: boolean expected";
+                if (message.knownSeq != null && $Object.hasOwnProperty.call(message, "knownSeq"))
+                    if (!$util.isInteger(message.knownSeq) && !(message.knownSeq && $util.isInteger(message.knownSeq.low) && $util.isInteger(message.knownSeq.high)))
+                        return "knownSeq: integer|Long expected";
+                if (message.knownHash != null && $Object.hasOwnProperty.call(message, "knownHash"))
+                    if (!$util.isString(message.knownHash))
+                        return "knownHash: string expected";
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    if (!$util.isString(message.reason))
+                        return "reason: string expected";
+                return null;
+            };
+
+            /**
+             * Creates a JournalHeadCheck message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {Object.<string,*>} object Plain object
+             * @returns {pos.v1.JournalHeadCheck} JournalHeadCheck
+             */
+            JournalHeadCheck.fromObject = function (object, _depth) {
+                if (object instanceof $root.pos.v1.JournalHeadCheck)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".pos.v1.JournalHeadCheck: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let message = new $root.pos.v1.JournalHeadCheck();
+                if (object.behind != null)
+                    if (object.behind)
+                        message.behind = $Boolean(object.behind);
+                if (object.knownSeq != null)
+                    if (typeof object.knownSeq === "object" ? object.knownSeq.low || object.knownSeq.high : $Number(object.knownSeq) !== 0)
+                        if ($util.Long)
+                            message.knownSeq = $util.Long.fromValue(object.knownSeq, false);
+                        else if (typeof object.knownSeq === "string")
+                            message.knownSeq = $parseInt(object.knownSeq, 10);
+                        else if (typeof object.knownSeq === "number")
+                            message.knownSeq = object.knownSeq;
+                        else if (typeof object.knownSeq === "object")
+                            message.knownSeq = new $util.LongBits(object.knownSeq.low >>> 0, object.knownSeq.high >>> 0).toNumber();
+                if (object.knownHash != null)
+                    if (typeof object.knownHash !== "string" || object.knownHash.length)
+                        message.knownHash = $String(object.knownHash);
+                if (object.reason != null)
+                    if (typeof object.reason !== "string" || object.reason.length)
+                        message.reason = $String(object.reason);
+                return message;
+            };
+
+            /**
+             * Creates a plain object from a JournalHeadCheck message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {pos.v1.JournalHeadCheck} message JournalHeadCheck
+             * @param {$protobuf.IConversionOptions} [options] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            JournalHeadCheck.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let object = {};
+                if (options.defaults) {
+                    object.behind = false;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.knownSeq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.knownSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.knownHash = "";
+                    object.reason = "";
+                }
+                if (message.behind != null && $Object.hasOwnProperty.call(message, "behind"))
+                    object.behind = message.behind;
+                if (message.knownSeq != null && $Object.hasOwnProperty.call(message, "knownSeq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.knownSeq = typeof message.knownSeq === "number" ? $BigInt(message.knownSeq) : $util.Long.fromBits(message.knownSeq.low >>> 0, message.knownSeq.high >>> 0, false).toBigInt();
+                    else if (typeof message.knownSeq === "number")
+                        object.knownSeq = options.longs === $String ? $String(message.knownSeq) : message.knownSeq;
+                    else
+                        object.knownSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.knownSeq) : options.longs === $Number ? new $util.LongBits(message.knownSeq.low >>> 0, message.knownSeq.high >>> 0).toNumber() : message.knownSeq;
+                if (message.knownHash != null && $Object.hasOwnProperty.call(message, "knownHash"))
+                    object.knownHash = message.knownHash;
+                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason"))
+                    object.reason = message.reason;
+                return object;
+            };
+
+            /**
+             * Converts this JournalHeadCheck to JSON.
+             * @function toJSON
+             * @memberof pos.v1.JournalHeadCheck
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            JournalHeadCheck.prototype.toJSON = function() {
+                return JournalHeadCheck.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for JournalHeadCheck
+             * @function getTypeUrl
+             * @memberof pos.v1.JournalHeadCheck
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            JournalHeadCheck.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/pos.v1.JournalHeadCheck";
+            };
+
+            return JournalHeadCheck;
+        })();
+
         v1.Heartbeat = (function() {
 
             /**
@@ -2030,6 +2513,8 @@ export const pos = $root.pos = (() => {
              * @property {number|null} [queuedBatches] Heartbeat queuedBatches
              * @property {Array.<string>|null} [locks] Heartbeat locks
              * @property {pos.v1.OpenBatchSummary.$Properties|null} [openBatch] Heartbeat openBatch
+             * @property {number|null} [journalHeadSeq] Heartbeat journalHeadSeq
+             * @property {string|null} [journalHeadHash] Heartbeat journalHeadHash
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2103,6 +2588,22 @@ export const pos = $root.pos = (() => {
             Heartbeat.prototype.openBatch = null;
 
             /**
+             * Heartbeat journalHeadSeq.
+             * @member {number} journalHeadSeq
+             * @memberof pos.v1.Heartbeat
+             * @instance
+             */
+            Heartbeat.prototype.journalHeadSeq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * Heartbeat journalHeadHash.
+             * @member {string} journalHeadHash
+             * @memberof pos.v1.Heartbeat
+             * @instance
+             */
+            Heartbeat.prototype.journalHeadHash = "";
+
+            /**
              * Creates a new Heartbeat instance using the specified properties.
              * @function create
              * @memberof pos.v1.Heartbeat
@@ -2145,6 +2646,10 @@ export const pos = $root.pos = (() => {
                         writer.uint32(/* id 4, wireType 2 =*/34).string(message.locks[i]);
                 if (message.openBatch != null && $Object.hasOwnProperty.call(message, "openBatch"))
                     $root.pos.v1.OpenBatchSummary.encode(message.openBatch, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq") && (typeof message.journalHeadSeq === "object" ? message.journalHeadSeq.low || message.journalHeadSeq.high : message.journalHeadSeq !== 0))
+                    writer.uint32(/* id 6, wireType 0 =*/48).int64(message.journalHeadSeq);
+                if (message.journalHeadHash != null && $Object.hasOwnProperty.call(message, "journalHeadHash") && message.journalHeadHash !== "")
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.journalHeadHash);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2243,6 +2748,24 @@ export const pos = $root.pos = (() => {
                             message.openBatch = $root.pos.v1.OpenBatchSummary.decode(reader, reader.size(), $undefined, _depth + 1, message.openBatch);
                             continue;
                         }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.journalHeadSeq = value;
+                            else
+                                delete message.journalHeadSeq;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.journalHeadHash = value;
+                            else
+                                delete message.journalHeadHash;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -2312,6 +2835,12 @@ export const pos = $root.pos = (() => {
                     if (error)
                         return "openBatch." + error;
                 }
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq"))
+                    if (!$util.isInteger(message.journalHeadSeq) && !(message.journalHeadSeq && $util.isInteger(message.journalHeadSeq.low) && $util.isInteger(message.journalHeadSeq.high)))
+                        return "journalHeadSeq: integer|Long expected";
+                if (message.journalHeadHash != null && $Object.hasOwnProperty.call(message, "journalHeadHash"))
+                    if (!$util.isString(message.journalHeadHash))
+                        return "journalHeadHash: string expected";
                 return null;
             };
 
@@ -2361,6 +2890,19 @@ export const pos = $root.pos = (() => {
                         throw $TypeError(".pos.v1.Heartbeat.openBatch: object expected");
                     message.openBatch = $root.pos.v1.OpenBatchSummary.fromObject(object.openBatch, _depth + 1);
                 }
+                if (object.journalHeadSeq != null)
+                    if (typeof object.journalHeadSeq === "object" ? object.journalHeadSeq.low || object.journalHeadSeq.high : $Number(object.journalHeadSeq) !== 0)
+                        if ($util.Long)
+                            message.journalHeadSeq = $util.Long.fromValue(object.journalHeadSeq, false);
+                        else if (typeof object.journalHeadSeq === "string")
+                            message.journalHeadSeq = $parseInt(object.journalHeadSeq, 10);
+                        else if (typeof object.journalHeadSeq === "number")
+                            message.journalHeadSeq = object.journalHeadSeq;
+                        else if (typeof object.journalHeadSeq === "object")
+                            message.journalHeadSeq = new $util.LongBits(object.journalHeadSeq.low >>> 0, object.journalHeadSeq.high >>> 0).toNumber();
+                if (object.journalHeadHash != null)
+                    if (typeof object.journalHeadHash !== "string" || object.journalHeadHash.length)
+                        message.journalHeadHash = $String(object.journalHeadHash);
                 return message;
             };
 
@@ -2392,6 +2934,12 @@ export const pos = $root.pos = (() => {
                     object.lifecycleState = "";
                     object.queuedBatches = 0;
                     object.openBatch = null;
+                    if ($util.Long) {
+                        let long = new $util.Long(0, 0, false);
+                        object.journalHeadSeq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.journalHeadSeq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.journalHeadHash = "";
                 }
                 if (message.clientTimeMs != null && $Object.hasOwnProperty.call(message, "clientTimeMs"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
@@ -2411,6 +2959,15 @@ export const pos = $root.pos = (() => {
                 }
                 if (message.openBatch != null && $Object.hasOwnProperty.call(message, "openBatch"))
                     object.openBatch = $root.pos.v1.OpenBatchSummary.toObject(message.openBatch, options, _depth + 1);
+                if (message.journalHeadSeq != null && $Object.hasOwnProperty.call(message, "journalHeadSeq"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.journalHeadSeq = typeof message.journalHeadSeq === "number" ? $BigInt(message.journalHeadSeq) : $util.Long.fromBits(message.journalHeadSeq.low >>> 0, message.journalHeadSeq.high >>> 0, false).toBigInt();
+                    else if (typeof message.journalHeadSeq === "number")
+                        object.journalHeadSeq = options.longs === $String ? $String(message.journalHeadSeq) : message.journalHeadSeq;
+                    else
+                        object.journalHeadSeq = options.longs === $String ? $util.Long.prototype.toString.call(message.journalHeadSeq) : options.longs === $Number ? new $util.LongBits(message.journalHeadSeq.low >>> 0, message.journalHeadSeq.high >>> 0).toNumber() : message.journalHeadSeq;
+                if (message.journalHeadHash != null && $Object.hasOwnProperty.call(message, "journalHeadHash"))
+                    object.journalHeadHash = message.journalHeadHash;
                 return object;
             };
 

@@ -31,10 +31,13 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;marg
 const LIVE = `
 (function(){
   var box=document.querySelector('[data-status-url]');if(!box)return;
+  // Once a form is on its way, the page is leaving: a redraw now would cancel the submission.
+  var leaving=false;document.addEventListener('submit',function(){leaving=true;},true);
   var url=box.getAttribute('data-status-url');
   function set(name,value){var els=box.querySelectorAll('[data-field="'+name+'"]');for(var i=0;i<els.length;i++){els[i].textContent=value;
     if(name==='state'){els[i].className='state '+value;}}}
   function tick(){fetch(url,{credentials:'same-origin',cache:'no-store'}).then(function(r){return r.ok?r.json():null}).then(function(s){
+    if(leaving)return;
     if(!s){setTimeout(tick,2000);return;}
     // A change of state, locks, review or batches redraws the whole page (tables, forms).
     if(s.version!==box.getAttribute('data-version')){location.replace(box.getAttribute('data-page-url'));return;}

@@ -15,6 +15,7 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import fastifyFormbody from '@fastify/formbody';
 import type { AcquirerSimulator } from '../acquirer.ts';
+import { activationRoutes } from './activation-routes.ts';
 import { assetRoutes } from './assets.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { authRoutes } from './auth-routes.ts';
@@ -31,6 +32,7 @@ import { html } from './html.ts';
 import { merchantRoutes } from './merchant-routes.ts';
 import { hashPassword } from './passwords.ts';
 import { reviewRoutes } from './review-routes.ts';
+import { terminalRoutes } from './terminal-actions.ts';
 import { BackOfficeStore, type User } from './store.ts';
 import { watchTerminals } from './terminal-reports.ts';
 
@@ -79,6 +81,28 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     sessionTtlMs: o.sessionTtlMs ?? 8 * 3_600_000,
     throttle: { maxFailuresPerUser: 5, maxFailuresPerIp: 20, windowMs: 15 * 60_000, ...o.throttle },
   };
+  const app = await buildApp(ctx);
+  const unwatch = watchTerminals(sim, store);
+  await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `http://${o.host ?? '127.0.0.1'}:${port}`,
+    app,
+    store,
+    async addUser(u) {
+      const { password, ...rest } = u;
+      store.putUser({ ...rest, passwordHash: await hashPassword(password) }, ctx.now());
+    },
+    async close() {
+      unwatch();
+      await app.close();
+    },
+  };
+}
+
+/** The fastify app: plugins, hooks, error pages, and one plugin per route group. */
+async function buildApp(ctx: BackOfficeContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 });
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody);
@@ -88,11 +112,25 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true },
     getToken: (req) => (req.body as { _csrf?: string } | undefined)?._csrf,
   });
+  addHooks(app, ctx);
+  setErrorPages(app, ctx);
+  await app.register(assetRoutes);
+  await app.register(authRoutes, ctx);
+  await app.register(merchantRoutes, ctx);
+  await app.register(activationRoutes, ctx);
+  await app.register(reviewRoutes, ctx);
+  await app.register(terminalRoutes, ctx);
+  await app.register(auditRoutes, ctx);
+  return app;
+}
+
+/** Who is asking (from the session cookie), typed card numbers refused, security headers. */
+function addHooks(app: FastifyInstance, ctx: BackOfficeContext): void {
   app.decorateRequest('user', null);
   app.decorateRequest('sessionHash', null);
   app.addHook('onRequest', async (req) => {
     const token = req.cookies[SESSION_COOKIE];
-    const s = token ? store.session(token, ctx.now()) : undefined;
+    const s = token ? ctx.store.session(token, ctx.now()) : undefined;
     req.user = s?.user ?? null;
     req.sessionHash = s?.sessionHash ?? null;
   });
@@ -119,6 +157,10 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   app.addHook('onSend', async (_req, reply) => {
     reply.headers(SECURITY_HEADERS);
   });
+}
+
+/** Every error as a page: CSRF refusals (audited), bad input, not found, the rest. */
+function setErrorPages(app: FastifyInstance, ctx: BackOfficeContext): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.code?.startsWith('FST_CSRF')) {
       audit(ctx, req, 'csrf-refused', { detail: `${req.method} ${req.url}`, outcome: 'refused' });
@@ -148,26 +190,4 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   app.setNotFoundHandler((req, reply) =>
     sendPage(reply, req, 'Not found', html`<p>There is nothing here.</p>`, { status: 404 }),
   );
-  await app.register(assetRoutes);
-  await app.register(authRoutes, ctx);
-  await app.register(merchantRoutes, ctx);
-  await app.register(reviewRoutes, ctx);
-  await app.register(auditRoutes, ctx);
-  const unwatch = watchTerminals(sim, store);
-  await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  return {
-    url: `http://${o.host ?? '127.0.0.1'}:${port}`,
-    app,
-    store,
-    async addUser(u) {
-      const { password, ...rest } = u;
-      store.putUser({ ...rest, passwordHash: await hashPassword(password) }, ctx.now());
-    },
-    async close() {
-      unwatch();
-      await app.close();
-    },
-  };
 }

@@ -222,7 +222,12 @@ describe('back office in Chromium against a real agent', () => {
 
   it('a risk flag locks the terminal (a sale is refused) until an offline unlock code or a clear', async () => {
     const r = await w.activeTerminal('TRISK01');
+    // The page redraws when the locks it shows change: act on it only once it shows the terminal's.
+    const inSync = () =>
+      (w.bo.store.terminalReport('TRISK01')?.locks ?? []).join() ===
+      r.agent.core.terminal.status().locks.join();
     const act = async (action: string, note: string) => {
+      await eventually(inSync, 'the back office to hear the locks');
       await reviewer.goto('/terminals/TRISK01');
       const form = reviewer.locator(`form[action="/terminals/TRISK01/${action}"]`);
       await form.locator('input[name=note]').fill(note);

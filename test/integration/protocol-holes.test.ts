@@ -75,6 +75,25 @@ describe('maximum command lifetime over the wire', () => {
   });
 });
 
+describe('a remote deactivation needs a reason', () => {
+  it('a deactivate without one, or an approval of two letters, is refused over the wire; with one it applies', async () => {
+    const r = await world.activeAgent('TH05');
+    expect(await resultOf(r, { deactivate: { violation: true } })).toBe('COMMAND_MALFORMED');
+    expect(await resultOf(r, { deactivate: { violation: false, reason: '  ' } })).toBe(
+      'COMMAND_MALFORMED',
+    );
+    expect(r.agent.core.terminal.status().state).toBe('active');
+    expect(await resultOf(r, { deactivate: { violation: false, reason: 'shop closed' } })).toBe(
+      'applied',
+    );
+    expect(r.agent.core.terminal.status().state).toBe('deactivation-pending');
+    expect(await resultOf(r, { deactivationDecision: { approve: true, reason: 'ok' } })).toBe(
+      'COMMAND_MALFORMED',
+    );
+    expect(r.agent.core.terminal.status().state).toBe('deactivation-pending');
+  });
+});
+
 describe('acquirer clock bounds over the wire', () => {
   it('a clock 12 h behind is never trusted, from HelloAck or after a jump; commands are refused and the event journaled', async () => {
     sim.behave({ clockOffsetMs: -12 * HOUR });
