@@ -10,7 +10,7 @@ import { sanitizeForTerminal } from './text.ts';
  * withheld when it declares them secret), never the text of an unknown command, which
  * could be a PIN typed at the wrong prompt.
  */
-export function auditLine(text: string, def: CommandDefinition | undefined): string {
+function auditLine(text: string, def: CommandDefinition | undefined): string {
   if (!def) return '(not a command)';
   const clean = sanitizeForTerminal(text.trim()).slice(0, 200);
   if (!def.secretArgs) return clean;
