@@ -4,6 +4,7 @@ import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { AgentError, type ErrorCode } from '../base/errors.ts';
 import { migrations } from './migrations.ts';
+import { checkSchema, SCHEMA_MIGRATIONS_SQL } from './schema-check.ts';
 
 export type Database = BetterSqlite3.Database;
 
@@ -142,6 +143,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
     db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
     if ((!options.readonly || options.checkPages) && !options.forensic) {
       refuseForeign(db);
+      checkSchema(db, Driver);
       if (pagesCheckedAtOpen(file, options)) checkPages(db);
     }
     if (!options.readonly) {
@@ -223,9 +225,7 @@ function checkPages(db: Database): void {
 
 function runMigrations(db: Database): void {
   refuseForeign(db);
-  db.exec(
-    'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
-  );
+  db.exec(SCHEMA_MIGRATIONS_SQL);
   const done = new Set(
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
       (r) => r.version,

@@ -130,8 +130,10 @@ export async function warmOpenBatchTally(
   sliceRows = 2_000,
 ): Promise<void> {
   for (;;) {
-    if (!store.db.open) return;
-    if (openBatchTally(store, now(), sliceRows).caughtUp) return;
+    // A turn first: the caller (the agent's start) is not held up by the first slice.
     await new Promise((resolve) => setImmediate(resolve));
+    // A closed store, or one kept unchanged for forensics, has nothing to warm.
+    if (!store.db.open || store.frozen) return;
+    if (openBatchTally(store, now(), sliceRows).caughtUp) return;
   }
 }

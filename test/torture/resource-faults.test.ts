@@ -41,6 +41,7 @@ import { createLogger, silentLogger } from '../../base/log.ts';
 import { Payments } from '../../agent/policy/payments.ts';
 import { TerminalState } from '../../agent/policy/terminal-state.ts';
 import { loadDriver } from '../../storage/db.ts';
+import { checkSchema } from '../../storage/schema-check.ts';
 import { Store } from '../../storage/store.ts';
 import { LoadProcess } from '../fixtures/load-process.ts';
 import { envInt, rng } from '../fixtures/torture-env.ts';
@@ -350,6 +351,18 @@ describe('a corrupt journal at start', () => {
     ['a foreign SQLite database (rollback journal)', foreign(false)],
     ['a foreign SQLite database (WAL)', foreign(true)],
     ['its third page zeroed', bytes(() => Buffer.from(good).fill(0, 2 * 4096, 3 * 4096))],
+    [
+      'a guard trigger emptied under its own name',
+      (file) => {
+        writeFileSync(file, good);
+        const db = new (loadDriver())(file);
+        db.exec('DROP TRIGGER journal_immutable_update');
+        db.exec(
+          'CREATE TRIGGER journal_immutable_update BEFORE UPDATE ON journal BEGIN SELECT 1; END',
+        );
+        db.close();
+      },
+    ],
   ];
 
   it.each(variants)('%s: refused with STORAGE_CORRUPT, says why, byte-identical', (_what, make) => {
@@ -373,7 +386,7 @@ describe('a corrupt journal at start', () => {
     async () => {
       const r = rng(SEED);
       const pages = good.length / 4096;
-      const seen = { damage: 0, tamper: 0, harmless: 0 };
+      const seen = { damage: 0, schema: 0, tamper: 0, harmless: 0 };
       for (let i = 0; i < FLIPS; i++) {
         const b = Buffer.from(good);
         const at = r.int(100, good.length - 1);
@@ -388,17 +401,27 @@ describe('a corrupt journal at start', () => {
         const copy = path.join(d, 'oracle.db');
         writeFileSync(copy, b);
         let damaged: boolean;
+        let schemaChanged = false;
         try {
           const db = new (loadDriver())(copy);
           damaged =
             (db.pragma('integrity_check') as Array<{ integrity_check: string }>)[0]
               ?.integrity_check !== 'ok';
+          if (!damaged) {
+            // A flip inside a table's or trigger's SQL text leaves every page sound.
+            try {
+              checkSchema(db, loadDriver());
+            } catch {
+              schemaChanged = true;
+            }
+          }
           db.close();
         } catch {
           damaged = true;
         }
-        if (damaged) {
-          seen.damage++;
+        if (damaged || schemaChanged) {
+          if (damaged) seen.damage++;
+          else seen.schema++;
           expectRefused(d, () => openCore({ dataDir: d }));
           continue;
         }
@@ -429,7 +452,7 @@ describe('a corrupt journal at start', () => {
         expect(readFileSync(file).equals(b), 'the tampered file is left byte-identical').toBe(true);
       }
       console.log(
-        `resource: ${FLIPS} flips over ${pages} pages: ${seen.damage} page damage refused (STORAGE_CORRUPT, byte-identical), ${seen.tamper} row tamper named by the chain and locked at start, ${seen.harmless} in free space`,
+        `resource: ${FLIPS} flips over ${pages} pages: ${seen.damage} page damage refused (STORAGE_CORRUPT, byte-identical), ${seen.schema} schema text changed and refused, ${seen.tamper} row tamper named by the chain and locked at start, ${seen.harmless} in free space`,
       );
       expect(seen.damage).toBeGreaterThan(0);
     },
