@@ -82,9 +82,9 @@ export function page(
     ? html``
     : viewer.role === 'merchant'
       ? html`<a href="/pos">POS management</a><a href="/activation-codes">Activation codes</a
-          ><a href="/audit">Audit</a>`
+          ><a href="/advices">Offline advices</a><a href="/audit">Audit</a>`
       : html`<a href="/review">Review queue</a><a href="/terminals">Terminals</a
-          ><a href="/audit">Audit</a>`;
+          ><a href="/advices">Offline advices</a><a href="/audit">Audit</a>`;
   const who = viewer
     ? html`<span class="who">${viewer.displayName} (${viewer.role})</span>
         <form method="post" action="/logout" class="inline">

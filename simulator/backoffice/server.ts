@@ -18,6 +18,7 @@ import type { AcquirerSimulator } from '../acquirer.ts';
 import { activationRoutes } from './activation-routes.ts';
 import { assetRoutes } from './assets.ts';
 import { auditRoutes } from './audit-routes.ts';
+import { adviceRoutes } from './advice-routes.ts';
 import { authRoutes } from './auth-routes.ts';
 import {
   audit,
@@ -121,6 +122,7 @@ async function buildApp(ctx: BackOfficeContext): Promise<FastifyInstance> {
   await app.register(reviewRoutes, ctx);
   await app.register(terminalRoutes, ctx);
   await app.register(auditRoutes, ctx);
+  await app.register(adviceRoutes, ctx);
   return app;
 }
 
