@@ -8,15 +8,15 @@ import { systemClock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import { silentLogger } from '../../base/log.ts';
 import { openCore, type Core } from './core.ts';
-import { AgentError, isAgentError } from '../../base/errors.ts';
+import { isAgentError } from '../../base/errors.ts';
 import { SerialRunner } from './serial-runner.ts';
 import { warmOpenBatchTally } from '../policy/open-batch-tally.ts';
 import { Settlement, type SettleReport, type SettlementStep } from '../policy/settlement.ts';
-import { CommandProcessor, type FollowUp } from '../policy/commands.ts';
+import type { CommandProcessor, FollowUp } from '../policy/commands.ts';
 import { TerminalKeyFile } from '../policy/keys.ts';
-import { UnlockCodes } from '../policy/unlock-code.ts';
-import { RiskMonitor } from '../policy/risk-monitor.ts';
-import { SelfTest, type SelfTestReport } from '../policy/selftest.ts';
+import type { UnlockCodes } from '../policy/unlock-code.ts';
+import type { RiskMonitor } from '../policy/risk-monitor.ts';
+import type { SelfTest, SelfTestReport } from '../policy/selftest.ts';
 import {
   activate,
   requestDeactivation,
@@ -35,6 +35,8 @@ import { destroyCredentialsIfDeactivated } from './credentials.ts';
 import { enterMaintenance } from './maintenance.ts';
 import type { Forwarder, ForwardRound, ForwardStep } from '../policy/forwarding.ts';
 import { ForwardingLoop } from './forwarding-loop.ts';
+import { policyParts } from './policy-parts.ts';
+import { settleQueued } from './queued-settlement.ts';
 
 /**
  * The whole agent around the offline core: the acquirer channel, settlement, signed
@@ -126,38 +128,16 @@ export class Agent {
       onDrained: () => this.afterAdvicesAnswered(),
     });
     this.forwarder = this.forwarding.forwarder;
-    this.commands = new CommandProcessor({
-      store: this.core.store,
-      clock,
-      log,
-      config,
-      terminal: this.core.terminal,
-      clockOffsetMs: () => this.clockTrust.offsetForCommands(),
-      terminalKey: () => this.terminalKeyFile.load(),
+    const parts = policyParts({
+      ...{ core: this.core, config, clock, log, channel: this.channel },
+      clockTrust: this.clockTrust,
+      terminalKeyFile: this.terminalKeyFile,
+      reportRisk: (hit) => this.riskReports.queue(hit),
     });
-    this.unlockCodes = new UnlockCodes({
-      store: this.core.store,
-      clock,
-      log,
-      terminalId: config.terminalId,
-      terminal: this.core.terminal,
-      commands: this.commands,
-    });
-    this.selfTest = new SelfTest({
-      store: this.core.store,
-      clock,
-      log,
-      config,
-      terminal: this.core.terminal,
-      clockOffsetMs: () => this.channel.clockOffsetMs ?? null,
-    });
-    this.risk = new RiskMonitor({
-      clock,
-      log,
-      config,
-      terminal: this.core.terminal,
-      report: (hit) => this.riskReports.queue(hit),
-    });
+    this.commands = parts.commands;
+    this.unlockCodes = parts.unlockCodes;
+    this.selfTest = parts.selfTest;
+    this.risk = parts.risk;
     observe = (row) => this.risk.observe(row);
     this.guard = new JournalGuard({
       core: this.core,
@@ -297,30 +277,9 @@ export class Agent {
     };
   }
 
-  /**
-   * Settles queued batches in order. Each step is its own job on the serial runner, so
-   * commands and ticks queued meanwhile wait one round trip at most, not a whole backlog.
-   */
-  private async settleQueued(): Promise<SettleReport> {
-    const frozen = this.core.store.frozen;
-    if (frozen) {
-      // A journal behind what was acknowledged or settled must not settle anything: its
-      // batches may be reborn copies of settled ones.
-      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
-      return { settled: [], pending, error: new AgentError('STORAGE_FROZEN', frozen.reason) };
-    }
-    if (!this.channel.isUp) {
-      const pending = this.core.store.batches.unsettled().map((b) => b.batchId);
-      return {
-        settled: [],
-        pending,
-        error: new AgentError(
-          'PROTOCOL_DISCONNECTED',
-          'the acquirer is unreachable; batches stay queued',
-        ),
-      };
-    }
-    return this.settlement.settleAll();
+  /** Settles queued batches in order, one runner job per step (queued-settlement.ts). */
+  private settleQueued(): Promise<SettleReport> {
+    return settleQueued(this.core, this.channel, this.settlement);
   }
 
   /** Everything owed to the acquirer on contact: reports, requests, commands, batches, final settlement. */
