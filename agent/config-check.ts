@@ -2,13 +2,13 @@ import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import {
   configError,
-  configProblems,
   configSchema,
   dataPath,
   applyEnv,
   readConfigFile,
   type Config,
 } from './config.ts';
+import { configProblems } from './config-problems.ts';
 
 /**
  * What `run` and `config check` do before anything starts: validate the whole file and
@@ -21,7 +21,7 @@ import {
 export function loadCheckedConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const raw = applyEnv(readConfigFile(file), env);
   const result = configSchema.safeParse(raw);
-  const problems = result.success ? [] : configProblems(result.error.issues);
+  const problems = result.success ? [] : configProblems(result.error.issues, configSchema);
   problems.push(...fileProblems(result.success ? result.data : bestEffort(raw)));
   if (problems.length > 0) throw configError(problems);
   return result.data!;

@@ -1,8 +1,6 @@
 /**
  * The technician console: one implementation over any Duplex stream (serial port, pty,
- * stdin/stdout, socket).
- *
- * What it promises:
+ * stdin/stdout, socket). What it promises:
  * - Before login nothing runs: input only ever leads to "login:", "PIN:" or a login
  *   refusal. The PIN is echoed as '*', and is never logged, audited or printed.
  * - Lines are handled one at a time, in the order typed. Bytes that arrive while a
@@ -19,7 +17,6 @@ import { AgentError } from '../../base/errors.ts';
 import { silentLogger, type Logger } from '../../base/log.ts';
 import {
   dummyPinHash,
-  technicianIdPattern,
   throttleError,
   validateTechnicians,
   verifyPin,
@@ -28,60 +25,26 @@ import {
   type Technician,
   type ThrottleDecision,
 } from './auth.ts';
-import {
-  dispatchLine,
-  internalDisplay,
-  type CommandDefinition,
-  type CommandRegistry,
-} from './commands.ts';
+import { dispatchLine, internalDisplay, type CommandRegistry } from './commands.ts';
 import { InputQueue } from './input-queue.ts';
 import { LineEditor, type LineEvent } from './line-editor.ts';
 import { sanitizeForTerminal } from './text.ts';
-
-/** Receives evidence events: login, login-failed, login-locked-out, login-refused, logout, command. */
-export type AuditFn = (event: string, detail: Record<string, unknown>) => void;
-
-export interface ConsoleOptions {
-  /** The technician's terminal. The console never closes it; whoever opened it does. */
-  readonly stream: Duplex;
-  readonly commands: CommandRegistry;
-  readonly auth: { readonly technicians: readonly Technician[]; readonly throttle: LoginThrottle };
-  readonly audit: AuditFn;
-  /** Dates sessions and audit events. Default: system clock. */
-  readonly clock?: Clock;
-  readonly logger?: Logger;
-  /** Shown on start and after each logout; may span lines. */
-  readonly banner?: string;
-  /** Shell prompt, asked afresh after every command, e.g. `T0001 active> `. */
-  readonly prompt?: () => string;
-  /** Log out after this long without a keystroke. Default 5 minutes; 0 disables. */
-  readonly idleTimeoutMs?: number;
-  /** Longest line in bytes. Default 512. */
-  readonly maxLineBytes?: number;
-  /**
-   * The demo's way out: when given, Ctrl-C, Ctrl-D and Ctrl-\\ (and `quit` at the login
-   * prompt) call it at any point, logged in or not, instead of editing the line. A real
-   * terminal's console has none: there Ctrl-C cancels the line.
-   */
-  readonly onExitKey?: () => void;
-  /**
-   * Asked about once a second while a technician is logged in and idle: lines to show
-   * unprompted (the acquirer decided a review, a lock came or went). Also asked, and its
-   * answer dropped, after each command, whose own output already told what it changed.
-   */
-  readonly notices?: () => readonly string[];
-  /** How often `notices` is asked. Default 1000 ms. */
-  readonly noticeIntervalMs?: number;
-}
-
-const exitKeys = [0x03, 0x04, 0x1c];
+import { exitKeys, type AuditFn, type ConsoleOptions } from './console-options.ts';
+import {
+  auditId,
+  commandAudit,
+  NoticePoller,
+  waitForDrain,
+  whyNotAnId,
+} from './console-support.ts';
+export type { AuditFn, ConsoleOptions };
 
 type Session =
   | { readonly state: 'login' }
   | { readonly state: 'pin'; readonly id: string }
   | { readonly state: 'shell'; readonly technician: string; readonly since: number };
 
-/** How long to wait for a slow terminal to take a command's output before moving on. */
+/** How long to wait for a slow terminal to take a command's output. */
 const drainTimeoutMs = 5000;
 
 /** A console session on one stream. */
@@ -98,9 +61,7 @@ export class Console {
   private readonly idleMs: number;
   private readonly editor: LineEditor;
   private readonly onExitKey: (() => void) | undefined;
-  private readonly notices: (() => readonly string[]) | undefined;
-  private readonly noticeMs: number;
-  private noticeTimer: NodeJS.Timeout | undefined;
+  private readonly notices: NoticePoller | undefined;
   /** Verified against for unknown ids, so a wrong id costs as long as a wrong PIN. */
   private readonly dummyHash: string;
 
@@ -131,8 +92,16 @@ export class Console {
     this.promptFn = options.prompt ?? (() => '> ');
     this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
     this.onExitKey = options.onExitKey;
-    this.notices = options.notices;
-    this.noticeMs = options.noticeIntervalMs ?? 1000;
+    this.notices =
+      options.notices &&
+      new NoticePoller({
+        poll: options.notices,
+        intervalMs: options.noticeIntervalMs ?? 1000,
+        // Only between commands, to a logged-in technician.
+        ready: () => !this.stopped && this.session.state === 'shell' && !this.input.busy,
+        show: (lines) => this.showNotices(lines),
+        log: this.log,
+      });
     this.editor = new LineEditor({ maxLineBytes: options.maxLineBytes ?? 512 });
     this.input = new InputQueue({
       stream: this.stream,
@@ -160,23 +129,11 @@ export class Console {
     this.showBanner();
     this.write('login: ');
     this.armIdle();
-    if (this.notices) {
-      this.noticeTimer = setInterval(() => this.showNotices(), this.noticeMs);
-      this.noticeTimer.unref();
-    }
+    this.notices?.start();
   }
 
   /** Shows what changed by itself, above a fresh prompt and the line being typed. */
-  private showNotices(): void {
-    if (this.stopped || this.session.state !== 'shell' || this.input.busy) return;
-    let lines: readonly string[];
-    try {
-      lines = this.notices?.() ?? [];
-    } catch (e) {
-      this.log.warn({ err: e }, 'console notices failed');
-      return;
-    }
-    if (lines.length === 0) return;
+  private showNotices(lines: readonly string[]): void {
     this.write('\r\n');
     this.writeLines(lines);
     this.promptShell();
@@ -199,7 +156,7 @@ export class Console {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.idleTimer);
-    clearInterval(this.noticeTimer);
+    this.notices?.stop();
     this.stream.off('data', this.onData);
     this.stream.off('end', this.onEnd);
     this.stream.off('close', this.onEnd);
@@ -248,7 +205,7 @@ export class Console {
     const line = event.kind === 'line' ? event.text.trim() : '';
     if (line === '') return this.toLogin();
     if (this.onExitKey && (line === 'quit' || line === 'exit')) return this.onExitKey();
-    const why = this.notAnId(line);
+    const why = whyNotAnId(line, this.technicians, this.commands);
     // Said, not silently re-prompted; and not counted as a failed login.
     if (why) {
       this.writeLines([new AgentError('CONSOLE_LOGIN_REQUIRED', why).toDisplay()]);
@@ -259,17 +216,6 @@ export class Console {
     this.session = { state: 'pin', id: line };
     this.editor.masked = true;
     this.write('PIN: ');
-  }
-
-  /** Why a line typed at "login:" is not taken as a technician id, or undefined. */
-  private notAnId(line: string): string | undefined {
-    const first = line.split(/\s+/)[0] ?? '';
-    const known = this.technicians.has(first.toLowerCase());
-    if (!known && this.commands.get(first))
-      return `not logged in: '${first.slice(0, 32)}' is a command. Type your technician id, then your PIN`;
-    if (!technicianIdPattern.test(line))
-      return 'that is not a technician id (letters, digits, dot, dash, underscore); type your id, then your PIN';
-    return undefined;
   }
 
   private async onPinLine(id: string, event: LineEvent): Promise<void> {
@@ -360,34 +306,15 @@ export class Console {
       clearScreen: () => this.write('\x1b[2J\x1b[H'),
       setRunning: (controller) => (this.running = controller),
     });
-    const { outcome, code } = result;
-    // An unknown word is not kept: it could be a PIN typed at the wrong prompt.
-    const unknown = code === 'CONSOLE_UNKNOWN_COMMAND';
-    const command = unknown ? '(unknown)' : result.command;
-    const detail = {
-      technician: session.technician,
-      command,
-      line: auditLine(text, unknown ? undefined : this.commands.get(command)),
-      outcome,
-      ...(code ? { code } : {}),
-      result: unknown ? `refused (${code})` : sanitizeForTerminal(first ?? '').slice(0, 160),
-    };
+    const detail = commandAudit(session.technician, text, result, first, this.commands);
+    const { command, outcome } = detail;
     this.audit('command', detail);
     if (outcome === 'error')
       this.log.error({ err: result.error, command }, 'console command failed');
     else this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
-    this.dropNotices();
-    await this.drained();
+    this.notices?.drop();
+    if (!this.stopped) await waitForDrain(this.stream, drainTimeoutMs);
     if (result.logout) this.logout('command');
-  }
-
-  /** What a command changed is in its own output: not news afterwards. */
-  private dropNotices(): void {
-    try {
-      this.notices?.();
-    } catch {
-      // Reported by the next poll.
-    }
   }
 
   private logout(reason: 'command' | 'idle'): void {
@@ -469,42 +396,4 @@ export class Console {
       this.log.warn({ err: e }, 'console write failed');
     }
   }
-
-  /** Waits for a slow terminal (9600 baud) to take the output, but never forever. */
-  private drained(): Promise<void> {
-    const s = this.stream;
-    if (this.stopped || s.destroyed || !s.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        s.off('drain', done);
-        s.off('close', done);
-        resolve();
-      };
-      const timer = setTimeout(done, drainTimeoutMs);
-      s.once('drain', done);
-      s.once('close', done);
-    });
-  }
-}
-
-/**
- * The command line as the audit trail keeps it: a known command's words (its arguments
- * withheld when it declares them secret), never the text of an unknown command, which
- * could be a PIN typed at the wrong prompt.
- */
-function auditLine(text: string, def: CommandDefinition | undefined): string {
-  if (!def) return '(not a command)';
-  const clean = sanitizeForTerminal(text.trim()).slice(0, 200);
-  if (!def.secretArgs) return clean;
-  const [word] = clean.split(/\s+/);
-  return clean === word ? clean : `${word} [arguments withheld]`;
-}
-
-/**
- * Unknown ids are audited as '(unknown)': a technician who types the PIN at the
- * "login:" prompt must not find it in the audit trail.
- */
-function auditId(tech: Technician | undefined): string {
-  return tech?.id ?? '(unknown)';
 }

@@ -17,7 +17,7 @@
  * still one character.
  */
 
-import { charWidth, isPrintableChar, utf8Length } from './text.ts';
+import { LineBuffer } from './line-buffer.ts';
 
 /** What a completed line produced. */
 export type LineEvent =
@@ -48,12 +48,12 @@ export interface LineEditorOptions {
   readonly masked?: boolean;
 }
 
+const BEL = 0x07;
 const SOH = 0x01; // Ctrl-A: home
 const STX = 0x02; // Ctrl-B: left
 const ENQ = 0x05; // Ctrl-E: end
 const ACK = 0x06; // Ctrl-F: right
 const BS = 0x08;
-const BEL = 0x07;
 const LF = 0x0a;
 const CR = 0x0d;
 const ETX = 0x03; // Ctrl-C
@@ -78,20 +78,19 @@ export class LineEditor {
   /** Longest accepted line in UTF-8 bytes. */
   readonly maxLineBytes: number;
   /** When true, characters are echoed as '*'; switch it only between lines. */
-  masked: boolean;
+  get masked(): boolean {
+    return this.buf.masked;
+  }
+  set masked(on: boolean) {
+    this.buf.masked = on;
+  }
 
-  private chars: string[] = [];
-  /** Index in `chars` where the next character goes. */
-  private cursor = 0;
+  private readonly buf: LineBuffer;
   private history: string[] = [];
   /** Position while walking the history; history.length means the line being typed. */
   private historyAt = 0;
   private draft = '';
   private escParams = '';
-  /** Columns each character took when echoed, so backspace erases exactly that many. */
-  private widths: number[] = [];
-  private bytes = 0;
-  private overflow = false;
   private afterCR = false;
   private escape: EscapeState = 'none';
   private utf8: number[] = [];
@@ -102,12 +101,13 @@ export class LineEditor {
     const max = options.maxLineBytes ?? 512;
     // A limit under 1 would refuse every line; fall back rather than throw in a console.
     this.maxLineBytes = Number.isSafeInteger(max) && max >= 1 ? max : 512;
-    this.masked = options.masked ?? false;
+    this.buf = new LineBuffer(this.maxLineBytes, (echo) => (this.out += echo));
+    this.buf.masked = options.masked ?? false;
   }
 
   /** The characters typed so far on the current line. */
   get text(): string {
-    return this.chars.join('');
+    return this.buf.text;
   }
 
   /** Feeds a whole chunk; strings are taken as UTF-8. */
@@ -152,7 +152,7 @@ export class LineEditor {
 
   /** The line as typed so far, to write again after a notice, the cursor where it was. */
   redraw(): string {
-    return this.shown(0) + '\b'.repeat(this.cols(this.cursor));
+    return this.buf.redraw();
   }
 
   /** Adds a line to the history (up/down); empty lines and repeats are skipped. */
@@ -184,7 +184,7 @@ export class LineEditor {
         if (--this.utf8Need === 0) {
           const ch = Buffer.from(this.utf8).toString('utf8');
           this.utf8 = [];
-          this.insert(ch);
+          this.buf.insert(ch);
         }
         return undefined;
       }
@@ -201,30 +201,29 @@ export class LineEditor {
         return this.endLine();
       case BS:
       case DEL:
-        this.eraseChars(1);
+        this.buf.erase(1);
         return undefined;
       case ETX:
         this.out += '^C\r\n';
         this.clearLine();
         return { kind: 'cancel' };
       case NAK:
-        this.replaceLine('');
-        this.overflow = false;
+        this.buf.replaceLine('');
         return undefined;
       case SOH:
-        this.home();
+        this.buf.home();
         return undefined;
       case ENQ:
-        this.end();
+        this.buf.end();
         return undefined;
       case STX:
-        this.left();
+        this.buf.left();
         return undefined;
       case ACK:
-        this.right();
+        this.buf.right();
         return undefined;
       case ETB:
-        this.eraseWord();
+        this.buf.eraseWord();
         return undefined;
       case ESC:
         this.escape = 'esc';
@@ -232,7 +231,7 @@ export class LineEditor {
     }
     if (b < 0x20) return undefined;
     if (b < 0x80) {
-      this.insert(String.fromCharCode(b));
+      this.buf.insert(String.fromCharCode(b));
       return undefined;
     }
     const need =
@@ -323,132 +322,29 @@ export class LineEditor {
     const first = params.split(';')[0];
     if (final === 'A') this.walkHistory(-1);
     else if (final === 'B') this.walkHistory(1);
-    else if (final === 'C') this.right();
-    else if (final === 'D') this.left();
-    else if (final === 'H') this.home();
-    else if (final === 'F') this.end();
-    else if (final === '~' && (first === '1' || first === '7')) this.home();
-    else if (final === '~' && (first === '4' || first === '8')) this.end();
-    else if (final === '~' && first === '3') this.deleteForward();
-  }
-
-  private shown(from: number, to = this.chars.length): string {
-    return this.masked ? '*'.repeat(to - from) : this.chars.slice(from, to).join('');
-  }
-
-  private cols(from: number, to = this.chars.length): number {
-    let w = 0;
-    for (let i = from; i < to; i++) w += this.widths[i] ?? 1;
-    return w;
-  }
-
-  private left(): void {
-    if (this.cursor === 0) return;
-    this.cursor--;
-    this.out += '\b'.repeat(this.widths[this.cursor] ?? 1);
-  }
-
-  private right(): void {
-    if (this.cursor >= this.chars.length) return;
-    this.out += this.shown(this.cursor, this.cursor + 1);
-    this.cursor++;
-  }
-
-  private home(): void {
-    this.out += '\b'.repeat(this.cols(0, this.cursor));
-    this.cursor = 0;
-  }
-
-  private end(): void {
-    this.out += this.shown(this.cursor);
-    this.cursor = this.chars.length;
-  }
-
-  /** Replaces the whole line (history, Ctrl-U), cursor at its end. */
-  private replaceLine(text: string): void {
-    const oldCols = this.cols(0);
-    this.home();
-    this.chars = [];
-    this.widths = [];
-    this.bytes = 0;
-    this.overflow = false;
-    for (const ch of text) {
-      if (this.bytes + utf8Length(ch) > this.maxLineBytes) break;
-      this.chars.push(ch);
-      this.widths.push(this.masked ? 1 : charWidth(ch));
-      this.bytes += utf8Length(ch);
-    }
-    this.cursor = this.chars.length;
-    const newCols = this.cols(0);
-    this.out += this.shown(0);
-    if (oldCols > newCols) {
-      const gap = oldCols - newCols;
-      this.out += ' '.repeat(gap) + '\b'.repeat(gap);
-    }
+    else if (final === 'C') this.buf.right();
+    else if (final === 'D') this.buf.left();
+    else if (final === 'H') this.buf.home();
+    else if (final === 'F') this.buf.end();
+    else if (final === '~' && (first === '1' || first === '7')) this.buf.home();
+    else if (final === '~' && (first === '4' || first === '8')) this.buf.end();
+    else if (final === '~' && first === '3') this.buf.deleteForward();
   }
 
   private walkHistory(step: -1 | 1): void {
     if (this.masked || this.history.length === 0) return;
     const to = Math.max(0, Math.min(this.history.length, this.historyAt + step));
     if (to === this.historyAt) return;
-    if (this.historyAt === this.history.length) this.draft = this.chars.join('');
+    if (this.historyAt === this.history.length) this.draft = this.buf.text;
     this.historyAt = to;
-    this.replaceLine(to === this.history.length ? this.draft : (this.history[to] as string));
-  }
-
-  private insert(ch: string): void {
-    if (!isPrintableChar(ch)) return;
-    const n = utf8Length(ch);
-    if (this.overflow || this.bytes + n > this.maxLineBytes) {
-      // Ring once so the technician notices that typing stopped landing.
-      if (!this.overflow) this.out += String.fromCharCode(BEL);
-      this.overflow = true;
-      return;
-    }
-    const w = this.masked ? 1 : charWidth(ch);
-    this.chars.splice(this.cursor, 0, ch);
-    this.widths.splice(this.cursor, 0, w);
-    this.bytes += n;
-    this.cursor++;
-    // Redraw what follows the cursor, then step back over it.
-    const rest = this.shown(this.cursor);
-    this.out += (this.masked ? '*' : ch) + rest + '\b'.repeat(this.cols(this.cursor));
-  }
-
-  /** Erases `count` characters before the cursor (Backspace, Ctrl-W). */
-  private eraseChars(count: number): void {
-    const k = Math.min(count, this.cursor);
-    if (k <= 0) return;
-    const cols = this.cols(this.cursor - k, this.cursor);
-    for (const ch of this.chars.splice(this.cursor - k, k)) this.bytes -= utf8Length(ch);
-    this.widths.splice(this.cursor - k, k);
-    this.cursor -= k;
-    const rest = this.shown(this.cursor);
-    const restCols = this.cols(this.cursor);
-    // "\b \b" per column works on every terminal, including ones without ANSI support.
-    this.out += '\b'.repeat(cols) + rest + ' '.repeat(cols) + '\b'.repeat(cols + restCols);
-  }
-
-  /** Delete: erases the character under the cursor. */
-  private deleteForward(): void {
-    if (this.cursor >= this.chars.length) return;
-    this.cursor++;
-    this.out += this.shown(this.cursor - 1, this.cursor);
-    this.eraseChars(1);
-  }
-
-  private eraseWord(): void {
-    let i = this.cursor - 1;
-    while (i >= 0 && this.chars[i] === ' ') i--;
-    while (i >= 0 && this.chars[i] !== ' ') i--;
-    this.eraseChars(this.cursor - 1 - i);
+    this.buf.replaceLine(to === this.history.length ? this.draft : (this.history[to] as string));
   }
 
   private endLine(): LineEvent {
     // An over-long line is refused whole: what was kept is not what the technician typed.
-    const event: LineEvent = this.overflow
+    const event: LineEvent = this.buf.overflow
       ? { kind: 'too-long', maxBytes: this.maxLineBytes }
-      : { kind: 'line', text: this.chars.join('') };
+      : { kind: 'line', text: this.buf.text };
     this.out += '\r\n';
     this.clearLine();
     return event;
@@ -457,10 +353,6 @@ export class LineEditor {
   private clearLine(): void {
     this.historyAt = this.history.length;
     this.draft = '';
-    this.cursor = 0;
-    this.chars = [];
-    this.widths = [];
-    this.bytes = 0;
-    this.overflow = false;
+    this.buf.clear();
   }
 }

@@ -6,7 +6,14 @@
  * `sell` makes more sales through the payment socket; `--fresh` starts over.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SerialPort } from 'serialport';
@@ -176,6 +183,20 @@ describe('the demo on a real terminal', () => {
     demo.type('\x03');
     await demo.expectOut('demo stopped');
     expect(await demo.exitStatus()).toBe(0);
+    // One info line per command in the log, with its line and result; nothing at warn.
+    const log = readFileSync(path.join(data, 'agent.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { level: number; msg: string; line?: string; result?: string });
+    const commands = log.filter((l) => l.msg === 'console command');
+    expect(commands.map((l) => [l.level, l.line])).toEqual([
+      [30, 'sell 2'],
+      [30, 'sell 2'],
+      [30, 'journal tail 4 --type sale'],
+      [30, 'unlock'],
+    ]);
+    expect(commands[3]!.result).toBe('no lock is held; nothing changed');
+    expect(log.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([]);
   });
 
   it('after wrong PINs, Ctrl-C still leaves, and --fresh starts over', async () => {

@@ -133,11 +133,19 @@ beforeAll(async () => {
   const child = socat;
   process.once('exit', () => child.kill('SIGTERM'));
   socat.stderr?.on('data', (d: Buffer) => (socatLog += d.toString()));
-  await waitUntil('socat to listen', () => existsSync(consoleLink) && existsSync(techSock));
+  // The socket file appears at bind, before listen: wait for socat to say it listens, or a
+  // connect on a loaded machine is refused.
+  await waitUntil(
+    'socat to listen',
+    () => existsSync(consoleLink) && existsSync(techSock) && socatLog.includes('listening on'),
+    30_000,
+  );
   techSide = net.createConnection(techSock);
   techSide.on('data', (d: Buffer) => (received += d.toString('utf8')));
-  await waitUntil('socat to start its transfer loop', () =>
-    socatLog.includes('starting data transfer loop'),
+  await waitUntil(
+    'socat to start its transfer loop',
+    () => socatLog.includes('starting data transfer loop'),
+    30_000,
   );
   agentSide = await openSerialConsoleStream({ path: realpathSync(consoleLink) });
   console_ = createConsole(agent, config, agentSide);
