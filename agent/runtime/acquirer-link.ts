@@ -7,6 +7,7 @@ import { dataPath, type Config } from '../config.ts';
 import type { CommandProcessor } from '../policy/commands.ts';
 import type { Core } from './core.ts';
 import type { pos } from '../../protocol/messages.ts';
+import { openBatchTally } from '../policy/open-batch-tally.ts';
 import { computeTotals } from '../policy/batch-totals.ts';
 
 /**
@@ -59,7 +60,12 @@ export function heartbeatReport(
   const currency = core.identity()?.currency ?? config.currency;
   const newest = core.store.batches.list(1)[0];
   const open = newest?.state === 'open' ? newest : undefined;
-  const totals = computeTotals(open ? core.store.journal.batchSums(open.batchId) : [], currency);
+  // Through the running tally (only rows since the last look), never the whole batch: a
+  // heartbeat must not hold the event loop for a 100,000-row read. With an open batch present,
+  // openBatchTally writes nothing.
+  const totals = open
+    ? openBatchTally(core.store, core.clock.now()).tally.totals(currency)
+    : computeTotals([], currency);
   const head = core.store.journal.headOf();
   return {
     journalHeadSeq: head.seq,
