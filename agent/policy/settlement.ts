@@ -1,17 +1,19 @@
 import type { Store } from '../../storage/store.ts';
 import type { Batch, BatchState, BatchTotals } from '../../storage/batches.ts';
-import type { TxnRow } from '../../storage/journal.ts';
-import type { pos, EnvelopeBody, Envelope } from '../../protocol/messages.ts';
+import type { EnvelopeBody, Envelope } from '../../protocol/messages.ts';
 import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 import { totalsEqual } from './batch-totals.ts';
-import { forgetTally, openBatchTally } from './open-batch-tally.ts';
-import { paidTotals } from './advice-totals.ts';
+import { openBatchTally } from './open-batch-tally.ts';
 import { businessDate } from './business-date.ts';
 import { DetailUpload } from './detail-upload.ts';
 import * as dispute from './settlement-dispute.ts';
+import { requiredTotals, totalsFromWire } from './settlement-wire.ts';
+import { closeOpenBatch } from './cutover.ts';
+
+export { detailRow, totalsFromWire } from './settlement-wire.ts';
 
 /**
  * Cutover and exactly-once settlement. A batch moves
@@ -148,48 +150,10 @@ export class Settlement {
   }
 
   private closeTallied(opts: { force?: boolean; reason: string }): Batch | null {
-    const { store, clock, config } = this.d;
-    let batch: Batch | null;
     this.deferred = undefined;
-    try {
-      batch = store.atomically(() => {
-        const now = clock.now();
-        const date = businessDate(now, config.timeZone, config.settlement.businessDayStartHour);
-        if (!opts.force && store.batches.lastBusinessDate() === date) return null;
-        const waits = store.advices.unansweredIn(store.batches.open(now).batchId) > 0;
-        if (waits) this.deferred = { force: opts.force ?? false, reason: opts.reason };
-        if (waits) return null;
-        // Totals and digest come from the tally: only rows since its last look are read here.
-        const { tally } = openBatchTally(store, now);
-        if (tally.rows === 0) return null;
-        const totals = paidTotals(store, tally.batchId, tally.totals(config.currency));
-        const digest = tally.digest();
-        const closed = store.batches.close(
-          tally.batchId,
-          {
-            businessDate: date,
-            firstSeq: tally.firstSeq!,
-            lastSeq: tally.lastSeq,
-            txnCount: tally.rows,
-            totals,
-            digest,
-          },
-          now,
-        );
-        store.journal.appendEvent(
-          'batch-closed',
-          { batchId: tally.batchId, digest, businessDate: date, totals, reason: opts.reason },
-          now,
-        );
-        return closed;
-      });
-    } catch (e) {
-      // A failed close may leave the tally ahead of what it believes: start it afresh.
-      forgetTally(store);
-      throw e;
-    }
+    const { batch, deferred } = closeOpenBatch(this.d, opts);
+    this.deferred = deferred;
     if (batch) {
-      forgetTally(store);
       this.d.log.info({ batchId: batch.batchId, totals: batch.totals }, 'batch closed');
       this.d.afterStep?.('closed', batch.batchId);
     }
@@ -431,61 +395,4 @@ export class Settlement {
     for (const b of store.batches.unsettled()) n += b.txnCount ?? 0;
     return n;
   }
-}
-
-function requiredTotals(
-  t: pos.v1.IBatchTotals | null | undefined,
-  what: string,
-  batch: Batch,
-): pos.v1.IBatchTotals {
-  if (!t) {
-    throw new AgentError(
-      'PROTOCOL_MALFORMED',
-      `the acquirer's ${what} for batch ${batch.batchId} carries no acquirer_totals`,
-    );
-  }
-  return t;
-}
-
-function num(v: unknown, what: string): number {
-  const n = typeof v === 'number' ? v : Number(v ?? 0);
-  if (!Number.isSafeInteger(n))
-    throw new AgentError('PROTOCOL_MALFORMED', `${what} is not a whole number of minor units`);
-  return n;
-}
-
-/** Acquirer totals from the wire, with every amount checked to be a safe integer. */
-export function totalsFromWire(t: pos.v1.IBatchTotals): BatchTotals {
-  return {
-    byType: (t.byType ?? []).map((x) => ({
-      type: String(x.type) as 'sale',
-      count: num(x.count, 'count'),
-      amount: num(x.amount, 'amount'),
-      fee: num(x.fee, 'fee'),
-    })),
-    transactionCount: num(t.transactionCount, 'transactionCount'),
-    netAmount: num(t.netAmount, 'netAmount'),
-    netFee: num(t.netFee, 'netFee'),
-    netSettlement: num(t.netSettlement, 'netSettlement'),
-    currency: String(t.currency ?? ''),
-  };
-}
-
-export function detailRow(r: TxnRow): pos.v1.IDetailRow {
-  return {
-    seq: r.seq,
-    localId: r.localId,
-    type: r.type,
-    amount: r.amount,
-    currency: r.currency,
-    fee: r.fee,
-    status: r.status,
-    maskedPan: r.maskedPan ?? '',
-    panToken: r.panToken ?? '',
-    authCode: r.authCode ?? '',
-    originalSeq: r.originalSeq ?? 0,
-    createdAtMs: r.createdAt,
-    merchantCategory: r.category,
-    hash: r.hash,
-  };
 }
