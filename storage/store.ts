@@ -139,6 +139,18 @@ export class Store {
     return judgeWitness(seen, facts);
   }
 
+  /**
+   * Refuses every write for a while (the whole chain is being walked on a worker at start):
+   * nothing is appended to a file that may yet turn out to be evidence. `resumeWrites` ends it.
+   */
+  pauseWrites(why: Frozen): void {
+    this.frozen ??= why;
+  }
+
+  resumeWrites(why: Frozen): void {
+    if (this.frozen === why) this.frozen = undefined;
+  }
+
   /** Stops every write from now on (a break found in the chain, a rollback reported remotely). */
   freeze(why: Frozen, hold?: WitnessHold): void {
     if (hold && this.witness?.record) this.witness.writeDurably({ ...this.witness.record, hold });

@@ -60,7 +60,6 @@ export class Payments {
     reject: (e: unknown) => void;
   }> = [];
   private draining = false;
-  private heldBecause: string | undefined;
   private schedule: FeeSchedule | undefined;
 
   constructor(private readonly d: PaymentDeps) {}
@@ -147,11 +146,6 @@ export class Payments {
     this.draining = false;
   }
 
-  /** Refuses new transactions (retries are still answered) while set, e.g. during a start-up verify. */
-  holdNew(reason: string | undefined): void {
-    this.heldBecause = reason;
-  }
-
   /**
    * Runs an online authorisation around the lifecycle: refused up front when the
    * terminal may not transact; and when a lock lands while the host is authorising, an
@@ -185,8 +179,7 @@ export class Payments {
     }
     const may = this.d.terminal.mayTransact();
     // Refused up front: record() throws the lifecycle's reason and journals the refusal.
-    if (!may.allowed || this.draining || this.heldBecause)
-      return this.record({ ...input, status: 'approved' });
+    if (!may.allowed || this.draining) return this.record({ ...input, status: 'approved' });
     this.inFlight++;
     try {
       const answer = await host();
@@ -276,8 +269,6 @@ export class Payments {
     const life = this.d.terminal.status();
     if (this.draining && origin === 'request')
       throw new AgentError('LIFECYCLE_LOCKED', 'maintenance is starting; no new transactions');
-    if (this.heldBecause && origin === 'request')
-      throw new AgentError('LIFECYCLE_LOCKED', this.heldBecause);
     const may = mayMoveMoney(life, moneyAction(input, origin));
     if (!may.allowed)
       throw new AgentError(may.code, may.reason, { state: life.state, locks: life.locks });

@@ -65,7 +65,11 @@ export class TerminalState {
     return { state: row.state, locks: row.locks.filter(isLockSource), reason: row.reason };
   }
 
-  mayTransact() {
+  mayTransact(): ReturnType<typeof mayTransact> {
+    // A journal that takes no write (frozen, or paused while it is verified) takes no sale:
+    // an online authorisation must be refused before the host is asked, not after.
+    const frozen = this.store.frozen;
+    if (frozen) return { allowed: false, code: 'LIFECYCLE_LOCKED', reason: frozen.reason };
     return mayTransact(this.status());
   }
 

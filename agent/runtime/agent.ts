@@ -143,6 +143,7 @@ export class Agent {
       core: this.core,
       runner: this.runner,
       verifyEveryMs: config.storage.verifyEveryMs,
+      afterPass: () => void this.afterVerified(),
     });
     this.channel.onUnsolicited = (env, reply) => this.onUnsolicited(env, reply);
     // Not a runner job itself: contact queues its own steps, so commands slot in between.
@@ -188,6 +189,13 @@ export class Agent {
       });
       this.scheduler.start();
     }
+  }
+
+  /** After a deferred start-up walk passed: the self-test and the contact that waited for it. */
+  private async afterVerified(): Promise<void> {
+    await this.runner.run('selftest', () => this.selfTest.run({ full: false })).catch(() => {});
+    rememberAcquirerKey(this.opts.config, this.core.store);
+    if (this.channel.isUp) await this.contact().catch((e) => this.logFailure('contact', e));
   }
 
   async stop(): Promise<void> {

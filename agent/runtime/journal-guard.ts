@@ -13,8 +13,9 @@ import { checkJournalInWorker } from '../../storage/page-check.ts';
  * A journal small enough to be page-checked at open (storage.syncPageCheckMaxBytes, about
  * 175,000 rows) is walked before start returns: that costs well under a second and leaves no
  * window. A bigger one is checked on a worker thread (pages and chain in one pass), and until
- * that pass ends the terminal refuses new transactions ("being verified") while everything
- * else (console, status, settlement of closed batches) runs.
+ * that pass ends nothing is written to the journal (a sale, a refusal record, a settlement
+ * step are all refused, "being verified"), so a file that turns out broken is left exactly as
+ * it was; status and the console run meanwhile.
  */
 export class JournalGuard {
   private timer: NodeJS.Timeout | undefined;
@@ -26,6 +27,8 @@ export class JournalGuard {
       core: Core;
       runner: SerialRunner;
       verifyEveryMs: number;
+      /** After a deferred (worker) start-up walk passed: what start skipped while writes waited. */
+      afterPass?: () => void;
     },
   ) {}
 
@@ -39,8 +42,13 @@ export class JournalGuard {
       if (!r.ok) this.broken(`row ${r.firstBad!.seq}: ${r.firstBad!.reason}`);
       first = Promise.resolve(r.ok);
     } else {
-      core.payments.holdNew('the journal is being verified after start; retry in a moment');
-      first = this.inWorker(true).finally(() => core.payments.holdNew(undefined));
+      const paused = {
+        source: 'journal-verify',
+        reason: 'the journal is being verified after start; retry in a moment',
+      };
+      core.store.pauseWrites(paused);
+      first = this.inWorker(true, () => core.store.resumeWrites(paused));
+      void first.then((ok) => ok && !this.stopped && this.d.afterPass?.());
     }
     if (this.d.verifyEveryMs > 0) {
       this.timer = setInterval(() => void this.verifyNow(), this.d.verifyEveryMs).unref();
@@ -60,9 +68,12 @@ export class JournalGuard {
     await this.running;
   }
 
-  private inWorker(pages: boolean): Promise<boolean> {
+  private inWorker(pages: boolean, beforeJudging?: () => void): Promise<boolean> {
     this.running ??= checkJournalInWorker(this.d.core.store.file, { pages, chainFrom: 'genesis' })
-      .then((r) => this.judge(r))
+      .then((r) => {
+        beforeJudging?.();
+        return this.judge(r);
+      })
       .finally(() => (this.running = undefined));
     return this.running;
   }

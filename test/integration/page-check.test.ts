@@ -1,5 +1,14 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, openSync, writeSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import {
+  mkdtempSync,
+  openSync,
+  writeSync,
+  closeSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { loadDriver } from '../../storage/db.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openCore } from '../../agent/runtime/core.ts';
@@ -82,6 +91,50 @@ describe('page check of the journal file', () => {
       expect(await agent.pageCheck).toBe(true);
       expect(agent.core.terminal.status().locks).toEqual([]);
       await agent.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a big journal: no sale until the worker has walked the whole chain; a changed old row locks journal-broken, nothing written', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pa-pages-'));
+    try {
+      const file = buildJournal(dir);
+      // One hex digit of row 10's stored hash, every copy of it: SQLite sees nothing wrong.
+      const db = new (loadDriver())(file, { readonly: true });
+      const { hash } = db.prepare('SELECT hash FROM journal WHERE seq = 10').get() as {
+        hash: string;
+      };
+      db.close();
+      const bytes = readFileSync(file);
+      for (let at = bytes.indexOf(hash); at >= 0; at = bytes.indexOf(hash, at + 1))
+        bytes[at] = hash[0] === 'a' ? 0x62 : 0x61;
+      writeFileSync(file, bytes);
+      const agent = new Agent({
+        config: parseConfig({
+          dataDir: dir,
+          storage: { syncPageCheckMaxBytes: 0 },
+          paymentSocket: { path: '' },
+        }),
+        schedules: false,
+      });
+      await agent.start();
+      // The walk runs on its worker: start has returned, and sales wait for it.
+      expect(() =>
+        agent.core.payments.record({
+          type: 'sale',
+          amount: 999,
+          card: { pan: '4111111111111111' },
+        }),
+      ).toThrow(/being verified/);
+      expect(await agent.pageCheck).toBe(false);
+      expect(agent.core.terminal.status()).toMatchObject({
+        locks: ['journal-broken'],
+        reason: expect.stringMatching(/chain is broken at row (10|11)/),
+      });
+      expect(agent.core.store.frozen?.source).toBe('journal-broken');
+      await agent.stop();
+      expect(readFileSync(file).equals(bytes)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
