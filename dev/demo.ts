@@ -44,10 +44,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       rmSync(path.join(root, part), { recursive: true, force: true });
     say(`started over: removed the demo's data under ${root}`);
   }
-  let leave!: () => void;
-  const left = new Promise<void>((resolve) => (leave = resolve));
-  const onSignal = () => leave();
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  const { leave, left, checkLeave, step, dispose } = exits();
   const logFile = path.join(root, 'agent.log');
   const log = createLogger(
     { level: 'info' },
@@ -56,17 +53,6 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   let sim: AcquirerSimulator | undefined;
   let runtime: Runtime | undefined;
   let office: Awaited<ReturnType<typeof startDemoBackOffice>> | undefined;
-  let leaving = false;
-  void left.then(() => (leaving = true));
-  /**
-   * A part that starts a server is let finish, so that `finally` stops it, and then the
-   * demo leaves if asked; the introduction (link, activation, sales) gives way at once.
-   */
-  const checkLeave = (): void => {
-    if (leaving) throw new Leave();
-  };
-  const step = <T>(p: Promise<T>): Promise<T> =>
-    Promise.race([p, left.then(() => Promise.reject(new Leave()))]);
   try {
     locks.push(lockDirectory(path.join(root, 'acquirer'), 'pos-agent demo (acquirer simulator)'));
     sim = await AcquirerSimulator.start({
@@ -111,8 +97,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     say(isAgentError(e) ? e.toDisplay('error') : `error: ${(e as Error).message}`);
     return isAgentError(e, 'STORAGE_IN_USE') ? 75 : 1;
   } finally {
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
-    process.stdin.off('end', leave);
+    dispose();
     await runtime?.stop();
     await office?.backOffice.close();
     await sim?.stop();
@@ -121,6 +106,34 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (process.stdin.isTTY) process.stdin.pause();
     say('demo stopped');
   }
+}
+
+/**
+ * The ways out: SIGINT (Ctrl-C before the console reads), SIGTERM, SIGHUP, the console's
+ * exit keys and `quit` all call `leave`. A part that starts a server is let finish, so that
+ * `finally` stops it, and then `checkLeave` leaves; `step` gives way at once (the
+ * introduction: link, activation, sales).
+ */
+function exits() {
+  let leave!: () => void;
+  const left = new Promise<void>((resolve) => (leave = resolve));
+  let leaving = false;
+  void left.then(() => (leaving = true));
+  const onSignal = () => leave();
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  return {
+    leave,
+    left,
+    checkLeave: (): void => {
+      if (leaving) throw new Leave();
+    },
+    step: <T>(p: Promise<T>): Promise<T> =>
+      Promise.race([p, left.then(() => Promise.reject(new Leave()))]),
+    dispose: (): void => {
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
+      process.stdin.off('end', leave);
+    },
+  };
 }
 
 async function demoConfig(root: string, sim: AcquirerSimulator, stdio: boolean): Promise<Config> {

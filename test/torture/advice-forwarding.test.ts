@@ -46,7 +46,7 @@ const tally = () => ({
   doubled: 0,
   outOfOrder: 0,
 });
-const figures = { kill: tally(), proxy: tally() };
+const figures = { kill: tally(), proxy: tally(), planted: tally() };
 
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'pa-torture-advice-'));
@@ -55,7 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sim?.stop();
   rmSync(root, { recursive: true, force: true });
-  for (const [what, f] of Object.entries(figures))
+  for (const [what, f] of Object.entries(figures).filter(([k]) => k !== 'planted'))
     console.log(
       `advices exactly once (${what}): ${f.runs} runs, ${f.advices} advices, ${f.receipts} receipts at the acquirer ` +
         `(${f.receipts - f.advices} resends, ${f.duplicatesAnswered} answered as duplicates), ` +
@@ -201,6 +201,18 @@ async function killAt(point: KillPoint): Promise<void> {
 }
 
 describe('SIGKILL at each step of forwarding, then restart', () => {
+  it('its checks are not vacuous: an advice missing from the ledger is named', async () => {
+    await killAt({ step: 'advice-answered', count: 1 });
+    const terminalId = `TAK${String(n).padStart(3, '0')}`;
+    const dataDir = path.join(root, terminalId);
+    expect(() => checkExactlyOnce(terminalId, dataDir, 'planted')).not.toThrow();
+    sim.ledger.db
+      .prepare('DELETE FROM advices WHERE id = (SELECT MAX(id) FROM advices WHERE terminal_id = ?)')
+      .run(terminalId);
+    expect(() => checkExactlyOnce(terminalId, dataDir, 'planted')).toThrow();
+    expect(figures.planted.lost).toBe(1);
+  }, 90_000);
+
   // Every step once by default (CI-sized); TORTURE_ADVICE_ALL=1 adds earlier and later rounds.
   const points: KillPoint[] = [
     { step: 'recording', count: 4 },
