@@ -17,6 +17,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
+import type { pos } from '../../protocol/messages.ts';
 import { AgentProcess } from '../fixtures/agent-process.ts';
 import { agentConfig } from '../fixtures/torture-env.ts';
 import { sha } from '../fixtures/journal-faults.ts';
@@ -119,6 +120,13 @@ async function expectLockedAndInert(
 ): Promise<Record<string, unknown>> {
   const ledgerBefore = ledgerView(t.terminalId);
   const fileBefore = existsSync(t.journal) ? sha(t.journal) : 'absent';
+  // The acquirer's view: the heartbeats it receives carry the terminal's locks.
+  let heardLock = false;
+  const listen = (cn: string, env: pos.v1.Envelope) => {
+    if (cn === t.terminalId && env.body === 'heartbeat' && env.heartbeat?.locks?.includes(source))
+      heardLock = true;
+  };
+  sim.on('received', listen);
   const p = await AgentProcess.start(t.config);
   try {
     await p.ask({ op: 'wait-up' }, (e) => e.up === true);
@@ -152,6 +160,8 @@ async function expectLockedAndInert(
     const settled = await p.ask({ op: 'settle' }, (e) => Array.isArray(e.settled));
     expect(settled.error).toBe('STORAGE_FROZEN');
     expect(settled.settled ?? []).toEqual([]);
+    for (let i = 0; i < 150 && !heardLock; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(heardLock, 'a heartbeat told the acquirer about the lock').toBe(true);
     await p.ask({ op: 'stop' }, (e) => e.stopped === true);
     expect(await p.exit()).toBe(0);
     if (o.byteIdentical !== false)
@@ -159,6 +169,7 @@ async function expectLockedAndInert(
     expect(ledgerView(t.terminalId)).toBe(ledgerBefore);
     return status;
   } finally {
+    sim.off('received', listen);
     if (p.child.exitCode === null) await p.kill();
   }
 }
