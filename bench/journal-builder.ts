@@ -97,51 +97,19 @@ export function ensureHistory(rows: number, opts: BenchOptions): History {
   const card = protectCard({ pan: TEST_PAN }, core.tokenKeys.load(true));
   core.close();
 
-  const db = new (loadDriver())(journalPath(benchConfig(dir)));
-  db.pragma('journal_mode = WAL');
-  // A build step, not a measurement: the finished file is checkpointed and closed below.
-  db.pragma('synchronous = OFF');
-  const cols = JOURNAL_COLUMNS;
-  const insertRow = db.prepare(
-    `INSERT INTO journal (${cols.join(', ')}, prev_hash, hash) VALUES (${cols.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
-  );
-  const insertBatch = db.prepare(
-    `INSERT INTO batches (batch_id, number, state, business_date, opened_at, closed_at, first_seq, last_seq,
-       txn_count, totals, digest, settlement_id, acquirer_totals, updated_at)
-     VALUES (@batch_id, @number, @state, @business_date, @opened_at, @closed_at, @first_seq, @last_seq,
-       @txn_count, @totals, @digest, @settlement_id, @acquirer_totals, @updated_at)`,
-  );
+  const { db, insertRow, insertBatch } = openForBuild(dir);
   let head = db.prepare('SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1').get() as {
     seq: number;
     hash: string;
   };
-  const append = (content: Record<(typeof cols)[number], unknown>): string => {
+  const append = (content: Columns): string => {
     const hash = rowHash(head.hash, content as Parameters<typeof rowHash>[1]);
     insertRow.run({ ...content, prev_hash: head.hash, hash });
     head = { seq: content.seq as number, hash };
     return hash;
   };
   const event = (at: number, name: string, detail: Record<string, unknown>): void =>
-    void append({
-      seq: head.seq + 1,
-      kind: 'event',
-      created_at: at,
-      local_id: null,
-      type: null,
-      original_seq: null,
-      amount: null,
-      currency: null,
-      category: null,
-      fee: null,
-      fee_version: null,
-      masked_pan: null,
-      pan_token: null,
-      auth_code: null,
-      status: null,
-      batch_id: null,
-      event: name,
-      detail: JSON.stringify(detail),
-    });
+    void append(eventColumns(head.seq + 1, at, name, detail));
 
   // Today's open batch gets the remainder: about half a batch, ~1% of a million-row journal.
   const closedBatches = Math.max(
@@ -159,69 +127,15 @@ export function ensureHistory(rows: number, opts: BenchOptions): History {
     db.transaction(() => {
       const txns: TxnRow[] = [];
       for (let i = 0; i < sales; i++) {
-        const seq = head.seq + 1;
-        const amount = 1000 + (seq % 5000);
-        const r = {
-          seq,
-          kind: 'txn',
-          created_at: day + i * 5000,
-          local_id: `L${seq}`,
-          type: 'sale',
-          original_seq: null,
-          amount,
-          currency: 'CNY',
-          category: 'default',
-          fee: saleFee(DEFAULT_FEE_SCHEDULE, 'default', amount),
-          fee_version: DEFAULT_FEE_SCHEDULE.version,
-          masked_pan: card.maskedPan,
-          pan_token: card.panToken,
-          auth_code: null,
-          status: 'approved',
-          batch_id: batchId,
-          event: null,
-          detail: null,
-        };
-        const hash = append(r);
-        txns.push({
-          seq,
-          createdAt: r.created_at,
-          hash,
-          localId: r.local_id,
-          type: 'sale',
-          originalSeq: null,
-          amount,
-          currency: 'CNY',
-          category: 'default',
-          fee: r.fee,
-          feeVersion: r.fee_version,
-          maskedPan: card.maskedPan,
-          panToken: card.panToken,
-          authCode: null,
-          status: 'approved',
-          batchId,
-        });
+        const r = saleColumns(head.seq + 1, day + i * 5000, batchId, card);
+        txns.push(saleRow(r, append(r)));
       }
       const closedAt = day + DAY_MS - 3600_000;
+      const settlementId = `STL-${randomBytes(8).toString('hex').toUpperCase()}`;
+      insertBatch.run(batchRecord({ batchId, number, open, day, closedAt, txns, settlementId }));
+      if (open) return;
       const totals = computeTotals(txns, 'CNY');
       const digest = batchDigest(batchId, txns);
-      const settlementId = `STL-${randomBytes(8).toString('hex').toUpperCase()}`;
-      insertBatch.run({
-        batch_id: batchId,
-        number,
-        state: open ? 'open' : 'acked',
-        business_date: open ? null : new Date(day).toISOString().slice(0, 10),
-        opened_at: day,
-        closed_at: open ? null : closedAt,
-        first_seq: open ? null : txns[0]!.seq,
-        last_seq: open ? null : txns.at(-1)!.seq,
-        txn_count: open ? null : txns.length,
-        totals: open ? null : JSON.stringify(totals),
-        digest: open ? null : digest,
-        settlement_id: open ? null : settlementId,
-        acquirer_totals: open ? null : JSON.stringify(totals),
-        updated_at: open ? day : closedAt,
-      });
-      if (open) return;
       event(closedAt, 'batch-closed', { batchId, digest, totals, reason: 'nightly cutover' });
       event(closedAt + 10, 'batch-sent', { batchId, digest });
       event(closedAt + 50, 'batch-acked', {
@@ -242,6 +156,138 @@ export function ensureHistory(rows: number, opts: BenchOptions): History {
   );
   opts.log(`  built a ${head.seq}-row history in ${(msBetween(t0) / 1000).toFixed(1)} s`);
   return { dir, rows, checkpoint };
+}
+
+/** The journal file opened for a fast build, with its two insert statements. */
+function openForBuild(dir: string) {
+  const db = new (loadDriver())(journalPath(benchConfig(dir)));
+  db.pragma('journal_mode = WAL');
+  // A build step, not a measurement: the finished file is checkpointed and closed after.
+  db.pragma('synchronous = OFF');
+  const cols = JOURNAL_COLUMNS;
+  const insertRow = db.prepare(
+    `INSERT INTO journal (${cols.join(', ')}, prev_hash, hash) VALUES (${cols.map((c) => '@' + c).join(', ')}, @prev_hash, @hash)`,
+  );
+  const insertBatch = db.prepare(
+    `INSERT INTO batches (batch_id, number, state, business_date, opened_at, closed_at, first_seq, last_seq,
+       txn_count, totals, digest, settlement_id, acquirer_totals, updated_at)
+     VALUES (@batch_id, @number, @state, @business_date, @opened_at, @closed_at, @first_seq, @last_seq,
+       @txn_count, @totals, @digest, @settlement_id, @acquirer_totals, @updated_at)`,
+  );
+  return { db, insertRow, insertBatch };
+}
+
+type Columns = Record<(typeof JOURNAL_COLUMNS)[number], unknown>;
+
+/** The journal columns of one approved sale of the history, priced by the reference tariff. */
+function saleColumns(
+  seq: number,
+  at: number,
+  batchId: string,
+  card: { maskedPan: string; panToken: string },
+): Columns & { seq: number; created_at: number; amount: number; fee: number } {
+  const amount = 1000 + (seq % 5000);
+  return {
+    seq,
+    kind: 'txn',
+    created_at: at,
+    local_id: `L${seq}`,
+    type: 'sale',
+    original_seq: null,
+    amount,
+    currency: 'CNY',
+    category: 'default',
+    fee: saleFee(DEFAULT_FEE_SCHEDULE, 'default', amount),
+    fee_version: DEFAULT_FEE_SCHEDULE.version,
+    masked_pan: card.maskedPan,
+    pan_token: card.panToken,
+    auth_code: null,
+    status: 'approved',
+    batch_id: batchId,
+    event: null,
+    detail: null,
+  };
+}
+
+/** The same sale as the journal reads it back, for the batch totals and digest. */
+function saleRow(c: ReturnType<typeof saleColumns>, hash: string): TxnRow {
+  return {
+    seq: c.seq,
+    createdAt: c.created_at,
+    hash,
+    localId: `L${c.seq}`,
+    type: 'sale',
+    originalSeq: null,
+    amount: c.amount,
+    currency: 'CNY',
+    category: 'default',
+    fee: c.fee,
+    feeVersion: DEFAULT_FEE_SCHEDULE.version,
+    maskedPan: c.masked_pan as string,
+    panToken: c.pan_token as string,
+    authCode: null,
+    status: 'approved',
+    batchId: c.batch_id as string,
+  };
+}
+
+/** The journal columns of one event row. */
+function eventColumns(
+  seq: number,
+  at: number,
+  name: string,
+  detail: Record<string, unknown>,
+): Columns {
+  return {
+    seq,
+    kind: 'event',
+    created_at: at,
+    local_id: null,
+    type: null,
+    original_seq: null,
+    amount: null,
+    currency: null,
+    category: null,
+    fee: null,
+    fee_version: null,
+    masked_pan: null,
+    pan_token: null,
+    auth_code: null,
+    status: null,
+    batch_id: null,
+    event: name,
+    detail: JSON.stringify(detail),
+  };
+}
+
+/** The batches row of one history batch: today's open one, or an earlier one settled and acked. */
+function batchRecord(b: {
+  batchId: string;
+  number: number;
+  open: boolean;
+  day: number;
+  closedAt: number;
+  txns: TxnRow[];
+  settlementId: string;
+}): Record<string, unknown> {
+  const { open, day, closedAt, txns } = b;
+  const totals = computeTotals(txns, 'CNY');
+  return {
+    batch_id: b.batchId,
+    number: b.number,
+    state: open ? 'open' : 'acked',
+    business_date: open ? null : new Date(day).toISOString().slice(0, 10),
+    opened_at: day,
+    closed_at: open ? null : closedAt,
+    first_seq: open ? null : txns[0]!.seq,
+    last_seq: open ? null : txns.at(-1)!.seq,
+    txn_count: open ? null : txns.length,
+    totals: open ? null : JSON.stringify(totals),
+    digest: open ? null : batchDigest(b.batchId, txns),
+    settlement_id: open ? null : b.settlementId,
+    acquirer_totals: open ? null : JSON.stringify(totals),
+    updated_at: open ? day : closedAt,
+  };
 }
 
 /** Puts the self-test checkpoint where `at` says (the state a restart finds). */

@@ -23,7 +23,7 @@ import {
   sendPendingDeactivationRequest,
   type FlowDeps,
 } from '../policy/acquirer-flows.ts';
-import { Scheduler } from './scheduler.ts';
+import { startSchedules, type Scheduler } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
 import { watchLink } from './link-watch.ts';
 import type { ClockTrust } from '../policy/clock-trust.ts';
@@ -179,15 +179,10 @@ export class Agent {
       this.logFailure('open batch tally', e),
     );
     if (this.opts.schedules !== false) {
-      this.scheduler = new Scheduler({
-        log: this.log,
-        timeZone: this.opts.config.timeZone,
-        cutoverCron: this.opts.config.settlement.cutoverCron,
-        heartbeatCron: this.opts.config.settlement.heartbeatCron,
+      this.scheduler = startSchedules(this.opts.config, this.log, {
         onCutover: () => this.nightlyCutover(),
         onHeartbeat: () => this.heartbeatTick(),
       });
-      this.scheduler.start();
     }
   }
 

@@ -1,5 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../../base/log.ts';
+import type { Config } from '../config.ts';
 import { AgentError } from '../../base/errors.ts';
 
 /**
@@ -59,4 +60,21 @@ export class Scheduler {
     for (const t of this.tasks) await t.destroy();
     this.tasks = [];
   }
+}
+
+/** The agent's nightly cutover and heartbeat, from the config, started. */
+export function startSchedules(
+  config: Pick<Config, 'timeZone' | 'settlement'>,
+  log: Logger,
+  jobs: { onCutover: () => Promise<unknown>; onHeartbeat: () => Promise<unknown> },
+): Scheduler {
+  const scheduler = new Scheduler({
+    log,
+    timeZone: config.timeZone,
+    cutoverCron: config.settlement.cutoverCron,
+    heartbeatCron: config.settlement.heartbeatCron,
+    ...jobs,
+  });
+  scheduler.start();
+  return scheduler;
 }
