@@ -115,26 +115,7 @@ export class Journal {
 
   /** Appends an event row (transition, refusal, command, batch step, login...). */
   appendEvent(event: string, detail: Record<string, unknown>, createdAt: number): EventRow {
-    const row = this.write({
-      kind: 'event',
-      created_at: createdAt,
-      local_id: null,
-      type: null,
-      original_seq: null,
-      amount: null,
-      currency: null,
-      category: null,
-      fee: null,
-      fee_version: null,
-      masked_pan: null,
-      pan_token: null,
-      auth_code: null,
-      status: null,
-      batch_id: null,
-      event,
-      detail: JSON.stringify(detail),
-    });
-    return { seq: row.seq, createdAt, event, detail, hash: row.hash };
+    return this.appendEventAbout(event, null, detail, createdAt);
   }
 
   /**
@@ -143,7 +124,7 @@ export class Journal {
    */
   appendEventAbout(
     event: string,
-    originalSeq: number,
+    originalSeq: number | null,
     detail: Record<string, unknown>,
     createdAt: number,
   ): EventRow {
