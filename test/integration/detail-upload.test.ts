@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyActivation, openCore, type Core } from '../../agent/runtime/core.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { Settlement, type AcquirerLink } from '../../agent/policy/settlement.ts';
 import { AcquirerChannel } from '../../protocol/channel.ts';
 import { ensureTlsMaterial } from '../../protocol/tls-material.ts';
@@ -69,19 +69,7 @@ async function rig(opts: {
     dataDir: join(dir, 'agent'),
     settlement: { detailChunkRows: ROWS_PER_CHUNK, detailWindow: opts.window ?? 4 },
   });
-  applyActivation(
-    core,
-    {
-      terminalId: TID,
-      merchantId: 'M-1',
-      merchantName: 'Test shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: Date.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   const channel = new AcquirerChannel({
     terminalId: TID,
     tls: sim.clientTls(TID),

@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyActivation, openCore, type Core } from '../../agent/runtime/core.ts';
+import { openCore, type Core } from '../../agent/runtime/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
 import { isAgentError } from '../../base/errors.ts';
-import { DEFAULT_FEE_SCHEDULE } from '../../agent/policy/fees.ts';
 import { Settlement, type SettleReport } from '../../agent/policy/settlement.ts';
 import { AcquirerChannel } from '../../protocol/channel.ts';
 import { ensureTlsMaterial } from '../../protocol/tls-material.ts';
@@ -61,19 +61,7 @@ async function rig(behaviour: BehaviourPatch = {}, seed = 1): Promise<Rig> {
     dataDir: join(dir, 'agent'),
     settlement: { detailChunkRows: 7 },
   });
-  applyActivation(
-    core,
-    {
-      terminalId: TID,
-      merchantId: 'M-1',
-      merchantName: 'Test shop',
-      category: 'default',
-      currency: 'CNY',
-      activatedAt: Date.now(),
-    },
-    DEFAULT_FEE_SCHEDULE,
-    'test',
-  );
+  activateForTest(core);
   const channel = new AcquirerChannel({
     terminalId: TID,
     tls: sim.clientTls(TID),
