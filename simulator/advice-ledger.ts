@@ -86,6 +86,14 @@ export class AdviceLedger {
     return new Map(rows);
   }
 
+  /** The id of the terminal's newest advice (0: none): a later advice has a higher one. */
+  newestId(terminalId: string): number {
+    const r = this.db
+      .prepare('SELECT COALESCE(MAX(id), 0) AS n FROM advices WHERE terminal_id = ?')
+      .get(terminalId) as { n: number };
+    return r.n;
+  }
+
   /** Counts one more receipt of a known advice. */
   seenAgain(terminalId: string, key: string): void {
     this.db
