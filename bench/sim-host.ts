@@ -62,7 +62,11 @@ export class SimHost {
     const child = fork(path.join(import.meta.dirname, 'sim-child.ts'), [], {
       // BENCH_SIM_NODE_ARGS: extra node flags for the simulator's process, e.g. "--cpu-prof
       // --cpu-prof-dir=DIR" (not allowed in NODE_OPTIONS) to profile its side of a figure.
-      execArgv: ['--import', 'tsx', ...(process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     const host = new SimHost(child, tlsDir);

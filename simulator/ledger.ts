@@ -278,7 +278,10 @@ export class AcquirerLedger extends ControlLedger {
            WHERE terminal_id = @t AND batch_id = @b AND digest = @d
          ORDER BY 1`,
       )
-      .all({ t: terminalId, b: batchId, d: digest }) as Array<{ j: string | null; e: Buffer | null }>;
+      .all({ t: terminalId, b: batchId, d: digest }) as Array<{
+      j: string | null;
+      e: Buffer | null;
+    }>;
     // A row sent in two chunks (a terminal that re-chunked) still counts once.
     const bySeq = new Map<number, DetailRowRecord>();
     for (const c of chunks) {
@@ -317,6 +320,6 @@ export class AcquirerLedger extends ControlLedger {
 }
 
 /** The rows of a stored detail chunk envelope, as the acquirer reads them. */
-export function detailChunkRows(envelope: Uint8Array): DetailRowRecord[] {
+function detailChunkRows(envelope: Uint8Array): DetailRowRecord[] {
   return (decodeEnvelope(envelope).batchDetailChunk?.rows ?? []).map(detailRowFromWire);
 }
