@@ -9,7 +9,7 @@ import type { TxnType } from './journal-rows.ts';
  */
 
 /** What a slice's rows that were not declined add up to, for one transaction type. */
-export interface TypeSums {
+interface TypeSums {
   count: number;
   amount: number;
   fee: number;
