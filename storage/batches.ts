@@ -121,10 +121,16 @@ export class Batches {
 
   /** The open batch, creating the first one on a fresh journal. */
   open(now: number): Batch {
+    return this.openIfAny() ?? { ...(this.openBatch = this.create(now)) };
+  }
+
+  /** The open batch, or undefined when the next transaction has to open one (a write). */
+  openIfAny(): Batch | undefined {
     if (!this.openBatch) {
       const row = guarded(() => this.sql("SELECT * FROM batches WHERE state = 'open'").get()) as
         RawBatch | undefined;
-      this.openBatch = row ? toBatch(row) : this.create(now);
+      if (!row) return undefined;
+      this.openBatch = toBatch(row);
     }
     return { ...this.openBatch };
   }

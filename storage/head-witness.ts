@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -50,7 +50,7 @@ export type WitnessRead =
   | { state: 'ok'; record: WitnessRecord; gen: number };
 
 function checksum(body: string): string {
-  return createHash('sha256').update(body).digest('hex').slice(0, 32);
+  return hash('sha256', body, 'hex').slice(0, 32);
 }
 
 function encodeSlot(rec: WitnessRecord, gen: number): Buffer {

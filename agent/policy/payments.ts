@@ -1,5 +1,5 @@
 import type { Store } from '../../storage/store.ts';
-import type { TxnRow, TxnStatus } from '../../storage/journal.ts';
+import { Journal, type TxnRow, type TxnStatus } from '../../storage/journal.ts';
 import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../base/log.ts';
 import type { Config } from '../config.ts';
@@ -242,7 +242,11 @@ export class Payments {
         `a ${input.type} must name its original transaction`,
       );
     }
-    const result = this.d.store.atomically(() => {
+    const { store } = this.d;
+    // A row that needs no new batch is the record's only write: it commits on its own.
+    const alone = store.batches.openIfAny() !== undefined;
+    const write = <T>(fn: () => T): T => (alone ? store.appendAlone(fn) : store.atomically(fn));
+    const result = write(() => {
       if (input.localId !== undefined) {
         const prior = this.d.store.journal.findByLocalId(input.localId);
         if (prior) return retryOf(prior, input, card);
@@ -297,25 +301,28 @@ export class Payments {
       panToken ??= original.panToken;
       if (status !== 'declined') fee = feeBack(store, input, original);
     }
-    const localId = input.localId ?? this.agentLocalId(store.journal.headOf().seq + 1);
-    return store.journal.appendTxn(
-      {
-        localId,
-        type: input.type,
-        originalSeq: input.originalSeq ?? null,
-        amount: input.amount,
-        currency: v.currency,
-        category,
-        fee,
-        feeVersion: input.type === 'sale' && status !== 'declined' ? schedule.version : null,
-        maskedPan,
-        panToken,
-        authCode: input.authCode ?? null,
-        status,
-        batchId: batch.batchId,
-      },
-      now,
-    );
+    const rec = {
+      localId: input.localId ?? `L${store.journal.headOf().seq + 1}`,
+      type: input.type,
+      originalSeq: input.originalSeq ?? null,
+      amount: input.amount,
+      currency: v.currency,
+      category,
+      fee,
+      feeVersion: input.type === 'sale' && status !== 'declined' ? schedule.version : null,
+      maskedPan,
+      panToken,
+      authCode: input.authCode ?? null,
+      status,
+      batchId: batch.batchId,
+    };
+    try {
+      return store.journal.appendTxn(rec, now);
+    } catch (e) {
+      // The payment app's own ids may look like ours: only then is a free one looked for.
+      if (input.localId !== undefined || !Journal.isLocalIdTaken(e)) throw e;
+      return store.journal.appendTxn({ ...rec, localId: this.agentLocalId(rec.localId) }, now);
+    }
   }
 
   /** The fee schedule in force at `at`; none installed means no transaction may be priced. */
@@ -335,10 +342,10 @@ export class Payments {
     return schedule;
   }
 
-  /** `L<seq>`, unless the payment app already used that id for one of its own rows. */
-  private agentLocalId(seq: number): string {
-    let id = `L${seq}`;
-    for (let n = 2; this.d.store.journal.findByLocalId(id); n++) id = `L${seq}.${n}`;
+  /** `L<seq>.<n>` for the first n the payment app has not already used for one of its rows. */
+  private agentLocalId(taken: string): string {
+    let id = `${taken}.2`;
+    for (let n = 3; this.d.store.journal.findByLocalId(id); n++) id = `${taken}.${n}`;
     return id;
   }
 
