@@ -145,25 +145,34 @@ export class Advices {
     return raws.map(toAdvice);
   }
 
-  /** Rows of a batch whose advice was declined or expired: they move no money. */
-  unpaidIn(batchId: string): TxnSumRow[] {
+  /**
+   * Rows of a batch, between its first and last sequence numbers, whose advice was declined or
+   * expired: they move no money. Read from the queue's side (CROSS JOIN keeps that order): left
+   * to itself SQLite walked every row of the batch to find the few advices among them.
+   */
+  unpaidIn(batchId: string, firstSeq: number, lastSeq: number): TxnSumRow[] {
     if (!this.present()) return [];
     return guarded(() =>
       this.sql(
         `SELECT j.seq, j.hash, j.type, j.status, COALESCE(j.amount, 0) AS amount,
                 COALESCE(j.fee, 0) AS fee
-           FROM journal j JOIN advice_queue q ON q.seq = j.seq
-          WHERE j.kind = 'txn' AND j.batch_id = ? AND q.outcome IN ('declined', 'expired')
-          ORDER BY j.seq`,
-      ).all(batchId),
+           FROM advice_queue q CROSS JOIN journal j ON j.seq = q.seq
+          WHERE q.seq BETWEEN ? AND ? AND q.outcome IN ('declined', 'expired')
+            AND j.kind = 'txn' AND j.batch_id = ?
+          ORDER BY q.seq`,
+      ).all(firstSeq, lastSeq, batchId),
     ) as TxnSumRow[];
   }
 
-  /** Unanswered advices of one batch: a batch is not closed while it has any. */
+  /**
+   * Unanswered advices of one batch: a batch is not closed while it has any. Read from the
+   * pending advices' index (CROSS JOIN keeps that order): left to itself SQLite scanned the
+   * whole journal, 20 ms for 100,000 rows inside the cutover's transaction.
+   */
   unansweredIn(batchId: string): number {
     const r = guarded(() =>
       this.sql(
-        `SELECT COUNT(*) AS n FROM advice_queue q JOIN journal j ON j.seq = q.seq
+        `SELECT COUNT(*) AS n FROM advice_queue q CROSS JOIN journal j ON j.seq = q.seq
           WHERE q.outcome IS NULL AND j.batch_id = ?`,
       ).get(batchId),
     ) as { n: number };

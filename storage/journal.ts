@@ -2,6 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import { AgentError } from '../base/errors.ts';
 import { guarded, statementCache, type Database } from './db.ts';
 import { walkChain } from './chain-walk.ts';
+import { BATCH_SLICE_SQL, toBatchSlice, type BatchSlice } from './batch-slice.ts';
 import {
   CHAIN_SQL,
   GENESIS_HASH,
@@ -333,14 +334,16 @@ export class Journal {
     ) as TxnDetailRow[];
   }
 
-  /** batchSums of a batch's rows after `afterSeq`, at most `limit` of them. */
-  batchSumsAfter(batchId: string, afterSeq: number, limit: number): TxnSumRow[] {
-    return guarded(() =>
-      this.sql(
-        `SELECT seq, hash, type, status, COALESCE(amount, 0) AS amount, COALESCE(fee, 0) AS fee
-             FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
-      ).all(batchId, afterSeq, limit),
-    ) as TxnSumRow[];
+  /**
+   * What the open batch's tally takes from up to `limit` transactions of a batch after
+   * `afterSeq`: their counts, sums and digest text, summed by SQLite (storage/batch-slice.ts).
+   */
+  batchSlice(batchId: string, afterSeq: number, limit: number): BatchSlice | undefined {
+    const r = guarded(() => this.sql(BATCH_SLICE_SQL).get(batchId, afterSeq, limit)) as Record<
+      string,
+      number | string | null
+    >;
+    return toBatchSlice(r);
   }
 
   /** Events of one name, newest last, for audits and tests. */

@@ -8,8 +8,13 @@ import type { Store } from '../../storage/store.ts';
  * its answer comes later as a row of its own), so those rows are taken out here, at cutover
  * and in status.
  */
-export function paidTotals(store: Store, batchId: string, totals: BatchTotals): BatchTotals {
-  const unpaid = store.advices.unpaidIn(batchId);
+export function paidTotals(
+  store: Store,
+  rows: { batchId: string; firstSeq: number | undefined; lastSeq: number },
+  totals: BatchTotals,
+): BatchTotals {
+  if (rows.firstSeq === undefined) return totals;
+  const unpaid = store.advices.unpaidIn(rows.batchId, rows.firstSeq, rows.lastSeq);
   if (unpaid.length === 0) return totals;
   const byType = totals.byType.map((t) => ({ ...t }));
   let netAmount = BigInt(totals.netAmount);

@@ -32,7 +32,7 @@ export function closeOpenBatch(
       if (waits) return null;
       const { tally } = openBatchTally(store, now);
       if (tally.rows === 0) return null;
-      const totals = paidTotals(store, tally.batchId, tally.totals(config.currency));
+      const totals = paidTotals(store, tally, tally.totals(config.currency));
       const digest = tally.digest();
       const closed = store.batches.close(
         tally.batchId,

@@ -1,7 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { BatchTotals } from '../../storage/batches.ts';
 import type { Store } from '../../storage/store.ts';
-import type { TxnSumRow, TxnType } from '../../storage/journal.ts';
+import type { TxnType } from '../../storage/journal.ts';
+import type { BatchSlice } from '../../storage/batch-slice.ts';
 
 /**
  * Running totals and digest of the open batch, advanced by reading only the rows appended
@@ -35,42 +36,28 @@ export class BatchTally {
     this.hash = createHash('sha256').update(batchId);
   }
 
-  /** Takes rows in sequence order, all after lastSeq. */
-  add(rows: readonly TxnSumRow[]): void {
-    if (rows.length === 0) return;
-    let text = '';
-    // Sums of one slice stay far below 2^53 fen; they go into bigint once per slice.
-    let sales = 0;
-    let takenBack = 0;
-    let feesCharged = 0;
-    let feesReturned = 0;
-    for (const r of rows) {
-      text += `\n${r.seq}:${r.hash}`;
-      if (r.status === 'declined') continue;
-      const t = this.counts.get(r.type)!;
-      t.count++;
-      t.amount += r.amount;
-      t.fee += r.fee;
-      this.counted++;
-      if (r.type === 'sale') {
-        sales += r.amount;
-        feesCharged += r.fee;
+  /** Takes a slice of rows summed by SQLite (Journal.batchSlice), all after lastSeq. */
+  add(slice: BatchSlice | undefined): void {
+    if (!slice) return;
+    this.hash.update(slice.digestText);
+    for (const type of TYPES) {
+      const s = slice.byType[type];
+      const t = this.counts.get(type)!;
+      t.count += s.count;
+      t.amount += s.amount;
+      t.fee += s.fee;
+      this.counted += s.count;
+      if (type === 'sale') {
+        this.sales += BigInt(s.amount);
+        this.feesCharged += BigInt(s.fee);
       } else {
-        takenBack += r.amount;
-        feesReturned += r.fee;
+        this.takenBack += BigInt(s.amount);
+        this.feesReturned += BigInt(s.fee);
       }
     }
-    for (const x of [sales, takenBack, feesCharged, feesReturned]) {
-      if (!Number.isSafeInteger(x)) throw new RangeError('a batch slice sums past 2^53 fen');
-    }
-    this.hash.update(text);
-    this.sales += BigInt(sales);
-    this.takenBack += BigInt(takenBack);
-    this.feesCharged += BigInt(feesCharged);
-    this.feesReturned += BigInt(feesReturned);
-    this.firstSeq ??= rows[0]!.seq;
-    this.lastSeq = rows.at(-1)!.seq;
-    this.rows += rows.length;
+    this.firstSeq ??= slice.firstSeq;
+    this.lastSeq = slice.lastSeq;
+    this.rows += slice.rows;
   }
 
   totals(currency: string): BatchTotals {
@@ -109,9 +96,9 @@ export function openBatchTally(
     tally = new BatchTally(open.batchId);
     tallies.set(store, tally);
   }
-  const rows = store.journal.batchSumsAfter(open.batchId, tally.lastSeq, limit);
-  tally.add(rows);
-  return { tally, caughtUp: rows.length < limit };
+  const slice = store.journal.batchSlice(open.batchId, tally.lastSeq, limit);
+  tally.add(slice);
+  return { tally, caughtUp: (slice?.rows ?? 0) < limit };
 }
 
 /** Forgets a store's tally (after its batch closed, or a rollback that may have undone rows). */

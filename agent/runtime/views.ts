@@ -50,7 +50,7 @@ export function statusView(
 ): StatusView {
   // Reads only the rows since the last look (agent/policy/open-batch-tally.ts).
   const { tally } = openBatchTally(store, ctx.now);
-  const totals = paidTotals(store, tally.batchId, tally.totals(ctx.currency));
+  const totals = paidTotals(store, tally, tally.totals(ctx.currency));
   const head = store.journal.headOf();
   return {
     terminalId: ctx.terminalId,

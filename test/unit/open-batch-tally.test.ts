@@ -63,6 +63,19 @@ describe('open batch tally', () => {
       expect(r.tally.digest()).toBe(w.digest);
       expect(r.tally.lastSeq).toBe(w.rows.at(-1)!.seq);
     }
+    // Every type SQLite sums, a reversal included (the card simulator's mix has none).
+    const sale = whole(c).rows.find(
+      (x) =>
+        x.type === 'sale' &&
+        x.status === 'approved' &&
+        c.store.journal.takenFrom(x.seq).count === 0,
+    )!;
+    c.payments.record({ type: 'reversal', amount: sale.amount, originalSeq: sale.seq });
+    const r = openBatchTally(c.store, c.clock.now(), 2);
+    const w = whole(c);
+    expect(r.tally.totals('CNY')).toEqual(w.totals);
+    expect(w.totals.byType.find((t) => t.type === 'reversal')!.count).toBe(1);
+    expect(r.tally.digest()).toBe(w.digest);
     c.close();
   });
 
