@@ -60,7 +60,13 @@ export class SimHost {
           }));
     const tlsDir = ensureBenchTls();
     const child = fork(path.join(import.meta.dirname, 'sim-child.ts'), [], {
-      execArgv: ['--import', 'tsx'],
+      // BENCH_SIM_NODE_ARGS: extra node flags for the simulator's process, e.g. "--cpu-prof
+      // --cpu-prof-dir=DIR" (not allowed in NODE_OPTIONS) to profile its side of a figure.
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     const host = new SimHost(child, tlsDir);

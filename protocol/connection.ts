@@ -28,8 +28,8 @@ import {
 
 /** Events of a FrameConnection. */
 export interface FrameConnectionEvents<In> {
-  /** A decoded message, in arrival order. */
-  message: [msg: In];
+  /** A decoded message, in arrival order, with the payload bytes it was decoded from. */
+  message: [msg: In, payload: Buffer];
   /** The peer sent bad input; the connection is closing. Never named 'error', so it never throws. */
   'protocol-error': [err: AgentError];
   /** Emitted once, after the stream closed; `reason` says why (PROTOCOL_DISCONNECTED if clean). */
@@ -177,13 +177,13 @@ export class FrameConnection<In, Out> extends EventEmitter<FrameConnectionEvents
         this.refuse(toAgentError(e, 'PROTOCOL_MALFORMED'));
         return;
       }
-      this.deliver(msg);
+      this.deliver(msg, frame);
     }
     if (this.decoder.failure) this.refuse(this.decoder.failure);
   }
 
-  private deliver(msg: In): void {
-    this.safeEmit('message', msg);
+  private deliver(msg: In, payload: Buffer): void {
+    this.safeEmit('message', msg, payload);
   }
 
   /** A listener bug must not look like the peer's bad input, nor escape into the socket. */

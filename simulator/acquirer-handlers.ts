@@ -26,11 +26,15 @@ function checkNamed(cn: string, named: string | null | undefined, what: string):
   }
 }
 
-/** Dispatches one envelope from terminal `cn`. Throws AgentError for an ErrorReply answer. */
+/**
+ * Dispatches one envelope from terminal `cn`. Throws AgentError for an ErrorReply answer.
+ * `payload` is the envelope's bytes as received (a detail chunk is stored as them).
+ */
 export function handleEnvelope(
   ctx: HandlerContext,
   cn: string,
   env: pos.v1.Envelope,
+  payload?: Uint8Array,
 ): HandlerResult {
   switch (env.body) {
     case 'hello': {
@@ -50,7 +54,7 @@ export function handleEnvelope(
     case 'adviceBatch':
       return onAdviceBatch(ctx, cn, env);
     case 'batchDetailChunk':
-      return onDetailChunk(ctx, cn, env.batchDetailChunk!);
+      return onDetailChunk(ctx, cn, env, payload);
     case 'commandPoll': {
       const sent = ctx.deliverPending(cn, Number(env.commandPoll?.afterCounter ?? 0));
       return reply({ commandPollDone: { sent } });

@@ -331,14 +331,19 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
       return;
     }
     this.links.add(cn, conn);
-    conn.on('message', (env) => void this.onMessage(conn, cn, env));
+    conn.on('message', (env, payload) => void this.onMessage(conn, cn, env, payload));
     conn.on('protocol-error', (err) =>
       this.log.info({ terminalId: cn, code: err.code }, 'bad input from a terminal'),
     );
     this.emit('connected', cn);
   }
 
-  private async onMessage(conn: ServerConnection, cn: string, env: pos.v1.Envelope): Promise<void> {
+  private async onMessage(
+    conn: ServerConnection,
+    cn: string,
+    env: pos.v1.Envelope,
+    payload: Buffer,
+  ): Promise<void> {
     this.emit('received', cn, env);
     if (this.behaviour.slowMs > 0) await this.sleepers.sleep(this.behaviour.slowMs);
     const ctx = this.ctx;
@@ -352,7 +357,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
           `the envelope names terminal ${env.terminalId.slice(0, 16)} but the certificate is ${cn}`,
         );
       }
-      result = handleEnvelope(ctx, cn, env);
+      result = handleEnvelope(ctx, cn, env, payload);
     } catch (e) {
       if (!isAgentError(e)) this.log.error({ err: e, kind: env.body }, 'simulator handler failed');
       const err = isAgentError(e)

@@ -135,9 +135,10 @@ export function asPaid<T extends { seq: number; hash: string; status: string }>(
   cn: string,
   rows: readonly T[],
 ): T[] {
+  const outcomes = ledger.outcomes(cn);
   return rows.map((r) => {
-    const advice = ledger.find(cn, `${r.seq}:${r.hash.slice(0, 16)}`);
-    const unpaid = advice?.outcome === 'declined' || (r.status === 'pending-offline' && !advice);
+    const advice = outcomes.size ? outcomes.get(`${r.seq}:${r.hash.slice(0, 16)}`) : undefined;
+    const unpaid = advice === 'declined' || (r.status === 'pending-offline' && !advice);
     return unpaid ? { ...r, status: 'declined' } : r;
   });
 }

@@ -74,6 +74,26 @@ export class AdviceLedger {
     return r && toRecord(r);
   }
 
+  /**
+   * Every advice outcome of a terminal by key, read in one query: a detail upload looks up
+   * each of its (up to 100,000) rows, and a query per row cost over a second.
+   */
+  outcomes(terminalId: string): Map<string, AdviceDecision> {
+    const rows = this.db
+      .prepare('SELECT advice_key AS k, outcome AS o FROM advices WHERE terminal_id = ?')
+      .raw()
+      .all(terminalId) as Array<[string, AdviceDecision]>;
+    return new Map(rows);
+  }
+
+  /** The id of the terminal's newest advice (0: none): a later advice has a higher one. */
+  newestId(terminalId: string): number {
+    const r = this.db
+      .prepare('SELECT COALESCE(MAX(id), 0) AS n FROM advices WHERE terminal_id = ?')
+      .get(terminalId) as { n: number };
+    return r.n;
+  }
+
   /** Counts one more receipt of a known advice. */
   seenAgain(terminalId: string, key: string): void {
     this.db

@@ -137,10 +137,16 @@ CREATE TABLE IF NOT EXISTS detail_rows (
   terminal_id TEXT NOT NULL, batch_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
   row_json TEXT NOT NULL, PRIMARY KEY (terminal_id, batch_id, digest, seq));
 -- One row per stored chunk: its rows as a JSON array (one insert per chunk, not per row).
--- detail_rows above is no longer written; it stays so an older ledger file still opens.
+-- detail_rows above and this table are no longer written; they stay so an older ledger file
+-- still opens and its uploads still complete.
 CREATE TABLE IF NOT EXISTS detail_chunk_rows (
   terminal_id TEXT NOT NULL, batch_id TEXT NOT NULL, digest TEXT NOT NULL, chunk_index INTEGER NOT NULL,
   rows_json TEXT NOT NULL, PRIMARY KEY (terminal_id, batch_id, digest, chunk_index));
+-- One row per stored chunk: the Envelope that carried it, as the bytes received (no encoding
+-- on the way in; decoded again only if the totals must be recomputed from the ledger).
+CREATE TABLE IF NOT EXISTS detail_chunk_frames (
+  terminal_id TEXT NOT NULL, batch_id TEXT NOT NULL, digest TEXT NOT NULL, chunk_index INTEGER NOT NULL,
+  envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, batch_id, digest, chunk_index));
 CREATE TABLE IF NOT EXISTS command_counters (terminal_id TEXT PRIMARY KEY, last_counter INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (
   id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL, counter INTEGER NOT NULL,

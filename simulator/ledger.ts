@@ -11,6 +11,8 @@ import path from 'node:path';
 import { loadDriver } from '../storage/db.ts';
 import { ControlLedger } from './ledger-control.ts';
 import { AdviceLedger } from './advice-ledger.ts';
+import { decodeEnvelope } from '../protocol/messages.ts';
+import { detailRowFromWire } from './acquirer-totals.ts';
 import {
   LEDGER_FILE,
   SCHEMA,
@@ -178,14 +180,15 @@ export class AcquirerLedger extends ControlLedger {
 
   /**
    * Stores one detail chunk, idempotent per chunk index: a resent chunk only bumps its receipt
-   * count, and rows are keyed by sequence number so they are never counted twice.
+   * count, and rows are keyed by sequence number so they are never counted twice. `envelope`
+   * is the Envelope that carried the chunk, as received.
    * Returns how many distinct chunks are in and whether this one was new.
    */
   addDetailChunk(
     key: { terminalId: string; batchId: string; digest: string },
     chunkIndex: number,
     chunkCount: number,
-    rows: readonly DetailRowRecord[],
+    envelope: Uint8Array,
     now: number,
   ): { fresh: boolean; received: number; chunkCount: number } {
     return this.atomically(() => {
@@ -209,9 +212,9 @@ export class AcquirerLedger extends ControlLedger {
           .run(...k, chunkIndex, chunkCount, now);
         this.db
           .prepare(
-            'INSERT INTO detail_chunk_rows (terminal_id, batch_id, digest, chunk_index, rows_json) VALUES (?, ?, ?, ?, ?)',
+            'INSERT INTO detail_chunk_frames (terminal_id, batch_id, digest, chunk_index, envelope) VALUES (?, ?, ?, ?, ?)',
           )
-          .run(...k, chunkIndex, JSON.stringify(rows));
+          .run(...k, chunkIndex, envelope);
       }
       const n = this.db
         .prepare(
@@ -265,16 +268,25 @@ export class AcquirerLedger extends ControlLedger {
 
   /** Detail rows received for a key, in sequence order, each sequence number once. */
   detailRows(terminalId: string, batchId: string, digest: string): DetailRowRecord[] {
+    // Chunks stored as JSON (an older ledger file) and as received envelopes, in index order.
     const chunks = this.db
       .prepare(
-        'SELECT rows_json FROM detail_chunk_rows WHERE terminal_id = ? AND batch_id = ? AND digest = ? ORDER BY chunk_index',
+        `SELECT chunk_index AS i, rows_json AS j, NULL AS e FROM detail_chunk_rows
+           WHERE terminal_id = @t AND batch_id = @b AND digest = @d
+         UNION ALL
+         SELECT chunk_index, NULL, envelope FROM detail_chunk_frames
+           WHERE terminal_id = @t AND batch_id = @b AND digest = @d
+         ORDER BY 1`,
       )
-      .pluck()
-      .all(terminalId, batchId, digest) as string[];
+      .all({ t: terminalId, b: batchId, d: digest }) as Array<{
+      j: string | null;
+      e: Buffer | null;
+    }>;
     // A row sent in two chunks (a terminal that re-chunked) still counts once.
     const bySeq = new Map<number, DetailRowRecord>();
     for (const c of chunks) {
-      for (const r of json<DetailRowRecord[]>(c)) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r);
+      const rows = c.e ? detailChunkRows(c.e) : json<DetailRowRecord[]>(c.j);
+      for (const r of rows) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r);
     }
     return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   }
@@ -305,4 +317,9 @@ export class AcquirerLedger extends ControlLedger {
         now,
       });
   }
+}
+
+/** The rows of a stored detail chunk envelope, as the acquirer reads them. */
+function detailChunkRows(envelope: Uint8Array): DetailRowRecord[] {
+  return (decodeEnvelope(envelope).batchDetailChunk?.rows ?? []).map(detailRowFromWire);
 }

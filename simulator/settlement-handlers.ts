@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AgentError } from '../base/errors.ts';
-import type { pos } from '../protocol/messages.ts';
+import { pos } from '../protocol/messages.ts';
 import {
   alteredTotals,
   detailRowFromWire,
@@ -21,6 +21,7 @@ import { takeFault } from './behaviour.ts';
 import { asPaid } from './advice-handlers.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import type { SettlementRecord, SubmissionRecord } from './ledger.ts';
+import { foldChunk, foldedResult } from './detail-fold.ts';
 
 const DIGEST = /^[0-9a-f]{64}$/;
 
@@ -150,12 +151,17 @@ function batchAck(s: SettlementRecord, duplicate: boolean): HandlerResult {
   });
 }
 
-/** Stores one detail chunk; on the last one, recomputes the totals from the rows. */
+/**
+ * Stores one detail chunk (as the envelope bytes received) and folds its rows into the
+ * upload's totals and digest; once every chunk is in, answers with the totals.
+ */
 export function onDetailChunk(
   ctx: HandlerContext,
   cn: string,
-  c: pos.v1.IBatchDetailChunk,
+  env: pos.v1.IEnvelope,
+  payload?: Uint8Array,
 ): HandlerResult {
+  const c = env.batchDetailChunk!;
   const batchId = c.batchId ?? '';
   const digest = c.digest ?? '';
   const index = c.chunkIndex ?? 0;
@@ -183,7 +189,10 @@ export function onDetailChunk(
   }
   const rows = (c.rows ?? []).map(detailRowFromWire);
   const now = ctx.now();
-  const got = ledger.addDetailChunk({ terminalId: cn, batchId, digest }, index, count, rows, now);
+  const key = { terminalId: cn, batchId, digest };
+  const bytes = payload ?? pos.v1.Envelope.encode(env).finish();
+  const got = ledger.addDetailChunk(key, index, count, bytes, now);
+  if (got.fresh) foldChunk(ledger, key, index, rows);
   const ack: pos.v1.IDetailAck = {
     batchId,
     digest,
@@ -193,14 +202,7 @@ export function onDetailChunk(
     window: ctx.behaviour.detailWindow,
   };
   if (got.received === count) {
-    const all = ledger.detailRows(cn, batchId, digest);
-    const currencies = new Set(all.map((r) => r.currency));
-    if (currencies.size > 1)
-      throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
-    const currency =
-      all[0]?.currency ?? ledger.outOfBalance(cn, batchId, digest)?.claimedTotals.currency ?? '';
-    const totals: TotalsRecord = totalsFromDetail(asPaid(ledger.advices, cn, all), currency);
-    const digestOk = digestFromDetail(batchId, all) === digest;
+    const { totals, digestOk } = detailOutcome(ctx, key, count);
     ledger.detailComplete(cn, batchId, digest, count, totals, digestOk, now);
     if (!digestOk) {
       // Rows that do not hash to the batch digest prove nothing; the acquirer will not pay on them.
@@ -217,4 +219,32 @@ export function onDetailChunk(
   // The chunk is stored; only its ack is lost (the terminal must resume, not start over).
   if (takeFault(ctx.behaviour, 'dropAfterDetailChunk')) return { kind: 'drop' };
   return reply({ detailAck: ack });
+}
+
+/**
+ * What a complete upload proves: the acquirer's totals over its rows and whether they hash to
+ * the batch digest. Folded as the chunks came (simulator/detail-fold.ts) or, when the fold
+ * cannot vouch, recomputed from every row in the ledger; both give the same answer.
+ */
+function detailOutcome(
+  ctx: HandlerContext,
+  key: { terminalId: string; batchId: string; digest: string },
+  count: number,
+): { totals: TotalsRecord; digestOk: boolean } {
+  const { ledger } = ctx;
+  const { terminalId: cn, batchId, digest } = key;
+  const claimed = () => ledger.outOfBalance(cn, batchId, digest)?.claimedTotals.currency ?? '';
+  const folded = foldedResult(ledger, key, count, (first) => first ?? claimed());
+  if (folded) {
+    if (folded.currencies.size > 1)
+      throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
+    return { totals: folded.totals, digestOk: folded.digest === digest };
+  }
+  const all = ledger.detailRows(cn, batchId, digest);
+  const currencies = new Set(all.map((r) => r.currency));
+  if (currencies.size > 1)
+    throw new AgentError('SETTLEMENT_REJECTED', `batch ${batchId} mixes currencies`);
+  const currency = all[0]?.currency ?? claimed();
+  const totals: TotalsRecord = totalsFromDetail(asPaid(ledger.advices, cn, all), currency);
+  return { totals, digestOk: digestFromDetail(batchId, all) === digest };
 }
