@@ -74,11 +74,13 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   const sliceMs = 250;
   const raw = openRawJournal(tempDir('append-raw'));
   const core = openActivatedCore(tempDir('append-agent'));
+  const floor = storageFloor(openActivatedCore(tempDir('append-floor')));
   const LANES = [1, 8, 32];
   const rawRates: number[] = [];
   const agentRates = new Map<number, number[]>(LANES.map((l) => [l, []]));
   // CPU time (user + system) per row on one lane: what the agent adds to each commit.
-  const cpu = { raw: { units: 0, ms: 0 }, agent: { units: 0, ms: 0 } };
+  const cpu = { raw: { units: 0, ms: 0 }, agent: { units: 0, ms: 0 }, floor: { units: 0, ms: 0 } };
+  const floorRates: number[] = [];
   let witnessUs = 0;
   const cpuMs = (since: NodeJS.CpuUsage): number => {
     const d = process.cpuUsage(since);
@@ -88,9 +90,11 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
     // Warm-up: statements prepared, pages cached, JIT done, on both sides.
     for (let i = 0; i < 200; i++) rawAppend(raw);
     for (let i = 0; i < 200; i++) core.payments.record(sale(i));
+    for (let i = 0; i < 200; i++) floor.append();
     let n = 0;
     for (let r = 0; r < rounds; r++) {
       let rawTally: Tally = { units: 0, ms: 0 };
+      let floorTally: Tally = { units: 0, ms: 0 };
       const agent = new Map<number, Tally>(LANES.map((l) => [l, { units: 0, ms: 0 }]));
       for (let k = 0; k < slices; k++) {
         let c = process.cpuUsage();
@@ -101,10 +105,15 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
         const y = await rateFor(sliceMs, 1, () => void core.payments.record(sale(n++)));
         cpu.agent = add(cpu.agent, { units: y.units, ms: cpuMs(c) });
         agent.set(1, add(agent.get(1)!, y));
+        c = process.cpuUsage();
+        const z = await rateFor(sliceMs, 1, floor.append);
+        cpu.floor = add(cpu.floor, { units: z.units, ms: cpuMs(c) });
+        floorTally = add(floorTally, z);
         for (const lanes of [8, 32])
           agent.set(lanes, add(agent.get(lanes)!, await lanesSlice(core, lanes, sliceMs)));
       }
       rawRates.push(rateOf(rawTally));
+      floorRates.push(rateOf(floorTally));
       for (const l of LANES) agentRates.get(l)!.push(rateOf(agent.get(l)!));
       opts.log(
         `  round ${r + 1}/${rounds}: raw ${rawRates.at(-1)!.toFixed(0)} rows/s, agent ` +
@@ -115,6 +124,7 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   } finally {
     raw.db.close();
     core.close();
+    floor.core.close();
   }
   const baselineIs =
     'raw better-sqlite3 INSERT into the same journal table, WAL + synchronous=FULL, one commit per row, same run';
@@ -123,11 +133,12 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
     // The disk's flush time moves a lot between windows on a shared machine: report the round
     // whose agent/raw ratio is the median, so value, baseline and ratio come from one round.
     const rates = agentRates.get(lanes)!;
-    const order = rates
-      .map((_, i) => i)
-      .sort((a, b) => rates[a]! / rawRates[a]! - rates[b]! / rawRates[b]!);
-    const mid = order[Math.floor(order.length / 2)]!;
-    const ratios = order.map((i) => (rates[i]! / rawRates[i]!).toFixed(2)).join(', ');
+    const mid = medianRound(rates, rawRates);
+    const ratios = rates
+      .map((v, i) => v / rawRates[i]!)
+      .sort((a, b) => a - b)
+      .map((x) => x.toFixed(2))
+      .join(', ');
     return {
       name:
         lanes === 1
@@ -140,6 +151,18 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
       target,
       note: `${lanes === 1 ? `CPU per row: agent ${((cpu.agent.ms * 1000) / cpu.agent.units).toFixed(0)} µs, raw ${((cpu.raw.ms * 1000) / cpu.raw.units).toFixed(0)} µs; ` : ''}round with the median ratio of ${rounds} (each ${slices} x ${sliceMs} ms slices per side, raw and agent in turn; ratios ${ratios})${lanes > 1 ? '; each lane awaits its own durable ack' : ''}`,
     };
+  });
+  // What the storage layer alone reaches on one lane: the part of the gap to raw that no
+  // policy change can close (chain hash, witness, the full row), measured in the same rounds.
+  const mid = medianRound(floorRates, rawRates);
+  const perRow = (t: Tally): string => ((t.ms * 1000) / t.units).toFixed(0);
+  figures.push({
+    name: 'journal append, 1 lane, storage alone (Journal.appendTxn, no policy)',
+    value: floorRates[mid]!,
+    unit: 'rows/s',
+    baseline: rawRates[mid]!,
+    baselineIs,
+    note: `the agent's own row, chain hash and head witness in a lone commit, without validation, lifecycle, fee or card token; CPU per row ${perRow(cpu.floor)} µs (raw ${perRow(cpu.raw)} µs)`,
   });
   // The witness's share of a 1-lane append: its step after each commit against the whole
   // acknowledged append, both from this run (issue 11's budget: at most 5%).
@@ -154,6 +177,46 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
     note: 'the step Store runs after each commit: head query + one slot written to the witness file (its fdatasync runs off the event loop once a second)',
   });
   return figures;
+}
+
+/** The round whose value/baseline ratio is the median, so both come from the same round. */
+function medianRound(values: number[], baselines: number[]): number {
+  const order = values
+    .map((_, i) => i)
+    .sort((a, b) => values[a]! / baselines[a]! - values[b]! / baselines[b]!);
+  return order[Math.floor(order.length / 2)]!;
+}
+
+/** Appends through the storage layer only: the row the agent writes, with nothing decided. */
+function storageFloor(core: Core): { core: Core; append: () => void } {
+  const { store, clock } = core;
+  core.payments.record(sale(0)); // opens the batch, as the agent's first sale does
+  const batchId = store.batches.openIfAny()!.batchId;
+  let i = 0;
+  const append = (): void => {
+    i++;
+    store.appendAlone(() =>
+      store.journal.appendTxn(
+        {
+          localId: `F${i}`,
+          type: 'sale',
+          originalSeq: null,
+          amount: 1000 + (i % 5000),
+          currency: 'CNY',
+          category: 'default',
+          fee: 300,
+          feeVersion: 'std-2026.1',
+          maskedPan: '411111******1111',
+          panToken: 'a'.repeat(64),
+          authCode: null,
+          status: 'approved',
+          batchId,
+        },
+        clock.now(),
+      ),
+    );
+  };
+  return { core, append };
 }
 
 /** Microseconds per witness step, timed on a witness file of its own beside the bench core. */

@@ -53,6 +53,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   private rtt: number | undefined;
   private heartbeatInFlight = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private firstDial: NodeJS.Immediate | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly pending = new PendingRequests();
   private readonly upWaiters = new UpWaiters();
@@ -89,7 +90,13 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
-    this.connectNow();
+    // The first dial on the next turn, not inside the caller's start-up: building the TLS
+    // context and the socket takes about 20 ms, and an agent answers "may I transact" without
+    // the acquirer. close() before then cancels it like a pending reconnect.
+    this.firstDial = setImmediate(() => {
+      this.firstDial = undefined;
+      this.connectNow();
+    });
   }
 
   /** Resolves once the link is up. @throws PROTOCOL_TIMEOUT, or PROTOCOL_DISCONNECTED on close(). */
@@ -141,6 +148,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    clearImmediate(this.firstDial);
     this.stopHeartbeat();
     const err = new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer channel was closed');
     this.upWaiters.settle(err);
