@@ -17,6 +17,7 @@ import { systemClock, type Clock } from '../base/clock.ts';
 import { classifySocketError, envelopeConnection } from './connection.ts';
 import { errorReplyFor, newMessageId, type EnvelopeBody, type pos } from './messages.ts';
 import { PendingRequests } from './pending-requests.ts';
+import { encodeDetailChunkEnvelope } from './detail-rows.ts';
 import { tlsConnector } from './tls-connector.ts';
 import { checkOneBody, unexpected } from './envelope-checks.ts';
 import { answerUnsolicited, type Conn } from './unsolicited.ts';
@@ -52,6 +53,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   private rtt: number | undefined;
   private heartbeatInFlight = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private firstDial: NodeJS.Immediate | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly pending = new PendingRequests();
   private readonly upWaiters = new UpWaiters();
@@ -88,7 +90,13 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
-    this.connectNow();
+    // The first dial on the next turn, not inside the caller's start-up: building the TLS
+    // context and the socket takes about 20 ms, and an agent answers "may I transact" without
+    // the acquirer. close() before then cancels it like a pending reconnect.
+    this.firstDial = setImmediate(() => {
+      this.firstDial = undefined;
+      this.connectNow();
+    });
   }
 
   /** Resolves once the link is up. @throws PROTOCOL_TIMEOUT, or PROTOCOL_DISCONNECTED on close(). */
@@ -111,11 +119,36 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
     return this.sendRequest(conn, body, options.timeoutMs ?? this.requestTimeoutMs);
   }
 
+  /**
+   * The same as request({ batchDetailChunk }) for a chunk whose rows are already encoded
+   * (protocol/detail-rows.ts encodeDetailRows): the same envelope on the wire, without an
+   * object per row.
+   */
+  requestDetailChunk(
+    header: Omit<pos.v1.IBatchDetailChunk, 'rows'>,
+    rows: Uint8Array,
+    options: { timeoutMs?: number } = {},
+  ): Promise<pos.v1.Envelope> {
+    const conn = this.conn;
+    if (!this.up || !conn) {
+      return Promise.reject(
+        new AgentError('PROTOCOL_DISCONNECTED', undefined, { kind: 'batchDetailChunk' }),
+      );
+    }
+    return this.track(
+      conn,
+      'batchDetailChunk',
+      options.timeoutMs ?? this.requestTimeoutMs,
+      (head) => conn.sendPayload(encodeDetailChunkEnvelope(head, header, rows)),
+    );
+  }
+
   /** Stops for good: no reconnect, pending requests rejected, socket closed, no timers left. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    clearImmediate(this.firstDial);
     this.stopHeartbeat();
     const err = new AgentError('PROTOCOL_DISCONNECTED', 'the acquirer channel was closed');
     this.upWaiters.settle(err);
@@ -194,17 +227,27 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
   }
 
   private sendRequest(conn: Conn, body: EnvelopeBody, timeoutMs: number): Promise<pos.v1.Envelope> {
-    const messageId = newMessageId();
     let kind: string;
     try {
       kind = checkOneBody(body);
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.track(conn, kind, timeoutMs, (head) => conn.send({ ...body, ...head }));
+  }
+
+  /** Sends a request with `send` (given its envelope header) and waits for its reply. */
+  private track(
+    conn: Conn,
+    kind: string,
+    timeoutMs: number,
+    send: (head: { messageId: string; terminalId: string; sentAtMs: number }) => void,
+  ): Promise<pos.v1.Envelope> {
+    const messageId = newMessageId();
     const reply = this.pending.track(messageId, kind, timeoutMs);
     try {
       const { terminalId } = this.opts;
-      conn.send({ ...body, messageId, terminalId, sentAtMs: this.clock.now() });
+      send({ messageId, terminalId, sentAtMs: this.clock.now() });
     } catch (e) {
       const err = toAgentError(e, 'PROTOCOL_DISCONNECTED');
       this.pending.reject(messageId, err);

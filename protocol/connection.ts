@@ -137,7 +137,17 @@ export class FrameConnection<In, Out> extends EventEmitter<FrameConnectionEvents
         reason: this.reason?.code,
       });
     }
-    return this.socket.write(encodeFrame(this.encodeMessage(msg), this.maxFrameBytes));
+    return this.sendPayload(this.encodeMessage(msg));
+  }
+
+  /** Frames and writes a message already encoded (send() is this after encoding). */
+  sendPayload(payload: Uint8Array): boolean {
+    if (this.closed || !this.socket.writable) {
+      throw new AgentError('PROTOCOL_DISCONNECTED', 'the connection is closed', {
+        reason: this.reason?.code,
+      });
+    }
+    return this.socket.write(encodeFrame(payload, this.maxFrameBytes));
   }
 
   /** Flushes what was sent, then closes; destroys after the grace period if the peer lingers. */

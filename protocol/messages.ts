@@ -26,11 +26,11 @@ interface MessageType<T, I> {
   verify(message: { [k: string]: unknown }): string | null;
 }
 
-function encodeChecked<T, I extends object>(
+function verifyChecked<T, I extends object>(
   type: MessageType<T, I>,
   name: string,
   message: I,
-): Uint8Array {
+): void {
   // verify() catches wrong types and two members of one oneof, which encode() would write
   // silently and the peer would then refuse or misread.
   const problem = type.verify(message as { [k: string]: unknown });
@@ -40,6 +40,14 @@ function encodeChecked<T, I extends object>(
       reason: problem,
     });
   }
+}
+
+function encodeChecked<T, I extends object>(
+  type: MessageType<T, I>,
+  name: string,
+  message: I,
+): Uint8Array {
+  verifyChecked(type, name, message);
   return type.encode(message).finish();
 }
 
@@ -80,6 +88,11 @@ export function bodyKind(env: Pick<pos.v1.Envelope, 'body'>): EnvelopeBodyKind |
 /** Encodes an Envelope. @throws AgentError PROTOCOL_MALFORMED if it does not verify. */
 export function encodeEnvelope(env: pos.v1.IEnvelope): Uint8Array {
   return encodeChecked(pos.v1.Envelope, 'Envelope', env);
+}
+
+/** Checks an Envelope as encodeEnvelope would. @throws AgentError PROTOCOL_MALFORMED. */
+export function verifyEnvelope(env: pos.v1.IEnvelope): void {
+  verifyChecked(pos.v1.Envelope, 'Envelope', env);
 }
 
 /** Decodes an Envelope. @throws AgentError PROTOCOL_MALFORMED on bad bytes or no body set. */

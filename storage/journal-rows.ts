@@ -54,6 +54,28 @@ export interface TxnDetailRow {
   hash: string;
 }
 
+/**
+ * A TxnDetailRow as an array (batchDetailTuplesAfter), in pos.proto's DetailRow field order:
+ * seq, local id, type, amount, currency, fee, status, masked PAN, PAN token, auth code,
+ * original seq, created at (ms), category, hash.
+ */
+export type TxnDetailTuple = [
+  seq: number,
+  localId: string,
+  type: TxnType,
+  amount: number,
+  currency: string,
+  fee: number,
+  status: TxnStatus,
+  maskedPan: string,
+  panToken: string,
+  authCode: string,
+  originalSeq: number,
+  createdAtMs: number,
+  merchantCategory: string,
+  hash: string,
+];
+
 export interface EventRow {
   seq: number;
   createdAt: number;

@@ -14,6 +14,7 @@ import {
   type JournalEntry,
   type RawRow,
   type TxnDetailRow,
+  type TxnDetailTuple,
   type TxnRecord,
   type TxnRow,
   type TxnSumRow,
@@ -24,6 +25,7 @@ export type {
   EventRow,
   JournalEntry,
   TxnDetailRow,
+  TxnDetailTuple,
   TxnRecord,
   TxnRow,
   TxnStatus,
@@ -332,6 +334,17 @@ export class Journal {
            FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
       ).all(batchId, afterSeq, limit),
     ) as TxnDetailRow[];
+  }
+
+  /** batchDetailAfter's rows as arrays in DetailRow field order (TxnDetailTuple): no objects. */
+  batchDetailTuplesAfter(batchId: string, afterSeq: number, limit: number): TxnDetailTuple[] {
+    const stmt = this.sql(
+      `SELECT seq, local_id, type, amount, currency, fee, status, COALESCE(masked_pan, ''),
+              COALESCE(pan_token, ''), COALESCE(auth_code, ''), COALESCE(original_seq, 0),
+              created_at, category, hash
+         FROM journal WHERE kind = 'txn' AND batch_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    );
+    return guarded(() => stmt.raw(true).all(batchId, afterSeq, limit)) as TxnDetailTuple[];
   }
 
   /**

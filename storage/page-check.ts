@@ -20,6 +20,9 @@ const out = { found: null, chain: null };
 try {
   db = new Driver(workerData.file, { readonly: true, fileMustExist: true });
   db.pragma('busy_timeout = 5000');
+  // 2 MB of page cache, not better-sqlite3's 16 MB: integrity_check reads the file once
+  // through, and on a 350 MB journal the bigger cache only added 18 MB of peak RSS and time.
+  db.pragma('cache_size = -2000');
   if (workerData.pages) out.found = db.pragma('integrity_check(5)').map((r) => r.integrity_check);
   if (workerData.chain) {
     const c = workerData.chain;

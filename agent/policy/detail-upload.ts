@@ -1,5 +1,6 @@
-import type { Envelope } from '../../protocol/messages.ts';
-import type { Journal, TxnDetailRow } from '../../storage/journal.ts';
+import type { Envelope, EnvelopeBody, pos } from '../../protocol/messages.ts';
+import { detailTupleRow, encodeDetailRows } from '../../protocol/detail-rows.ts';
+import type { Journal, TxnDetailTuple } from '../../storage/journal.ts';
 import { AgentError } from '../../base/errors.ts';
 
 /**
@@ -18,8 +19,17 @@ import { AgentError } from '../../base/errors.ts';
 /** How one chunk request ended, caught at once so a rejection never goes unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
-export interface ChunkSender {
-  (chunk: { index: number; count: number; rows: TxnDetailRow[] }): Promise<Envelope>;
+/**
+ * What the upload needs from the link. With requestDetailChunk (the agent's channel) a chunk's
+ * rows go from the journal's arrays straight into its bytes; a link with only request() gets
+ * DetailRow objects.
+ */
+export interface DetailLink {
+  request(body: EnvelopeBody): Promise<Envelope>;
+  requestDetailChunk?(
+    header: Omit<pos.v1.IBatchDetailChunk, 'rows'>,
+    rows: Uint8Array,
+  ): Promise<Envelope>;
 }
 
 export class DetailUpload {
@@ -35,7 +45,7 @@ export class DetailUpload {
   private window = 1;
   /** The next chunk, being read a slice at a time. */
   private pending:
-    { index: number; rows: TxnDetailRow[]; after: number; whole: boolean } | undefined;
+    { index: number; rows: TxnDetailTuple[]; after: number; whole: boolean } | undefined;
 
   constructor(
     readonly batchId: string,
@@ -72,24 +82,32 @@ export class DetailUpload {
     const p = this.pending;
     if (p.whole) return true;
     const want = Math.min(sliceRows, this.chunkRows - p.rows.length);
-    const rows = journal.batchDetailAfter(this.batchId, p.after, want);
+    const rows = journal.batchDetailTuplesAfter(this.batchId, p.after, want);
     for (const r of rows) p.rows.push(r);
-    if (rows.length > 0) p.after = rows.at(-1)!.seq;
+    if (rows.length > 0) p.after = rows.at(-1)![0];
     p.whole = rows.length < want || p.rows.length === this.chunkRows;
     if (p.whole) this.startAfter.set(index + 1, p.after);
     return p.whole;
   }
 
   /** Sends the chunk prepare() made whole, without waiting for its ack. */
-  sendPrepared(send: ChunkSender): number {
+  sendPrepared(link: DetailLink): number {
     const p = this.pending;
     if (!p?.whole) throw new Error('no detail chunk is prepared');
     this.pending = undefined;
     const { index, rows } = p;
     this.cursor = index + 1;
+    const header = {
+      batchId: this.batchId,
+      digest: this.digest,
+      chunkIndex: index,
+      chunkCount: this.count,
+    };
     let sent: Promise<Envelope>;
     try {
-      sent = send({ index, count: this.count, rows });
+      sent = link.requestDetailChunk
+        ? link.requestDetailChunk(header, encodeDetailRows(rows))
+        : link.request({ batchDetailChunk: { ...header, rows: rows.map(detailTupleRow) } });
     } catch (e) {
       sent = Promise.reject(e);
     }

@@ -8,7 +8,7 @@ import { AgentError } from '../../base/errors.ts';
 import { totalsEqual } from './batch-totals.ts';
 import { openBatchTally } from './open-batch-tally.ts';
 import { businessDate } from './business-date.ts';
-import { DetailUpload } from './detail-upload.ts';
+import { DetailUpload, type DetailLink } from './detail-upload.ts';
 import * as dispute from './settlement-dispute.ts';
 import { requiredTotals, totalsFromWire } from './settlement-wire.ts';
 import { closeOpenBatch } from './cutover.ts';
@@ -26,7 +26,7 @@ export { detailRow, totalsFromWire } from './settlement-wire.ts';
  */
 
 /** What settlement needs from the link to the acquirer. */
-export interface AcquirerLink {
+export interface AcquirerLink extends DetailLink {
   readonly isUp: boolean;
   request(body: EnvelopeBody, opts?: { timeoutMs?: number }): Promise<Envelope>;
 }
@@ -329,18 +329,7 @@ export class Settlement {
     if (up.canSend) {
       // A slice of the next chunk per job; the chunk goes out in the job after its last slice.
       if (!up.prepare(journal, DETAIL_READ_SLICE)) return { kind: 'again' };
-      up.sendPrepared(({ index, count, rows }) =>
-        this.d.link.request({
-          batchDetailChunk: {
-            batchId: batch.batchId,
-            digest: batch.digest,
-            chunkIndex: index,
-            chunkCount: count,
-            // Already in DetailRow's shape (journal.batchDetailAfter).
-            rows,
-          },
-        }),
-      );
+      up.sendPrepared(this.d.link);
       return { kind: 'again' };
     }
     const upload = up;

@@ -47,7 +47,11 @@ export class JournalGuard {
         reason: 'the journal is being verified after start; retry in a moment',
       };
       core.store.pauseWrites(paused);
-      first = this.inWorker(true, () => core.store.resumeWrites(paused));
+      // The worker (its own V8 isolate and SQLite connection) starts on the next turn, so it
+      // does not compete with the rest of start-up for the CPU; writes stay paused until it ends.
+      first = new Promise((r) => setImmediate(r)).then(() =>
+        this.stopped ? false : this.inWorker(true, () => core.store.resumeWrites(paused)),
+      );
       void first.then((ok) => ok && !this.stopped && this.d.afterPass?.());
     }
     if (this.d.verifyEveryMs > 0) {

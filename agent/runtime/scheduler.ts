@@ -11,6 +11,7 @@ import { AgentError } from '../../base/errors.ts';
  */
 export class Scheduler {
   private tasks: ScheduledTask[] = [];
+  private pending: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly o: {
@@ -34,7 +35,19 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Schedules both ticks on the next turn, not inside the caller's start-up: node-cron works
+   * out each first match in the time zone through Intl, about 20 ms on a first use, and no
+   * tick is due within a turn of starting.
+   */
   start(): void {
+    this.pending = setImmediate(() => {
+      this.pending = undefined;
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
     const tick = (name: string, fn: () => Promise<unknown>) => async () => {
       try {
         await fn();
@@ -57,6 +70,8 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
+    clearImmediate(this.pending);
+    this.pending = undefined;
     for (const t of this.tasks) await t.destroy();
     this.tasks = [];
   }

@@ -15,6 +15,7 @@ import { Settlement, type AcquirerLink } from '../../agent/policy/settlement.ts'
 import { AcquirerChannel } from '../../protocol/channel.ts';
 import { ensureTlsMaterial } from '../../protocol/tls-material.ts';
 import type { Batch } from '../../storage/batches.ts';
+import type { Envelope } from '../../protocol/messages.ts';
 import { AcquirerSimulator } from '../../simulator/acquirer.ts';
 import type { BehaviourPatch } from '../../simulator/behaviour.ts';
 import { CardSim } from '../../simulator/card-sim.ts';
@@ -56,6 +57,8 @@ async function rig(opts: {
   behaviour?: BehaviourPatch;
   window?: number;
   sales?: number;
+  /** A link with request() only: chunks go as DetailRow objects, not encoded rows. */
+  objects?: boolean;
 }): Promise<Rig> {
   const dir = mkdtempSync(join(root, 'scenario-'));
   const sim = await AcquirerSimulator.start({
@@ -84,33 +87,43 @@ async function rig(opts: {
     await sim.stop();
   });
   const log = new ChunkLog();
+  const logged = (index: number, request: () => Promise<Envelope>): Promise<Envelope> => {
+    // Only chunks that went onto a live link count as sent (a request made while the link
+    // is down is refused at once and never reaches the acquirer).
+    if (!channel.isUp) return request();
+    log.sent.push(index);
+    log.maxInFlight = Math.max(log.maxInFlight, ++log.inFlight);
+    return request().then(
+      (reply) => {
+        log.inFlight--;
+        if (reply.detailAck) log.acked.add(index);
+        return reply;
+      },
+      (e: unknown) => {
+        log.inFlight--;
+        if (!log.ackedAtFailure) {
+          log.ackedAtFailure = new Set(log.acked);
+          log.sentAtFailure = log.sent.length;
+        }
+        throw e;
+      },
+    );
+  };
   const link: AcquirerLink = {
     get isUp() {
       return channel.isUp;
     },
     request(body, o) {
       const index = body.batchDetailChunk?.chunkIndex;
-      // Only chunks that went onto a live link count as sent (a request made while the link
-      // is down is refused at once and never reaches the acquirer).
-      if (index === undefined || index === null || !channel.isUp) return channel.request(body, o);
-      log.sent.push(index);
-      log.maxInFlight = Math.max(log.maxInFlight, ++log.inFlight);
-      return channel.request(body, o).then(
-        (reply) => {
-          log.inFlight--;
-          if (reply.detailAck) log.acked.add(index);
-          return reply;
-        },
-        (e: unknown) => {
-          log.inFlight--;
-          if (!log.ackedAtFailure) {
-            log.ackedAtFailure = new Set(log.acked);
-            log.sentAtFailure = log.sent.length;
-          }
-          throw e;
-        },
-      );
+      if (index === undefined || index === null) return channel.request(body, o);
+      return logged(index, () => channel.request(body, o));
     },
+    ...(opts.objects
+      ? {}
+      : {
+          requestDetailChunk: (header, rows) =>
+            logged(header.chunkIndex ?? 0, () => channel.requestDetailChunk(header, rows)),
+        }),
   };
   await new CardSim(7).drive(core.payments, {
     count: opts.sales ?? 100,
@@ -237,5 +250,21 @@ describe('windowed detail upload', () => {
     expect(after.filter((i) => i > 0 && i < held)).toEqual([]);
     for (let i = 1; i < held; i++) expect(receipts.get(i)).toBe(1);
     expect(receipts.get(0)).toBe(2);
+  });
+
+  it('sends the same rows whether the link takes encoded rows or DetailRow objects', async () => {
+    const encoded = await rig({ window: 4, sales: 37 });
+    const objects = await rig({ window: 4, sales: 37, objects: true });
+    for (const r of [encoded, objects]) {
+      await settleUntilDone(r);
+      expectSettledOnDetail(r);
+    }
+    const rowsOf = (r: Rig) =>
+      r.sim.ledger.detailRows(TID, r.batch.batchId, r.batch.digest!).map((x) => ({ ...x, seq: 0 }));
+    // Two journals of the same card simulator's sales: the same rows but for seq and hash.
+    const strip = (r: Rig) =>
+      rowsOf(r).map(({ hash: _h, localId: _l, createdAtMs: _c, ...x }) => x);
+    expect(strip(encoded)).toEqual(strip(objects));
+    expect(encoded.log.sent.length).toBe(objects.log.sent.length);
   });
 });
