@@ -251,6 +251,8 @@ export class FrameConnection<In, Out> extends EventEmitter<FrameConnectionEvents
 /** Options shared by the ready-made connection factories below. */
 export interface ConnectionFactoryOptions {
   maxFrameBytes?: number;
+  /** Envelope decoder (default decodeEnvelope); it must decode exactly as that one does. */
+  decode?: (payload: Uint8Array) => pos.v1.Envelope;
   logger?: Logger;
   /** Stamped on error replies. */
   terminalId?: string;
@@ -266,7 +268,7 @@ export function envelopeConnection(
   const clock = options.clock ?? systemClock;
   return new FrameConnection<pos.v1.Envelope, pos.v1.IEnvelope>({
     socket,
-    decode: decodeEnvelope,
+    decode: options.decode ?? decodeEnvelope,
     encode: encodeEnvelope,
     maxFrameBytes: options.maxFrameBytes,
     logger: options.logger,

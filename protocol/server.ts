@@ -28,6 +28,8 @@ export interface FrameServerOptions {
   cert: string | Buffer;
   key: string | Buffer;
   maxFrameBytes?: number;
+  /** Envelope decoder of every connection (default decodeEnvelope); see envelopeConnection. */
+  decode?: (payload: Uint8Array) => pos.v1.Envelope;
   /** Called for each authenticated connection; `peerCertCN` is the client certificate's CN. */
   onConnection: (conn: ServerConnection, peerCertCN: string) => void;
   /** Called when a client fails the handshake (no cert, wrong CA, expired...). */
@@ -97,6 +99,7 @@ function acceptSecure(
   }
   const conn = envelopeConnection(socket, {
     maxFrameBytes: options.maxFrameBytes,
+    decode: options.decode,
     logger,
     clock: options.clock,
   });

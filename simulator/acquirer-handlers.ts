@@ -6,9 +6,10 @@
  * The terminal is always the client certificate's CN (`cn` below), never a field of the message.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { AgentError } from '../base/errors.ts';
+import { AgentError, isAgentError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
 import { DEFAULT_FEE_SCHEDULE } from '../agent/policy/fees.ts';
-import { decodeCommandResultBody, type pos } from '../protocol/messages.ts';
+import { decodeCommandResultBody, errorReplyFor, type pos } from '../protocol/messages.ts';
 import { ed25519FromRaw, verifySignature } from './command-signer.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import { onBatchSubmit, onDetailChunk } from './settlement-handlers.ts';
@@ -78,6 +79,36 @@ export function handleEnvelope(
         `the acquirer does not take ${env.body ?? 'an empty message'} from a terminal`,
       );
   }
+}
+
+/** handleEnvelope's answer, or the ErrorReply for what it threw. */
+export function answerOrRefusal(
+  ctx: HandlerContext,
+  cn: string,
+  env: pos.v1.Envelope,
+  payload: Uint8Array,
+): HandlerResult {
+  try {
+    // The certificate names the terminal; an envelope naming another one is refused outright.
+    if (env.terminalId && env.terminalId !== cn) {
+      throw new AgentError(
+        'PROTOCOL_UNEXPECTED',
+        `the envelope names terminal ${env.terminalId.slice(0, 16)} but the certificate is ${cn}`,
+      );
+    }
+    return handleEnvelope(ctx, cn, env, payload);
+  } catch (e) {
+    return refusal(ctx.log, e, env.body);
+  }
+}
+
+/** The ErrorReply for a throw: an AgentError's own code, anything else a logged failure. */
+export function refusal(log: Logger, e: unknown, kind: string | undefined): HandlerResult {
+  if (!isAgentError(e)) log.error({ err: e, kind }, 'simulator handler failed');
+  const err = isAgentError(e)
+    ? e
+    : new AgentError('PROTOCOL_UNEXPECTED', 'the acquirer failed to handle the message');
+  return { kind: 'reply', body: { error: errorReplyFor(err) } };
 }
 
 // ---------------------------------------------------------------- commands

@@ -117,7 +117,10 @@ export function detailRowFromWire(r: pos.v1.IDetailRow, index: number): DetailRo
  * The acquirer's totals over detail rows: declined rows move no money and are left out; sales
  * add, every other type takes back; fees likewise; the merchant is paid net amount minus net fee.
  */
-export function totalsFromDetail(rows: readonly DetailRowRecord[], currency: string): TotalsRecord {
+export function totalsFromDetail(
+  rows: ReadonlyArray<Pick<DetailRowRecord, 'seq' | 'type' | 'status' | 'amount' | 'fee'>>,
+  currency: string,
+): TotalsRecord {
   const sums = new Map<string, { count: number; amount: bigint; fee: bigint }>(
     TXN_TYPES.map((t) => [t, { count: 0, amount: 0n, fee: 0n }]),
   );

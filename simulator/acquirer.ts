@@ -11,13 +11,21 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { AgentError, isAgentError } from '../base/errors.ts';
+import { AgentError } from '../base/errors.ts';
 import { silentLogger, type Logger } from '../base/log.ts';
 import { systemClock, type Clock } from '../base/clock.ts';
+import { decodeAcquirerEnvelope } from './detail-wire.ts';
+import { ChunkBatcher } from './chunk-batcher.ts';
+import { forgetFolds } from './detail-fold.ts';
 import { startFrameServer, type FrameServer, type ServerConnection } from '../protocol/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from '../protocol/tls-material.ts';
-import { errorReplyFor, type pos } from '../protocol/messages.ts';
-import { handleEnvelope, type HandlerContext, type HandlerResult } from './acquirer-handlers.ts';
+import type { pos } from '../protocol/messages.ts';
+import {
+  answerOrRefusal,
+  refusal,
+  type HandlerContext,
+  type HandlerResult,
+} from './acquirer-handlers.ts';
 import { applyPatch, defaultBehaviour, type Behaviour, type BehaviourPatch } from './behaviour.ts';
 import {
   CommandDesk,
@@ -58,6 +66,15 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
   private db: AcquirerLedger | undefined;
   private desk: CommandDesk | undefined;
   private ctx: HandlerContext | undefined;
+  /** Detail chunks waiting to be stored in one commit (simulator/chunk-batcher.ts). */
+  private readonly chunks = new ChunkBatcher(
+    (fn) => this.need(this.db).atomically(fn),
+    (e) => {
+      // Folded rows of chunks that were not stored after all must not count.
+      if (this.db) forgetFolds(this.db);
+      return refusal(this.log, e, 'batchDetailChunk');
+    },
+  );
   private server: FrameServer | undefined;
   private boundPort = 0;
 
@@ -249,6 +266,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
     this.server = undefined;
     // Cleared first: a handler woken from slowMs below then finds no context and does nothing.
     this.ctx = undefined;
+    this.chunks.discard();
     this.sleepers.wakeAll();
     await server.close();
     this.links.clear();
@@ -291,6 +309,7 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
         cert: this.material.serverCert,
         key: this.material.serverKey,
         maxFrameBytes: this.opts.maxFrameBytes,
+        decode: decodeAcquirerEnvelope,
         logger: this.log,
         onConnection: (conn, cn) => this.onConnection(conn, cn),
       });
@@ -348,28 +367,19 @@ export class AcquirerSimulator extends EventEmitter<AcquirerSimulatorEvents> {
     if (this.behaviour.slowMs > 0) await this.sleepers.sleep(this.behaviour.slowMs);
     const ctx = this.ctx;
     if (!ctx || conn.closed) return;
-    let result: HandlerResult;
-    try {
-      // The certificate names the terminal; an envelope naming another one is refused outright.
-      if (env.terminalId && env.terminalId !== cn) {
-        throw new AgentError(
-          'PROTOCOL_UNEXPECTED',
-          `the envelope names terminal ${env.terminalId.slice(0, 16)} but the certificate is ${cn}`,
-        );
-      }
-      result = handleEnvelope(ctx, cn, env, payload);
-    } catch (e) {
-      if (!isAgentError(e)) this.log.error({ err: e, kind: env.body }, 'simulator handler failed');
-      const err = isAgentError(e)
-        ? e
-        : new AgentError('PROTOCOL_UNEXPECTED', 'the acquirer failed to handle the message');
-      result = { kind: 'reply', body: { error: errorReplyFor(err) } };
+    const send = (result: HandlerResult) =>
+      answer(conn, cn, env, result, {
+        behaviour: this.behaviour,
+        links: this.links,
+        now: () => this.now(),
+        log: this.log,
+      });
+    const handle = () => answerOrRefusal(ctx, cn, env, payload);
+    if (env.body === 'batchDetailChunk') {
+      this.chunks.add({ handle, answer: send });
+      return;
     }
-    answer(conn, cn, env, result, {
-      behaviour: this.behaviour,
-      links: this.links,
-      now: () => this.now(),
-      log: this.log,
-    });
+    this.chunks.flush();
+    send(handle());
   }
 }

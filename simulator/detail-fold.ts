@@ -11,13 +11,14 @@
 import { createHash, type Hash } from 'node:crypto';
 import { AgentError } from '../base/errors.ts';
 import { asPaid } from './advice-handlers.ts';
-import { totalsFromDetail, type DetailRowRecord, type TotalsRecord } from './acquirer-totals.ts';
+import { totalsFromDetail, type TotalsRecord } from './acquirer-totals.ts';
 import type { AcquirerLedger } from './ledger.ts';
+import type { SummedRow } from './detail-wire.ts';
 
 interface Fold {
   /** The next chunk index to fold; later chunks wait in `held`. */
   next: number;
-  held: Map<number, readonly DetailRowRecord[]>;
+  held: Map<number, readonly SummedRow[]>;
   lastSeq: number;
   hash: Hash;
   /** Sums per type, as totalsFromDetail lists them, in bigint. */
@@ -52,6 +53,11 @@ function foldsOf(ledger: AcquirerLedger): Map<string, Fold> {
   return m;
 }
 
+/** Forgets every fold of a ledger (a commit that would have stored folded chunks failed). */
+export function forgetFolds(ledger: AcquirerLedger): void {
+  folds.delete(ledger);
+}
+
 /**
  * Takes the rows of a chunk just stored for the first time (never a resend: its rows are in
  * already). Chunk 0 starts the fold; a fold that did not see chunk 0 never vouches.
@@ -60,7 +66,7 @@ export function foldChunk(
   ledger: AcquirerLedger,
   key: { terminalId: string; batchId: string; digest: string },
   index: number,
-  rows: readonly DetailRowRecord[],
+  rows: readonly SummedRow[],
 ): void {
   const all = foldsOf(ledger);
   const k = keyOf(key.terminalId, key.batchId, key.digest);
@@ -89,7 +95,7 @@ export function foldChunk(
   }
 }
 
-function take(ledger: AcquirerLedger, cn: string, f: Fold, rows: readonly DetailRowRecord[]): void {
+function take(ledger: AcquirerLedger, cn: string, f: Fold, rows: readonly SummedRow[]): void {
   for (const r of rows) {
     if (r.seq <= f.lastSeq) {
       f.clean = false;

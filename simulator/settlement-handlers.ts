@@ -22,6 +22,7 @@ import { asPaid } from './advice-handlers.ts';
 import { reply, type HandlerContext, type HandlerResult } from './handler-context.ts';
 import type { SettlementRecord, SubmissionRecord } from './ledger.ts';
 import { foldChunk, foldedResult } from './detail-fold.ts';
+import { summedRows } from './detail-wire.ts';
 
 const DIGEST = /^[0-9a-f]{64}$/;
 
@@ -187,7 +188,8 @@ export function onDetailChunk(
       `batch ${batchId} was already settled with another digest`,
     );
   }
-  const rows = (c.rows ?? []).map(detailRowFromWire);
+  // Read off the wire by the acquirer's decoder (simulator/detail-wire.ts), or from protobufjs.
+  const rows = summedRows(env) ?? (c.rows ?? []).map(detailRowFromWire);
   const now = ctx.now();
   const key = { terminalId: cn, batchId, digest };
   const bytes = payload ?? pos.v1.Envelope.encode(env).finish();

@@ -269,7 +269,8 @@ describe('AcquirerChannel', () => {
     acq.handlers.hello = (env, conn) => (ignore-- > 0 ? undefined : answer?.(env, conn));
     const { channel: ch, logs } = channel(acq, { helloTimeoutMs: 100 });
     await ch.waitUntilUp(5000);
-    expect(acq.kinds('hello')).toHaveLength(2);
+    // At least one retry; on a loaded machine an answered hello can miss 100 ms as well.
+    expect(acq.kinds('hello').length).toBeGreaterThanOrEqual(2);
     expect(
       logs.some((l) => l.msg === 'acquirer handshake failed' && l.code === 'PROTOCOL_TIMEOUT'),
     ).toBe(true);
