@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { z } from 'zod';
-import cron from 'node-cron';
+import type { validate } from 'node-cron';
 import { AgentError } from '../base/errors.ts';
 import { parsePinHash, technicianIdPattern } from './console/auth.ts';
 import { configProblems } from './config-problems.ts';
@@ -18,10 +19,14 @@ const filePath = z
   .max(4096)
   .refine((p) => !/[\0\n\r]/.test(p), 'a path may not hold NUL or line breaks');
 
+// node-cron (its CommonJS build, as scheduler.ts loads it) only for an expression the file
+// sets: zod does not re-check a default (test/unit/config.test.ts checks those), so an agent
+// on the default schedules loads node-cron after ready, when it schedules them.
+const requireCjs = createRequire(import.meta.url);
 const cronExpression = z
   .string()
   .refine(
-    (e) => cron.validate(e),
+    (e) => (requireCjs('node-cron') as { validate: typeof validate }).validate(e),
     'not a cron expression (six fields: second minute hour day month weekday)',
   );
 

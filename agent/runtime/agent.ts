@@ -23,7 +23,7 @@ import {
   sendPendingDeactivationRequest,
   type FlowDeps,
 } from '../policy/acquirer-flows.ts';
-import { startSchedules, type Scheduler } from './scheduler.ts';
+import { startSchedules, type Schedules } from './scheduler.ts';
 import { statusView, type StatusView } from './views.ts';
 import { watchLink } from './link-watch.ts';
 import type { ClockTrust } from '../policy/clock-trust.ts';
@@ -77,7 +77,7 @@ export class Agent {
   readonly guard: JournalGuard;
   private readonly terminalKeyFile: TerminalKeyFile;
   private readonly riskReports: RiskReports;
-  private scheduler: Scheduler | undefined;
+  private scheduler: Schedules | undefined;
   private stopped = false;
   /** The background page check of a large journal, when one runs (tests await it). */
   pageCheck: Promise<boolean> | undefined;

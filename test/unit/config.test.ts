@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import type * as NodeCron from 'node-cron';
 import { describe, it, expect } from 'vitest';
 import { parseConfig, applyEnv, redactedConfig } from '../../agent/config.ts';
 import { AgentError } from '../../base/errors.ts';
@@ -101,6 +103,15 @@ describe('configuration', () => {
       'paymentSocket',
     ])
       expect(problems({ [section]: { zzz: 1 } }), section).toEqual([`${section}.zzz: unknown key`]);
+  });
+
+  it('the default schedules are cron expressions (zod does not re-check a default)', () => {
+    const { settlement } = parseConfig({});
+    const { validate } = createRequire(import.meta.url)('node-cron') as typeof NodeCron;
+    expect(validate(settlement.cutoverCron)).toBe(true);
+    expect(validate(settlement.heartbeatCron)).toBe(true);
+    // The same values set in the file go through the check and pass it.
+    expect(parseConfig({ settlement: { ...settlement } }).settlement).toEqual(settlement);
   });
 
   it('checks cron expressions, time zones, PIN hashes, ports, paths and cross-field rules, all at once', () => {
