@@ -271,15 +271,19 @@ export class Advices {
    * existed that still wait in an unsettled batch.
    */
   offlineAllowanceUsed(): number {
+    // CROSS JOIN keeps the small side first (pending advices by their index, batches not yet
+    // settled): left to itself SQLite walked every journal row for the first sum and every
+    // batch row's index entry for the last, inside each offline sale's transaction (30 to
+    // 40 ms per 100,000 rows).
     const r = guarded(() =>
       this.sql(
         `SELECT
-           (SELECT COALESCE(SUM(j.amount), 0) FROM advice_queue q JOIN journal j ON j.seq = q.seq
+           (SELECT COALESCE(SUM(j.amount), 0) FROM advice_queue q CROSS JOIN journal j ON j.seq = q.seq
              WHERE q.outcome IS NULL AND j.type = 'sale')
          + (SELECT COALESCE(SUM(j.amount), 0) FROM advice_queue q JOIN journal j ON j.seq = q.seq
               JOIN batches b ON b.batch_id = j.batch_id
              WHERE q.outcome = 'expired' AND j.type = 'sale' AND b.state NOT IN ('acked', 'resolved'))
-         + (SELECT COALESCE(SUM(j.amount), 0) FROM batches b JOIN journal j ON j.batch_id = b.batch_id
+         + (SELECT COALESCE(SUM(j.amount), 0) FROM batches b CROSS JOIN journal j ON j.batch_id = b.batch_id
              WHERE b.state NOT IN ('open', 'acked', 'resolved') AND j.kind = 'txn'
                AND j.type = 'sale' AND j.status = 'pending-offline'
                AND NOT EXISTS (SELECT 1 FROM advice_queue q WHERE q.seq = j.seq)) AS total`,
