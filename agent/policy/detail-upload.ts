@@ -43,9 +43,20 @@ export class DetailUpload {
   private cursor = 0;
   /** Chunks allowed in flight; 1 until the acquirer has answered one. */
   private window = 1;
-  /** The next chunk, being read a slice at a time. */
+  /**
+   * The next chunk, read (and for a link that takes encoded rows, encoded) a slice at a time:
+   * its rows as encoded parts, or as tuples for a link that takes DetailRow objects.
+   */
   private pending:
-    { index: number; rows: TxnDetailTuple[]; after: number; whole: boolean } | undefined;
+    | {
+        index: number;
+        parts: Buffer[];
+        tuples: TxnDetailTuple[] | undefined;
+        rows: number;
+        after: number;
+        whole: boolean;
+      }
+    | undefined;
 
   constructor(
     readonly batchId: string,
@@ -71,21 +82,31 @@ export class DetailUpload {
   }
 
   /**
-   * Reads part of the next chunk, at most `sliceRows` rows, so no single job reads a whole
-   * chunk; true once the chunk is whole and can be sent with sendPrepared.
+   * Reads (and encodes, for a link with requestDetailChunk) part of the next chunk, at most
+   * `sliceRows` rows, so no single job reads or encodes a whole chunk; true once the chunk is
+   * whole and can be sent with sendPrepared on the same link.
    */
-  prepare(journal: Journal, sliceRows: number): boolean {
+  prepare(journal: Journal, sliceRows: number, link: DetailLink): boolean {
     const index = this.nextIndex();
     if (this.pending?.index !== index) {
-      this.pending = { index, rows: [], after: this.afterOf(journal, index), whole: false };
+      this.pending = {
+        index,
+        parts: [],
+        tuples: link.requestDetailChunk ? undefined : [],
+        rows: 0,
+        after: this.afterOf(journal, index),
+        whole: false,
+      };
     }
     const p = this.pending;
     if (p.whole) return true;
-    const want = Math.min(sliceRows, this.chunkRows - p.rows.length);
+    const want = Math.min(sliceRows, this.chunkRows - p.rows);
     const rows = journal.batchDetailTuplesAfter(this.batchId, p.after, want);
-    for (const r of rows) p.rows.push(r);
+    if (p.tuples) for (const r of rows) p.tuples.push(r);
+    else p.parts.push(encodeDetailRows(rows));
+    p.rows += rows.length;
     if (rows.length > 0) p.after = rows.at(-1)![0];
-    p.whole = rows.length < want || p.rows.length === this.chunkRows;
+    p.whole = rows.length < want || p.rows === this.chunkRows;
     if (p.whole) this.startAfter.set(index + 1, p.after);
     return p.whole;
   }
@@ -95,7 +116,7 @@ export class DetailUpload {
     const p = this.pending;
     if (!p?.whole) throw new Error('no detail chunk is prepared');
     this.pending = undefined;
-    const { index, rows } = p;
+    const { index, parts, tuples } = p;
     this.cursor = index + 1;
     const header = {
       batchId: this.batchId,
@@ -105,9 +126,9 @@ export class DetailUpload {
     };
     let sent: Promise<Envelope>;
     try {
-      sent = link.requestDetailChunk
-        ? link.requestDetailChunk(header, encodeDetailRows(rows))
-        : link.request({ batchDetailChunk: { ...header, rows: rows.map(detailTupleRow) } });
+      sent = tuples
+        ? link.request({ batchDetailChunk: { ...header, rows: tuples.map(detailTupleRow) } })
+        : link.requestDetailChunk!(header, Buffer.concat(parts));
     } catch (e) {
       sent = Promise.reject(e);
     }

@@ -328,7 +328,7 @@ export class Settlement {
     }
     if (up.canSend) {
       // A slice of the next chunk per job; the chunk goes out in the job after its last slice.
-      if (!up.prepare(journal, DETAIL_READ_SLICE)) return { kind: 'again' };
+      if (!up.prepare(journal, DETAIL_READ_SLICE, this.d.link)) return { kind: 'again' };
       up.sendPrepared(this.d.link);
       return { kind: 'again' };
     }
