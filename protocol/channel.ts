@@ -126,7 +126,7 @@ export class AcquirerChannel extends EventEmitter<AcquirerChannelEvents> {
    */
   requestDetailChunk(
     header: Omit<pos.v1.IBatchDetailChunk, 'rows'>,
-    rows: Uint8Array,
+    rows: Uint8Array | readonly Uint8Array[],
     options: { timeoutMs?: number } = {},
   ): Promise<pos.v1.Envelope> {
     const conn = this.conn;

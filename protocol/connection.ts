@@ -13,7 +13,7 @@ import type { Logger } from '../base/log.ts';
 import { silentLogger } from '../base/log.ts';
 import type { Clock } from '../base/clock.ts';
 import { systemClock } from '../base/clock.ts';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encodeFrame } from './framer.ts';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encodeFrame, frameHeader } from './framer.ts';
 import {
   decodeEnvelope,
   decodeLocalReply,
@@ -73,6 +73,9 @@ export function classifySocketError(err: unknown): AgentError {
     { cause: err },
   );
 }
+
+/** Payloads from this size on are written without copying them into their frame. */
+const LARGE_PAYLOAD = 64 * 1024;
 
 /** A framed connection carrying messages of type `In` in and `Out` out. */
 export class FrameConnection<In, Out> extends EventEmitter<FrameConnectionEvents<In>> {
@@ -147,7 +150,17 @@ export class FrameConnection<In, Out> extends EventEmitter<FrameConnectionEvents
         reason: this.reason?.code,
       });
     }
-    return this.socket.write(encodeFrame(payload, this.maxFrameBytes));
+    if (payload.length < LARGE_PAYLOAD) {
+      return this.socket.write(encodeFrame(payload, this.maxFrameBytes));
+    }
+    // A large payload (a detail chunk) follows its length prefix as a write of its own, corked
+    // into one, rather than being copied behind it.
+    const head = frameHeader(payload.length, this.maxFrameBytes);
+    this.socket.cork();
+    this.socket.write(head);
+    const ok = this.socket.write(payload);
+    this.socket.uncork();
+    return ok;
   }
 
   /** Flushes what was sent, then closes; destroys after the grace period if the peer lingers. */

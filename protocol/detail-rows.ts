@@ -186,17 +186,22 @@ export function encodeDetailRows(rows: readonly DetailTuple[]): Buffer {
 export function encodeDetailChunkEnvelope(
   env: Omit<pos.v1.IEnvelope, 'batchDetailChunk'>,
   header: Omit<pos.v1.IBatchDetailChunk, 'rows'>,
-  rows: Uint8Array,
+  rows: Uint8Array | readonly Uint8Array[],
 ): Uint8Array {
   verifyEnvelope({ ...env, batchDetailChunk: header });
+  const parts = rows instanceof Uint8Array ? [rows] : rows;
+  const rowBytes = parts.reduce((n, p) => n + p.length, 0);
   const prefix = pos.v1.Envelope.encode(env).finish();
   const head = pos.v1.BatchDetailChunk.encode(header).finish();
-  const b = Buffer.allocUnsafe(prefix.length + head.length + rows.length + 16);
+  const b = Buffer.allocUnsafe(prefix.length + head.length + rowBytes + 16);
   b.set(prefix, 0);
   let o = varint(b, prefix.length, 186); // Envelope.batch_detail_chunk: field 23, wire type 2
-  o = varint(b, o, head.length + rows.length);
+  o = varint(b, o, head.length + rowBytes);
   b.set(head, o);
   o += head.length;
-  b.set(rows, o);
-  return b.subarray(0, o + rows.length);
+  for (const p of parts) {
+    b.set(p, o);
+    o += p.length;
+  }
+  return b.subarray(0, o);
 }

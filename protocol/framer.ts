@@ -34,20 +34,30 @@ export function encodeFrame(
   payload: Uint8Array,
   maxFrameBytes: number = ABSOLUTE_MAX_FRAME_BYTES,
 ): Buffer {
-  checkMax(maxFrameBytes);
-  if (payload.length === 0) {
-    throw new AgentError('PROTOCOL_MALFORMED', 'refusing to send an empty frame', { length: 0 });
-  }
-  if (payload.length > maxFrameBytes) {
-    throw new AgentError('PROTOCOL_FRAME_TOO_LARGE', undefined, {
-      length: payload.length,
-      max: maxFrameBytes,
-    });
-  }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
+  frame.set(frameHeader(payload.length, maxFrameBytes), 0);
   frame.set(payload, FRAME_HEADER_BYTES);
   return frame;
+}
+
+/**
+ * The length prefix of a `length`-byte payload, with encodeFrame's refusals: for a large
+ * payload written right after it instead of copied behind it.
+ */
+export function frameHeader(
+  length: number,
+  maxFrameBytes: number = ABSOLUTE_MAX_FRAME_BYTES,
+): Buffer {
+  checkMax(maxFrameBytes);
+  if (length === 0) {
+    throw new AgentError('PROTOCOL_MALFORMED', 'refusing to send an empty frame', { length: 0 });
+  }
+  if (length > maxFrameBytes) {
+    throw new AgentError('PROTOCOL_FRAME_TOO_LARGE', undefined, { length, max: maxFrameBytes });
+  }
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  head.writeUInt32BE(length, 0);
+  return head;
 }
 
 /**

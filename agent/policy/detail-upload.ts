@@ -40,7 +40,8 @@ export interface DetailLink {
   request(body: EnvelopeBody): Promise<Envelope>;
   requestDetailChunk?(
     header: Omit<pos.v1.IBatchDetailChunk, 'rows'>,
-    rows: Uint8Array,
+    /** The encoded rows (encodeDetailRows), in parts to be sent in order. */
+    rows: readonly Uint8Array[],
   ): Promise<Envelope>;
 }
 
@@ -162,7 +163,7 @@ export class DetailUpload {
     try {
       sent = tuples
         ? link.request({ batchDetailChunk: { ...header, rows: tuples.map(detailTupleRow) } })
-        : link.requestDetailChunk!(header, Buffer.concat(parts));
+        : link.requestDetailChunk!(header, parts);
     } catch (e) {
       sent = Promise.reject(e);
     }
