@@ -332,6 +332,11 @@ export class Settlement {
       up.sendPrepared(this.d.link);
       return { kind: 'again' };
     }
+    if (up.canReadAhead) {
+      // The window is full: read the next chunks while the acks are on their way.
+      up.readAhead(journal, DETAIL_READ_SLICE, this.d.link);
+      return { kind: 'again' };
+    }
     const upload = up;
     const answer = upload.oldest().then(({ index, outcome }) => (): void => {
       upload.settle(index, outcome);
