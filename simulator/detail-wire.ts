@@ -120,6 +120,11 @@ function varintBytes(v: number): number[] {
   return out;
 }
 
+/** Buffer's own Latin-1 slice, without toString's argument handling (bytes checked ASCII). */
+function latin1(b: Buffer, s: number, e: number): string {
+  return (b as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(s, e);
+}
+
 /** True when b[s, e) is ASCII, or failing that, valid UTF-8 (as protobufjs requires). */
 function validText(b: Buffer, s: number, e: number): boolean {
   for (let i = s; i < e; i++) if (b[i]! >= 128) return isUtf8(b.subarray(s, e));
@@ -183,7 +188,7 @@ function readRow(b: Buffer, start: number, end: number): SummedRow | undefined {
       case 58:
       case 114: {
         for (let i = o; i < e; i++) if (b[i]! >= 128) return undefined;
-        const text = b.toString('latin1', o, e);
+        const text = latin1(b, o, e);
         if (tag === 26) type = text;
         else if (tag === 42) currency = text;
         else if (tag === 58) status = text;

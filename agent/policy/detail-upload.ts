@@ -16,6 +16,18 @@ import { AgentError } from '../../base/errors.ts';
  * The acquirer stores chunks idempotently per index, so a chunk sent twice is harmless.
  */
 
+/**
+ * A chunk being read (and for a link that takes encoded rows, encoded) a slice at a time: its
+ * rows as encoded parts, or as tuples for a link that takes DetailRow objects.
+ */
+interface Prepared {
+  index: number;
+  parts: Buffer[];
+  tuples: TxnDetailTuple[] | undefined;
+  rows: number;
+  after: number;
+}
+
 /** How one chunk request ended, caught at once so a rejection never goes unhandled. */
 type Outcome = { ok: true; reply: Envelope } | { ok: false; error: unknown };
 
@@ -43,9 +55,16 @@ export class DetailUpload {
   private cursor = 0;
   /** Chunks allowed in flight; 1 until the acquirer has answered one. */
   private window = 1;
-  /** The next chunk, being read a slice at a time. */
-  private pending:
-    { index: number; rows: TxnDetailTuple[]; after: number; whole: boolean } | undefined;
+  /** The chunk being read, a slice at a time (see Prepared). */
+  private pending: Prepared | undefined;
+  /**
+   * Chunks read whole and not sent yet. While the window is full (or the probe's ack is
+   * awaited) the next chunks are read ahead, up to a window's worth, so the reading overlaps
+   * the wait instead of following it.
+   */
+  private readonly ready = new Map<number, Prepared>();
+  /** Chunks in flight whose answer (or failure) has come. */
+  private readonly answered = new Set<number>();
 
   constructor(
     readonly batchId: string,
@@ -71,31 +90,67 @@ export class DetailUpload {
   }
 
   /**
-   * Reads part of the next chunk, at most `sliceRows` rows, so no single job reads a whole
-   * chunk; true once the chunk is whole and can be sent with sendPrepared.
+   * True while the oldest chunk in flight has no answer yet and a chunk is still to be read
+   * ahead: reading then overlaps the wait, and an answer that came is taken first.
    */
-  prepare(journal: Journal, sliceRows: number): boolean {
-    const index = this.nextIndex();
-    if (this.pending?.index !== index) {
-      this.pending = { index, rows: [], after: this.afterOf(journal, index), whole: false };
-    }
-    const p = this.pending;
-    if (p.whole) return true;
-    const want = Math.min(sliceRows, this.chunkRows - p.rows.length);
-    const rows = journal.batchDetailTuplesAfter(this.batchId, p.after, want);
-    for (const r of rows) p.rows.push(r);
-    if (rows.length > 0) p.after = rows.at(-1)![0];
-    p.whole = rows.length < want || p.rows.length === this.chunkRows;
-    if (p.whole) this.startAfter.set(index + 1, p.after);
-    return p.whole;
+  get canReadAhead(): boolean {
+    const oldest = this.inflight.keys().next();
+    return (
+      !oldest.done &&
+      !this.answered.has(oldest.value) &&
+      this.ready.size < this.maxWindow &&
+      this.toRead() < this.count
+    );
   }
 
-  /** Sends the chunk prepare() made whole, without waiting for its ack. */
-  sendPrepared(link: DetailLink): number {
+  /**
+   * Reads (and encodes, for a link with requestDetailChunk) at most `sliceRows` rows of the
+   * next chunk to send, so no single job reads or encodes a whole chunk; true once it is whole
+   * (or was read ahead) and can go with sendPrepared on the same link.
+   */
+  prepare(journal: Journal, sliceRows: number, link: DetailLink): boolean {
+    const next = this.nextIndex();
+    if (!this.ready.has(next)) this.readSlice(journal, sliceRows, link);
+    return this.ready.has(next);
+  }
+
+  /** One slice of the lowest chunk not read yet, while the window is full (canReadAhead). */
+  readAhead(journal: Journal, sliceRows: number, link: DetailLink): void {
+    this.readSlice(journal, sliceRows, link);
+  }
+
+  private readSlice(journal: Journal, sliceRows: number, link: DetailLink): void {
+    const index = this.toRead();
+    if (index >= this.count) return;
+    if (this.pending?.index !== index) {
+      this.pending = {
+        index,
+        parts: [],
+        tuples: link.requestDetailChunk ? undefined : [],
+        rows: 0,
+        after: this.afterOf(journal, index),
+      };
+    }
     const p = this.pending;
-    if (!p?.whole) throw new Error('no detail chunk is prepared');
-    this.pending = undefined;
-    const { index, rows } = p;
+    const want = Math.min(sliceRows, this.chunkRows - p.rows);
+    const rows = journal.batchDetailTuplesAfter(this.batchId, p.after, want);
+    if (p.tuples) for (const r of rows) p.tuples.push(r);
+    else p.parts.push(encodeDetailRows(rows));
+    p.rows += rows.length;
+    if (rows.length > 0) p.after = rows.at(-1)![0];
+    if (rows.length < want || p.rows === this.chunkRows) {
+      this.startAfter.set(index + 1, p.after);
+      this.ready.set(index, p);
+      this.pending = undefined;
+    }
+  }
+
+  /** Sends the next chunk, which prepare() made whole, without waiting for its ack. */
+  sendPrepared(link: DetailLink): number {
+    const p = this.ready.get(this.nextIndex());
+    if (!p) throw new Error('no detail chunk is prepared');
+    const { index, parts, tuples } = p;
+    this.ready.delete(index);
     this.cursor = index + 1;
     const header = {
       batchId: this.batchId,
@@ -105,17 +160,17 @@ export class DetailUpload {
     };
     let sent: Promise<Envelope>;
     try {
-      sent = link.requestDetailChunk
-        ? link.requestDetailChunk(header, encodeDetailRows(rows))
-        : link.request({ batchDetailChunk: { ...header, rows: rows.map(detailTupleRow) } });
+      sent = tuples
+        ? link.request({ batchDetailChunk: { ...header, rows: tuples.map(detailTupleRow) } })
+        : link.requestDetailChunk!(header, Buffer.concat(parts));
     } catch (e) {
       sent = Promise.reject(e);
     }
     this.inflight.set(
       index,
       sent.then(
-        (reply): Outcome => ({ ok: true, reply }),
-        (error: unknown): Outcome => ({ ok: false, error }),
+        (reply): Outcome => (this.answered.add(index), { ok: true, reply }),
+        (error: unknown): Outcome => (this.answered.add(index), { ok: false, error }),
       ),
     );
     return index;
@@ -134,6 +189,7 @@ export class DetailUpload {
    */
   settle(index: number, outcome: Outcome): void {
     this.inflight.delete(index);
+    this.answered.delete(index);
     if (!outcome.ok) {
       this.rewind();
       throw outcome.error;
@@ -164,6 +220,7 @@ export class DetailUpload {
   /** After a lost link: nothing is in flight any more; resume at the lowest gap. */
   private rewind(): void {
     this.inflight.clear();
+    this.answered.clear();
     this.cursor = 0;
     this.pending = undefined;
   }
@@ -172,12 +229,20 @@ export class DetailUpload {
     if (this.acked[i]) return;
     this.acked[i] = true;
     this.ackedCount++;
+    this.ready.delete(i);
   }
 
   private nextIndex(): number {
     let i = this.cursor;
     while (i < this.count && (this.acked[i] || this.inflight.has(i))) i++;
     this.cursor = i;
+    return i;
+  }
+
+  /** The lowest chunk to send that is not read yet (count when none is left). */
+  private toRead(): number {
+    let i = this.nextIndex();
+    while (i < this.count && (this.acked[i] || this.inflight.has(i) || this.ready.has(i))) i++;
     return i;
   }
 

@@ -328,8 +328,13 @@ export class Settlement {
     }
     if (up.canSend) {
       // A slice of the next chunk per job; the chunk goes out in the job after its last slice.
-      if (!up.prepare(journal, DETAIL_READ_SLICE)) return { kind: 'again' };
+      if (!up.prepare(journal, DETAIL_READ_SLICE, this.d.link)) return { kind: 'again' };
       up.sendPrepared(this.d.link);
+      return { kind: 'again' };
+    }
+    if (up.canReadAhead) {
+      // The window is full: read the next chunks while the acks are on their way.
+      up.readAhead(journal, DETAIL_READ_SLICE, this.d.link);
       return { kind: 'again' };
     }
     const upload = up;

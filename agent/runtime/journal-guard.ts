@@ -47,11 +47,7 @@ export class JournalGuard {
         reason: 'the journal is being verified after start; retry in a moment',
       };
       core.store.pauseWrites(paused);
-      // The worker (its own V8 isolate and SQLite connection) starts on the next turn, so it
-      // does not compete with the rest of start-up for the CPU; writes stay paused until it ends.
-      first = new Promise((r) => setImmediate(r)).then(() =>
-        this.stopped ? false : this.inWorker(true, () => core.store.resumeWrites(paused)),
-      );
+      first = this.inWorker(true, () => core.store.resumeWrites(paused));
       void first.then((ok) => ok && !this.stopped && this.d.afterPass?.());
     }
     if (this.d.verifyEveryMs > 0) {
@@ -72,9 +68,19 @@ export class JournalGuard {
     await this.running;
   }
 
+  /**
+   * The worker (its own V8 isolate and SQLite connection) starts a turn later, so at start it
+   * does not compete with the rest of start-up for the CPU (writes are paused meanwhile); a
+   * walk asked for in that turn joins this one, as it would join a running one.
+   */
   private inWorker(pages: boolean, beforeJudging?: () => void): Promise<boolean> {
-    this.running ??= checkJournalInWorker(this.d.core.store.file, { pages, chainFrom: 'genesis' })
-      .then((r) => {
+    this.running ??= new Promise<void>((r) => setImmediate(r))
+      .then(async () => {
+        if (this.stopped) return false;
+        const r = await checkJournalInWorker(this.d.core.store.file, {
+          pages,
+          chainFrom: 'genesis',
+        });
         beforeJudging?.();
         return this.judge(r);
       })
