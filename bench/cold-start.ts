@@ -1,7 +1,7 @@
 /**
  * Cold start to ready with a large journal, each run in a fresh child process
  * (bench/cold-start-child.ts): wall time from spawn() to the child's "ready" line, and the
- * child's peak RSS (process.resourceUsage().maxRSS), against a child that only opens the same
+ * child's peak RSS (its VmHWM from /proc), against a child that only opens the same
  * file with raw better-sqlite3 and reads one row. Agent and raw children alternate.
  *
  * Two ways are measured. As shipped: `node bin/pos-agent.mjs run --config FILE`, the compiled
@@ -230,7 +230,7 @@ function shippedFigures(s: Series, history: History, note: string): Figure[] {
       baseline: median(s.raw.map((r) => r.rssMb)),
       baselineIs: 'peak RSS of the same raw child',
       target: { on: 'ratio', op: '<', limit: 1.1 },
-      note: `median of ${s.agent.length}; VmHWM of the agent when it logged ready, maxRSS of the raw child`,
+      note: `median of ${s.agent.length}; VmHWM of the agent when it logged ready, VmHWM of the raw child at its ready line`,
     },
   ];
 }
