@@ -89,6 +89,7 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   const idle: number[] = [];
   try {
     const settled = await settleBacklog(backlog, 'out-of-balance', {
+      ledgerInMemory: true,
       extra: { console: { technicians: [{ id: TECH, pinHash }] } },
       before: async ({ agent, config }) => void (session = await login(agent, config)),
       during: async (_ctx, settling) => {

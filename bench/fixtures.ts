@@ -30,8 +30,8 @@ const CACHE_DIR = path.join(import.meta.dirname, '.cache');
 const temps: string[] = [];
 
 /** A fresh directory under the system temp dir, removed by cleanupTemps(). */
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), `pa-bench-${prefix}-`));
+export function tempDir(prefix: string, under = tmpdir()): string {
+  const dir = mkdtempSync(path.join(under, `pa-bench-${prefix}-`));
   temps.push(dir);
   return dir;
 }

@@ -134,7 +134,8 @@ export class Settlement {
         const t0 = performance.now();
         if (!openBatchTally(this.d.store, now, rows).caughtUp) {
           const perRow = Math.max(performance.now() - t0, 0.01) / rows;
-          rows = Math.min(20_000, Math.max(200, Math.round(sliceMs / perRow)));
+          // At most double: a small slice's cost per row flatters a large one's.
+          rows = Math.min(rows * 2, 20_000, Math.max(200, Math.round(sliceMs / perRow)));
           return undefined;
         }
         return { batch: this.closeTallied(opts) };

@@ -175,8 +175,10 @@ export class Agent {
     }
     this.channel.start();
     // After a start with a large open batch, status and the cutover then read only new rows.
-    this.tallyWarm = warmOpenBatchTally(this.core.store, () => this.core.clock.now()).catch((e) =>
-      this.logFailure('open batch tally', e),
+    const { timeZone, settlement } = this.opts.config;
+    const day = { timeZone, startHour: settlement.businessDayStartHour };
+    this.tallyWarm = warmOpenBatchTally(this.core.store, () => this.core.clock.now(), day).catch(
+      (e) => this.logFailure('open batch tally', e),
     );
     if (this.opts.schedules !== false) {
       this.scheduler = startSchedules(this.opts.config, this.log, {
