@@ -87,37 +87,42 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   let session: { keys: Keyboard; console: Console } | undefined;
   const loaded: number[] = [];
   const idle: number[] = [];
-  try {
-    const settled = await settleBacklog(backlog, 'out-of-balance', {
-      ledgerInMemory: true,
-      extra: { console: { technicians: [{ id: TECH, pinHash }] } },
-      before: async ({ agent, config }) => void (session = await login(agent, config)),
-      during: async (_ctx, settling) => {
-        let done = false;
-        const stop = () => void (done = true);
-        settling.then(stop, stop);
-        // The first command is typed just after the settlement was asked for.
-        let at = think(nowNs());
-        while (!done) {
-          const r = await session!.keys.type('status', PROMPT, at);
-          loaded.push(r.ms);
-          at = think(r.end);
-        }
-      },
-      after: async () => {
-        let at = think(nowNs());
-        for (let i = 0; i < quiet; i++) {
-          const r = await session!.keys.type('status', PROMPT, at);
-          idle.push(r.ms);
-          at = think(r.end);
-        }
-      },
-    });
-    opts.log(
-      `  ${loaded.length} samples during a ${settled.ms.toFixed(0)} ms settlement, ${idle.length} after`,
-    );
-  } finally {
-    await session?.console.stop();
+  // Several settlements: one lasts about 0.4 s now, some 50 samples, too few for a p99.
+  const runs = opts.quick ? 1 : 4;
+  for (let run = 0; run < runs; run++) {
+    try {
+      const settled = await settleBacklog(backlog, 'out-of-balance', {
+        ledgerInMemory: true,
+        extra: { console: { technicians: [{ id: TECH, pinHash }] } },
+        before: async ({ agent, config }) => void (session = await login(agent, config)),
+        during: async (_ctx, settling) => {
+          let done = false;
+          const stop = () => void (done = true);
+          settling.then(stop, stop);
+          // The first command is typed just after the settlement was asked for.
+          let at = think(nowNs());
+          while (!done) {
+            const r = await session!.keys.type('status', PROMPT, at);
+            loaded.push(r.ms);
+            at = think(r.end);
+          }
+        },
+        after: async () => {
+          let at = think(nowNs());
+          for (let i = 0; i < quiet / runs; i++) {
+            const r = await session!.keys.type('status', PROMPT, at);
+            idle.push(r.ms);
+            at = think(r.end);
+          }
+        },
+      });
+      opts.log(
+        `  ${loaded.length} samples during a ${settled.ms.toFixed(0)} ms settlement, ${idle.length} after`,
+      );
+    } finally {
+      await session?.console.stop();
+      session = undefined;
+    }
   }
   return figures(distribution(loaded), distribution(idle), rows);
 }
@@ -132,6 +137,9 @@ function figures(loaded: Distribution, idle: Distribution, rows: number): Figure
     unit: 'ms',
     baseline: idle[p],
     baselineIs: baselineIs(p === 'max' ? 'worst' : p),
+    // Issue 15: p99 under 10 ms and the worst under 50 ms while a settlement runs.
+    target:
+      p === 'p50' ? undefined : ({ on: 'value', op: '<', limit: p === 'p99' ? 10 : 50 } as const),
     note: `${loaded.n} samples while settling`,
   }));
 }
