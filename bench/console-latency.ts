@@ -92,7 +92,7 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   for (let run = 0; run < runs; run++) {
     try {
       const settled = await settleBacklog(backlog, 'out-of-balance', {
-        ledgerInMemory: true,
+        acquirerElsewhere: true,
         extra: { console: { technicians: [{ id: TECH, pinHash }] } },
         before: async ({ agent, config }) => void (session = await login(agent, config)),
         during: async (_ctx, settling) => {

@@ -183,7 +183,7 @@ async function whileSettling(opts: BenchOptions, rows: number, runs: number) {
     let probe: CommandProbe | undefined;
     let watch: JobWatch | undefined;
     const settled = await settleBacklog(backlog, 'out-of-balance', {
-      ledgerInMemory: true,
+      acquirerElsewhere: true,
       // The backlog's terminal was activated offline: pin the simulator's key as activation would.
       before: async ({ agent, sim }) => {
         agent.commands.pinKey(await sim.commandPublicKey());

@@ -52,8 +52,8 @@ export interface SettleHooks {
   before?: (ctx: SettleContext) => Promise<void>;
   /** Runs once the settlement has started; awaited before the agent stops. */
   during?: (ctx: SettleContext, settling: Promise<unknown>) => Promise<void>;
-  /** The simulator's ledger on tmpfs: for figures about the agent, not the round trip. */
-  ledgerInMemory?: boolean;
+  /** The simulator as if on another machine (SimHost.start): for figures about the agent. */
+  acquirerElsewhere?: boolean;
   /** Runs after the settlement finished, on the same agent (no load). */
   after?: (ctx: SettleContext) => Promise<void>;
 }
@@ -66,7 +66,7 @@ export async function settleBacklog(
   tally: Tally = 'warm',
 ): Promise<SettleRun> {
   const dataDir = copyDataDir(backlogDir, 'settle');
-  const sim = await SimHost.start(undefined, { ledgerInMemory: hooks.ledgerInMemory });
+  const sim = await SimHost.start(undefined, { elsewhere: hooks.acquirerElsewhere });
   try {
     await sim.behave({ settle: mode });
     let t0 = nowNs();

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import path from 'node:path';
 import type { CommandBody } from '../simulator/acquirer.ts';
 import type { BehaviourPatch } from '../simulator/behaviour.ts';
@@ -53,7 +54,7 @@ export class SimHost {
    */
   static async start(
     activationCode: string | { terminals: string[] } = 'BENCHCODE1',
-    opts: { ledgerInMemory?: boolean } = {},
+    opts: { elsewhere?: boolean } = {},
   ): Promise<SimHost> {
     const terminals =
       typeof activationCode === 'string'
@@ -73,13 +74,16 @@ export class SimHost {
       ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
+    // `elsewhere`: a real acquirer runs on another machine, with its own disk and CPU. Where a
+    // figure is the agent's responsiveness, not the round trip, the simulator keeps its ledger
+    // off the agent's disk (20 MB of detail stored next to the journal held up the agent's own
+    // fsyncs) and runs at the lowest CPU priority (its decoding of a fast upload took the core
+    // the agent's event loop needed), so what is measured is what a terminal would see.
+    if (opts.elsewhere) setPriority(child.pid!, 19);
     const host = new SimHost(child, tlsDir);
     const { port } = await host.request<{ port: number }>({
       op: 'start',
-      // A real acquirer's ledger is on another machine's disk. Where a figure is the agent's
-      // responsiveness, not the round trip, the simulator's commits stay off the agent's disk:
-      // 20 MB of detail stored next to the journal held up the agent's own fsyncs.
-      dataDir: tempDir('acquirer', opts.ledgerInMemory && existsSync(SHM) ? SHM : undefined),
+      dataDir: tempDir('acquirer', opts.elsewhere && existsSync(SHM) ? SHM : undefined),
       tlsDir,
       terminals,
     });
