@@ -19,6 +19,7 @@ import { protectCard } from '../agent/policy/card.ts';
 import { DEFAULT_FEE_SCHEDULE, saleFee } from '../agent/policy/fees.ts';
 import { loadDriver } from '../storage/db.ts';
 import { JOURNAL_COLUMNS, rowHash, type TxnRow } from '../storage/journal.ts';
+import { eventContent } from '../storage/journal-rows.ts';
 import {
   benchConfig,
   cacheDir,
@@ -238,26 +239,7 @@ function eventColumns(
   name: string,
   detail: Record<string, unknown>,
 ): Columns {
-  return {
-    seq,
-    kind: 'event',
-    created_at: at,
-    local_id: null,
-    type: null,
-    original_seq: null,
-    amount: null,
-    currency: null,
-    category: null,
-    fee: null,
-    fee_version: null,
-    masked_pan: null,
-    pan_token: null,
-    auth_code: null,
-    status: null,
-    batch_id: null,
-    event: name,
-    detail: JSON.stringify(detail),
-  };
+  return { ...eventContent(name, null, detail, at), seq };
 }
 
 /** The batches row of one history batch: today's open one, or an earlier one settled and acked. */

@@ -133,6 +133,34 @@ export const JOURNAL_COLUMNS = [
 
 export type Content = Pick<RawRow, (typeof JOURNAL_COLUMNS)[number]>;
 
+/** An event row's content (every transaction column empty), seq aside. */
+export function eventContent(
+  event: string,
+  originalSeq: number | null,
+  detail: Record<string, unknown>,
+  createdAt: number,
+): Omit<Content, 'seq'> {
+  return {
+    kind: 'event',
+    created_at: createdAt,
+    local_id: null,
+    type: null,
+    original_seq: originalSeq,
+    amount: null,
+    currency: null,
+    category: null,
+    fee: null,
+    fee_version: null,
+    masked_pan: null,
+    pan_token: null,
+    auth_code: null,
+    status: null,
+    batch_id: null,
+    event,
+    detail: JSON.stringify(detail),
+  };
+}
+
 /** The hash of one row: covers the previous hash and every content column in order. */
 export function rowHash(prevHash: string, row: Content): string {
   return chainHash(prevHash, JSON.stringify(JOURNAL_COLUMNS.map((c) => row[c] ?? null)));

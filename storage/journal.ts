@@ -8,6 +8,7 @@ import {
   GENESIS_HASH,
   JOURNAL_COLUMNS,
   chainHash,
+  eventContent,
   toEntry,
   type Content,
   type EventRow,
@@ -131,25 +132,7 @@ export class Journal {
     detail: Record<string, unknown>,
     createdAt: number,
   ): EventRow {
-    const row = this.write({
-      kind: 'event',
-      created_at: createdAt,
-      local_id: null,
-      type: null,
-      original_seq: originalSeq,
-      amount: null,
-      currency: null,
-      category: null,
-      fee: null,
-      fee_version: null,
-      masked_pan: null,
-      pan_token: null,
-      auth_code: null,
-      status: null,
-      batch_id: null,
-      event,
-      detail: JSON.stringify(detail),
-    });
+    const row = this.write(eventContent(event, originalSeq, detail, createdAt));
     return { seq: row.seq, createdAt, event, detail, hash: row.hash };
   }
 

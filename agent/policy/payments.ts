@@ -248,7 +248,7 @@ export class Payments {
     const write = <T>(fn: () => T): T => (alone ? store.appendAlone(fn) : store.atomically(fn));
     const result = write(() => {
       if (input.localId !== undefined) {
-        const prior = this.d.store.journal.findByLocalId(input.localId);
+        const prior = store.journal.findByLocalId(input.localId);
         if (prior) return retryOf(prior, input, card);
       }
       this.checkMayRecord(input, origin);
