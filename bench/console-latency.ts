@@ -78,8 +78,13 @@ async function login(agent: Agent, config: Config): Promise<{ keys: Keyboard; co
   return { keys, console };
 }
 
-export async function run(opts: BenchOptions): Promise<Figure[]> {
-  const rows = opts.quick ? 10_000 : 100_000;
+interface Sampled {
+  loaded: Distribution;
+  idle: Distribution;
+}
+
+/** `status` typed all through `runs` settlements, then with none running, on the same agents. */
+async function sample(opts: BenchOptions, rows: number, runs: number, beside: boolean) {
   const quiet = opts.quick ? 50 : 200;
   const backlog = await ensureBacklog(rows, opts);
   // Cheap scrypt parameters: the login is not what is measured.
@@ -87,12 +92,10 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
   let session: { keys: Keyboard; console: Console } | undefined;
   const loaded: number[] = [];
   const idle: number[] = [];
-  // Several settlements: one lasts about 0.4 s now, some 50 samples, too few for a p99.
-  const runs = opts.quick ? 1 : 4;
   for (let run = 0; run < runs; run++) {
     try {
       const settled = await settleBacklog(backlog, 'out-of-balance', {
-        acquirerElsewhere: true,
+        acquirerElsewhere: !beside,
         extra: { console: { technicians: [{ id: TECH, pinHash }] } },
         before: async ({ agent, config }) => void (session = await login(agent, config)),
         during: async (_ctx, settling) => {
@@ -117,18 +120,28 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
         },
       });
       opts.log(
-        `  ${loaded.length} samples during a ${settled.ms.toFixed(0)} ms settlement, ${idle.length} after`,
+        `  ${loaded.length} samples during a ${settled.ms.toFixed(0)} ms settlement${beside ? ' (acquirer beside)' : ''}, ${idle.length} after`,
       );
     } finally {
       await session?.console.stop();
       session = undefined;
     }
   }
-  return figures(distribution(loaded), distribution(idle), rows);
+  return { loaded: distribution(loaded), idle: distribution(idle) };
 }
 
-function figures(loaded: Distribution, idle: Distribution, rows: number): Figure[] {
-  const load = `settling a ${rows / 1000}k-sale backlog out of balance`;
+export async function run(opts: BenchOptions): Promise<Figure[]> {
+  const rows = opts.quick ? 10_000 : 100_000;
+  // Several settlements: one lasts about 0.4 s now, some 50 samples, too few for a p99.
+  const runs = opts.quick ? 1 : 4;
+  return [
+    ...figures(await sample(opts, rows, runs, false), rows, ''),
+    ...figures(await sample(opts, rows, runs, true), rows, ', acquirer beside'),
+  ];
+}
+
+function figures({ loaded, idle }: Sampled, rows: number, where: string): Figure[] {
+  const load = `settling a ${rows / 1000}k-sale backlog out of balance${where}`;
   const baselineIs = (p: string) =>
     `${p} of the same command on the same agent with no settlement running (${idle.n} samples)`;
   return (['p50', 'p99', 'max'] as const).map((p) => ({
@@ -137,9 +150,12 @@ function figures(loaded: Distribution, idle: Distribution, rows: number): Figure
     unit: 'ms',
     baseline: idle[p],
     baselineIs: baselineIs(p === 'max' ? 'worst' : p),
-    // Issue 15: p99 under 10 ms and the worst under 50 ms while a settlement runs.
+    // Issue 15: p99 under 10 ms and the worst under 50 ms while a settlement runs, with the
+    // acquirer where it runs in the field: on another machine. Beside it, no target: a reading.
     target:
-      p === 'p50' ? undefined : ({ on: 'value', op: '<', limit: p === 'p99' ? 10 : 50 } as const),
-    note: `${loaded.n} samples while settling`,
+      p === 'p50' || where
+        ? undefined
+        : ({ on: 'value', op: '<', limit: p === 'p99' ? 10 : 50 } as const),
+    note: `${loaded.n} samples while settling, ${where ? 'the simulator beside the agent on the same 2 cores and disk' : 'the acquirer as if on another machine'}`,
   }));
 }

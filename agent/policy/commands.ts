@@ -74,12 +74,17 @@ export interface CommandDeps {
 }
 
 export class CommandProcessor {
+  private pinned: { b64: string; key: KeyObject } | undefined;
+
   constructor(private readonly d: CommandDeps) {}
 
-  /** The pinned acquirer key, if any. */
+  /** The pinned acquirer key, if any (parsed once per pinned value: a lock is not kept waiting). */
   pinnedKey(): KeyObject | undefined {
     const b64 = this.d.store.state.getMeta(META_COMMAND_KEY);
-    return b64 ? publicKeyFromRaw(Buffer.from(b64, 'base64')) : undefined;
+    if (!b64) return undefined;
+    if (this.pinned?.b64 !== b64)
+      this.pinned = { b64, key: publicKeyFromRaw(Buffer.from(b64, 'base64')) };
+    return this.pinned.key;
   }
 
   lastCounter(): number {
@@ -105,7 +110,7 @@ export class CommandProcessor {
       const { expirySkewMs, maxLifetimeMs } = this.d.config.commands;
       const acquirerNow = () => this.d.clock.now() + this.d.clockOffsetMs();
       checkCommandTimes(cmd, acquirerNow, { expirySkewMs, maxLifetimeMs });
-      return this.remember(signed, this.apply(cmd));
+      return this.apply(signed, cmd);
     } catch (e) {
       const err = isAgentError(e) ? e : new AgentError('COMMAND_MALFORMED', (e as Error).message);
       recordEvent(this.d.store, this.d.clock, this.d.log, 'command-refused', {
@@ -151,43 +156,47 @@ export class CommandProcessor {
     return cmd;
   }
 
-  private apply(cmd: pos.v1.Command): CommandOutcome {
+  /**
+   * Counter, effect, journal event and the remembered answer commit together: one durable
+   * commit per command (a lock waits for one flush, not two), and no crash can leave a command
+   * applied whose answer a redelivery would not find.
+   */
+  private apply(signed: pos.v1.ISignedCommand, cmd: pos.v1.Command): CommandOutcome {
     const { store } = this.d;
     const source = `command:${cmd.counter}`;
     const kind = cmd.body!;
     try {
-      const followUp = store.atomically(() => {
+      const outcome = store.atomically(() => {
         this.claimCounter(cmd.counter);
-        const f = this.effect(cmd, source);
+        const followUp = this.effect(cmd, source);
         store.journal.appendEvent(
           'command-applied',
           { counter: cmd.counter, command: kind, detail: describe(cmd) },
           this.d.clock.now(),
         );
-        return f;
+        const answered = this.answer(cmd.counter, 'applied', '', describe(cmd));
+        return this.remember(signed, { ...answered, applied: true, followUp });
       });
       this.d.log.info({ counter: cmd.counter, command: kind }, 'command applied');
-      return { ...this.answer(cmd.counter, 'applied', '', describe(cmd)), applied: true, followUp };
+      return outcome;
     } catch (e) {
       if (!isAgentError(e) || e.area === 'storage' || e.code === 'COMMAND_REPLAYED') throw e;
       // A genuine command the terminal's state refuses still uses up its counter.
-      store.atomically(() => {
+      const outcome = store.atomically(() => {
         this.claimCounter(cmd.counter);
         store.journal.appendEvent(
           'command-refused',
           { counter: cmd.counter, command: kind, code: e.code, reason: e.message },
           this.d.clock.now(),
         );
+        const answered = this.answer(cmd.counter, 'refused', e.code, e.message);
+        return this.remember(signed, { ...answered, applied: false, error: e });
       });
       this.d.log.warn(
         { counter: cmd.counter, command: kind, code: e.code },
         'command refused by state',
       );
-      return {
-        ...this.answer(cmd.counter, 'refused', e.code, e.message),
-        applied: false,
-        error: e,
-      };
+      return outcome;
     }
   }
 
@@ -221,7 +230,7 @@ export class CommandProcessor {
       body: Buffer.from(outcome.result.body ?? []).toString('base64'),
       signature: Buffer.from(outcome.result.signature ?? []).toString('base64'),
     };
-    this.d.store.atomically(() => this.d.store.state.setJson(META_LAST_COMMAND, last));
+    this.d.store.state.setJson(META_LAST_COMMAND, last);
     return outcome;
   }
 

@@ -6,7 +6,7 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { AgentError } from '../../base/errors.ts';
 import { destroySecretFile, isEmptyFile, writeSecretFile } from '../../base/secret-file.ts';
 
@@ -59,6 +59,8 @@ export function generateEd25519(): { publicKey: KeyObject; privateKey: KeyObject
 
 /** The terminal's own signing key file. */
 export class TerminalKeyFile {
+  private parsed: { id: string; key: KeyObject } | undefined;
+
   constructor(readonly file: string) {}
 
   exists(): boolean {
@@ -71,7 +73,8 @@ export class TerminalKeyFile {
    */
   loadOrCreate(): KeyObject {
     if (isEmptyFile(this.file)) rmSync(this.file, { force: true });
-    if (existsSync(this.file)) return createPrivateKey(readFileSync(this.file));
+    const existing = this.load();
+    if (existing) return existing;
     const { privateKey } = generateEd25519();
     try {
       writeSecretFile(this.file, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
@@ -85,11 +88,22 @@ export class TerminalKeyFile {
     return privateKey;
   }
 
+  /**
+   * The key as the file holds it now. Parsed once and kept while the file is the same one
+   * (inode, size, mtime): every command result is signed, and parsing the PEM each time was a
+   * quarter of a lock's CPU. A file replaced or removed from outside is read again.
+   */
   load(): KeyObject | undefined {
-    return existsSync(this.file) ? createPrivateKey(readFileSync(this.file)) : undefined;
+    const st = statSync(this.file, { throwIfNoEntry: false, bigint: true });
+    if (!st) return (this.parsed = undefined);
+    const id = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    if (this.parsed?.id !== id)
+      this.parsed = { id, key: createPrivateKey(readFileSync(this.file)) };
+    return this.parsed.key;
   }
 
   destroy(): void {
+    this.parsed = undefined;
     destroySecretFile(this.file);
   }
 }

@@ -14,6 +14,7 @@ import {
   verifyEd25519,
 } from '../../agent/policy/keys.ts';
 import { ManualClock } from '../../base/clock.ts';
+import { walCommits } from '../fixtures/journal-faults.ts';
 import { encodeCommand, decodeCommandResultBody, type pos } from '../../protocol/messages.ts';
 import { createPublicKey } from 'node:crypto';
 
@@ -266,6 +267,33 @@ describe('signed commands', () => {
         signed(command({ lock: { reason: 'new key' } }, { counter: 2 }), next.privateKey),
       ).applied,
     ).toBe(true);
+  });
+
+  it('commits a command, its effect, its journal event and its remembered answer as one', () => {
+    const file = path.join(dir, 'journal.db');
+    core.store.checkpoint();
+    expect(walCommits(file)).toBe(0);
+    const lock = signed(command({ lock: { reason: 'x' } }, { counter: 4 }));
+    expect(processor.handle(lock).applied).toBe(true);
+    expect(walCommits(file)).toBe(1);
+    // Refused by the terminal's state: the used-up counter, the event and the answer, one commit.
+    const early = signed(
+      command({ deactivationDecision: { approve: true, reason: 'approved' } }, { counter: 5 }),
+    );
+    expect(processor.handle(early).error?.code).toBe('LIFECYCLE_REFUSED');
+    expect(walCommits(file)).toBe(2);
+    // So the answer survives with the effect: after a reopen a redelivery gets it again.
+    const first = processor.handle(early);
+    core.close();
+    core = openCore({ dataDir: dir, terminalId: TERMINAL }, { clock });
+    processor = commandProcessorFor(core, {
+      acquirerPublicKey: acquirer.publicKey,
+      clockOffsetMs: () => offset,
+      terminalKey: () => undefined,
+    });
+    const again = processor.handle(early);
+    expect(again.error).toBeUndefined();
+    expect(Buffer.from(again.result.body!).equals(Buffer.from(first.result.body!))).toBe(true);
   });
 
   it('survives a reopen: the counter and the effect were committed together', () => {

@@ -21,7 +21,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { destroySecretFile, writeSecretFile } from '../../base/secret-file.ts';
 import { TokenKeyFile } from '../../agent/policy/card.ts';
-import { TerminalKeyFile } from '../../agent/policy/keys.ts';
+import { generateEd25519, TerminalKeyFile } from '../../agent/policy/keys.ts';
+import type { KeyObject } from 'node:crypto';
 import { openCore } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
 import { ensureTlsMaterial } from '../../protocol/tls-material.ts';
@@ -119,6 +120,30 @@ describe('a key write killed half way', () => {
     expect(() => new TokenKeyFile(token).load(true)).toThrow(
       expect.objectContaining({ code: 'CARD_KEY_MISSING' }),
     );
+  });
+});
+
+describe('the terminal signing key, kept parsed', () => {
+  const pem = (k: KeyObject | undefined) => k?.export({ format: 'pem', type: 'pkcs8' });
+
+  it("is the file's key: parsed once, read again when the file is replaced or removed", () => {
+    const file = path.join(fresh(), 'keys', 'terminal-ed25519.pem');
+    const keys = new TerminalKeyFile(file);
+    const made = keys.loadOrCreate();
+    const first = keys.load();
+    expect(pem(first)).toBe(pem(made));
+    expect(keys.load()).toBe(first); // the same object: not parsed again
+    // Replaced from outside (a restore, a re-key by hand): the new key, not the remembered one.
+    const other = generateEd25519().privateKey;
+    writeSecretFile(file, other.export({ format: 'pem', type: 'pkcs8' }));
+    expect(pem(keys.load())).toBe(pem(other));
+    rmSync(file);
+    expect(keys.load()).toBeUndefined();
+    // Destroyed through the agent: nothing left to sign with, even from memory.
+    const again = keys.loadOrCreate();
+    expect(pem(again)).not.toBe(pem(other));
+    keys.destroy();
+    expect(keys.load()).toBeUndefined();
   });
 });
 
