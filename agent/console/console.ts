@@ -29,6 +29,7 @@ import { dispatchLine, internalDisplay, type CommandRegistry } from './commands.
 import { InputQueue } from './input-queue.ts';
 import { LineEditor, type LineEvent } from './line-editor.ts';
 import { sanitizeForTerminal } from './text.ts';
+import { ConsoleAudit } from './console-audit.ts';
 import { exitKeys, type AuditFn, type ConsoleOptions } from './console-options.ts';
 import {
   auditId,
@@ -53,7 +54,7 @@ export class Console {
   private readonly commands: CommandRegistry;
   private readonly technicians: ReadonlyMap<string, Technician>;
   private readonly throttle: LoginThrottle;
-  private readonly auditFn: AuditFn;
+  private readonly trail: ConsoleAudit;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly banner: string;
@@ -85,9 +86,9 @@ export class Console {
     const technicians = validateTechnicians(options.auth.technicians);
     this.technicians = new Map(technicians.map((t) => [t.id.toLowerCase(), t]));
     this.throttle = options.auth.throttle;
-    this.auditFn = options.audit;
     this.clock = options.clock ?? systemClock;
     this.log = (options.logger ?? silentLogger()).child({ component: 'console' });
+    this.trail = new ConsoleAudit(options.audit, this.log);
     this.banner = options.banner ?? 'pos-agent technician console';
     this.promptFn = options.prompt ?? (() => '> ');
     this.idleMs = options.idleTimeoutMs ?? 5 * 60_000;
@@ -155,6 +156,7 @@ export class Console {
   private shutdown(reason: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.trail.flush();
     clearTimeout(this.idleTimer);
     this.notices?.stop();
     this.stream.off('data', this.onData);
@@ -308,7 +310,9 @@ export class Console {
     });
     const detail = commandAudit(session.technician, text, result, first, this.commands);
     const { command, outcome } = detail;
-    this.audit('command', detail);
+    if (outcome === 'ok' && this.commands.get(command)?.readOnly)
+      this.trail.afterAnswer('command', detail);
+    else this.audit('command', detail);
     if (outcome === 'error')
       this.log.error({ err: result.error, command }, 'console command failed');
     else this.log.info({ ...detail, ms: this.clock.now() - started }, 'console command');
@@ -375,11 +379,7 @@ export class Console {
   }
 
   private audit(event: string, detail: Record<string, unknown>): void {
-    try {
-      this.auditFn(event, detail);
-    } catch (e) {
-      this.log.error({ err: e, event }, 'console audit failed');
-    }
+    this.trail.now(event, detail);
   }
 
   /** Writes lines of untrusted text, sanitised, each ended with CRLF for serial terminals. */

@@ -435,6 +435,48 @@ describe('logged in', () => {
     expect(h.state.mutations).toEqual([7]);
   });
 
+  it('journals what may change something before its prompt, what only read just after, in the order typed', async () => {
+    const seen: string[] = [];
+    const h = await startConsole({
+      audit: (event, detail) => void seen.push(`${event} ${String(detail.command ?? '')}`.trim()),
+    });
+    await h.login();
+    const write = h.port.write.bind(h.port) as (chunk: unknown) => boolean;
+    h.port.write = ((chunk: unknown) => {
+      if (String(chunk).endsWith('T0001 active> ')) seen.push('prompt');
+      return write(chunk);
+    }) as typeof h.port.write;
+    seen.length = 0;
+    h.send('stats\r');
+    await h.expectOutput('T0001 active> ');
+    h.send('mutate 3\r');
+    await h.expectOutput('T0001 active> ');
+    h.send('refuse\r');
+    await h.expectOutput('T0001 active> ');
+    // Typed ahead: the read-only one waits for no disk, and is still journaled before the next.
+    h.send('echo x\rmutate 4\r');
+    await h.expectOutput(/active> [^]*active> $/);
+    h.send('stats\r');
+    await h.expectOutput('T0001 active> ');
+    // Stopping the console writes what still waits (here, with its logout after it).
+    await h.console.stop();
+    expect(seen).toEqual([
+      'prompt',
+      'command stats',
+      'command mutate',
+      'prompt',
+      'command refuse',
+      'prompt',
+      'prompt',
+      'command echo',
+      'command mutate',
+      'prompt',
+      'prompt',
+      'command stats',
+      'logout',
+    ]);
+  });
+
   it('parses quotes and flags, and refuses unbalanced quotes', async () => {
     const h = await startConsole();
     await h.login();
