@@ -95,7 +95,10 @@ export async function build({ force = false, quiet = false } = {}) {
     logLevel: 'warning',
     legalComments: 'none',
   });
-  const inputs = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules'));
+  // A worktree's node_modules may be a symlink, which esbuild reports by its real path.
+  const inputs = Object.keys(result.metafile.inputs).filter(
+    (f) => !f.split('/').includes('node_modules'),
+  );
   const stray = inputs.filter((f) => !RUNTIME_DIRS.some((d) => f.startsWith(`${d}/`)));
   if (stray.length) {
     rmSync(tmp, { recursive: true, force: true });
