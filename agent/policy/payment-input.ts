@@ -77,3 +77,20 @@ export function checkRecordInput(
   }
   return { currency, status };
 }
+
+/**
+ * What the payment app must say that the agent's own callers may leave to defaults: its local
+ * id (without one a lost reply cannot be retried safely) and the status (a missing one must not
+ * become "approved"); an offline approval also says when it was approved, so its age is checked.
+ */
+export function checkAppRecordInput(input: RecordInput): void {
+  if (input.localId === undefined)
+    throw new AgentError('TXN_INVALID', 'a record needs a local_id (its retry key)');
+  if (input.status === undefined)
+    throw new AgentError(
+      'TXN_INVALID',
+      'a record needs a status (approved, declined or pending-offline)',
+    );
+  if (input.status === 'pending-offline' && input.approvedAt === undefined)
+    throw new AgentError('TXN_INVALID', 'an offline approval needs approved_at_ms');
+}
