@@ -61,6 +61,10 @@ export function checkRecordInput(
       `currency ${currency} is not this terminal's ${config.currency}`,
     );
   }
+  if (input.type === 'sale' && input.originalSeq !== undefined) {
+    // A sale naming a sale would count against it as if it had refunded it.
+    throw new AgentError('TXN_INVALID', 'a sale names no original transaction');
+  }
   const status: TxnStatus = input.status ?? 'approved';
   if (!STATUSES.includes(status)) {
     throw new AgentError('TXN_INVALID', `unknown status "${String(status)}"`);
@@ -90,6 +94,12 @@ export function checkAppRecordInput(input: RecordInput): void {
     throw new AgentError(
       'TXN_INVALID',
       'a record needs a status (approved, declined or pending-offline)',
+    );
+  if (input.status === 'pending-offline' && input.type !== 'sale')
+    // Only a sale is approved offline; what takes money back from one follows it as an advice.
+    throw new AgentError(
+      'TXN_INVALID',
+      `a ${input.type} is approved or declined, never pending-offline`,
     );
   if (input.status === 'pending-offline' && input.approvedAt === undefined)
     throw new AgentError('TXN_INVALID', 'an offline approval needs approved_at_ms');

@@ -354,6 +354,30 @@ describe('broken and hostile clients', () => {
     expect((await c.record(sale(5))).status).toBe('approved');
   });
 
+  it('a sale naming an original is refused, and takes nothing from that original', async () => {
+    const c = await connect();
+    const first = await c.record(sale(10_000));
+    await expect(c.record({ ...sale(10_000), originalSeq: first.seq })).rejects.toMatchObject({
+      code: 'TXN_INVALID',
+    });
+    const refund = { type: 'refund' as const, amount: 10_000, originalSeq: first.seq };
+    expect(await c.record({ ...refund, localId: 'REFUND-ALL' })).toMatchObject({
+      duplicate: false,
+    });
+  });
+
+  it('a refund is never pending-offline: only a sale is approved offline', async () => {
+    const c = await connect();
+    const first = await c.record(sale(10_000));
+    await expect(
+      c.record({
+        ...{ type: 'refund', amount: 1_000, originalSeq: first.seq, localId: 'R-OFF' },
+        ...{ status: 'pending-offline', approvedAt: Date.now() },
+      }),
+    ).rejects.toMatchObject({ code: 'TXN_INVALID', message: /never pending-offline/ });
+    expect(count("kind = 'txn'")).toBe(1);
+  });
+
   it('a record without local_id or status is refused (TXN_INVALID) and the refusal journaled', async () => {
     const raw = await rawClient();
     const { localId: _unused, ...noId } = sale(600);
