@@ -222,7 +222,7 @@ function settlingNote(x: Settling, where: string): string {
 export async function run(opts: BenchOptions): Promise<Figure[]> {
   const d = await unloaded(opts, opts.quick ? 50 : 200);
   const rows = opts.quick ? 10_000 : 100_000;
-  const busy = await whileSettling(opts, rows, opts.quick ? 1 : 2, false);
+  const busy = await whileSettling(opts, rows, opts.quick ? 1 : 4, false);
   const beside = await whileSettling(opts, rows, opts.quick ? 1 : 2, true);
   const under10: Target = { on: 'value', op: '<', limit: 10 };
   const raw = d.raw;

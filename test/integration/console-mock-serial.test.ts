@@ -447,12 +447,10 @@ describe('logged in', () => {
       return write(chunk);
     }) as typeof h.port.write;
     seen.length = 0;
-    h.send('stats\r');
-    await h.expectOutput('T0001 active> ');
-    h.send('mutate 3\r');
-    await h.expectOutput('T0001 active> ');
-    h.send('refuse\r');
-    await h.expectOutput('T0001 active> ');
+    for (const line of ['stats', 'mutate 3', 'refuse']) {
+      h.send(`${line}\r`);
+      await h.expectOutput('T0001 active> ');
+    }
     // Typed ahead: the read-only one waits for no disk, and is still journaled before the next.
     h.send('echo x\rmutate 4\r');
     await h.expectOutput(/active> [^]*active> $/);
