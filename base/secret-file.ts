@@ -5,7 +5,6 @@ import {
   fstatSync,
   fsyncSync,
   linkSync,
-  mkdirSync,
   openSync,
   readdirSync,
   renameSync,
@@ -14,6 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { fsyncDir, makeDirDurable } from './durable-dir.ts';
 
 /**
  * The one writer of keys and certificates. A file is never made in place: the bytes go to a
@@ -31,7 +31,7 @@ export function writeSecretFile(
   opts: { exclusive?: boolean } = {},
 ): void {
   const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirDurable(dir, 0o700);
   removeStaleTemps(file);
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
@@ -93,15 +93,6 @@ export function isEmptyFile(file: string): boolean {
     return fstatSync(fd).size === 0;
   } finally {
     closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const dirFd = openSync(dir, 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
   }
 }
 

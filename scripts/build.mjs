@@ -2,7 +2,12 @@
 /**
  * Builds the shipped code: agent/cli/main.ts and everything it reaches (agent, protocol,
  * storage, base; never simulator, dev, bench or test) bundled by esbuild into dist/ as ES
- * modules. Dependencies stay in node_modules (better-sqlite3 and serialport are native).
+ * modules, with the plain-JavaScript dependencies it imports (zod, pino, protobufjs) bundled in:
+ * loading them as a few files instead of hundreds of package modules took about 60 ms and 6 MB
+ * off every start, and the release no longer carries them (they are development dependencies).
+ * What stays in node_modules: the native packages (better-sqlite3, serialport and its
+ * @serialport/* parts) and node-cron, which the agent loads only when it schedules (a lazy
+ * require, scheduler.ts), after it is ready.
  *
  *   node scripts/build.mjs            build unless dist/ already matches the sources
  *   node scripts/build.mjs --force    build anyway
@@ -21,6 +26,8 @@ const ENTRY = path.join(ROOT, 'agent', 'cli', 'main.ts');
 const DIST = path.join(ROOT, 'dist');
 const STAMP = path.join(DIST, 'build.json');
 const RUNTIME_DIRS = ['base', 'storage', 'protocol', 'agent'];
+/** Loaded from node_modules at run time, never bundled: native code, or required lazily. */
+const UNBUNDLED_PACKAGES = ['better-sqlite3', 'serialport', '@serialport/*', 'node-cron'];
 
 /** Hash of every input of the bundle, so an unchanged tree is not rebuilt. */
 function sourceHash() {
@@ -69,10 +76,19 @@ export async function build({ force = false, quiet = false } = {}) {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    packages: 'external',
+    external: UNBUNDLED_PACKAGES.flatMap((p) => (p.endsWith('/*') ? [p] : [p, `${p}/*`])),
+    // pino and protobufjs are CommonJS and require() Node's built-ins: every output module gets
+    // a real require, or esbuild's stand-in throws "Dynamic require of node:os".
+    banner: {
+      js: "import { createRequire as bundledCreateRequire } from 'node:module';\nconst require = bundledCreateRequire(import.meta.url);",
+    },
     tsconfig: path.join(ROOT, 'tsconfig.build.json'),
     outdir: tmp,
     chunkNames: 'chunks/[name]-[hash]',
+    // Whitespace and syntax only: names stay, so a stack trace in a terminal's log still reads;
+    // a quarter fewer bytes to read and parse at every start.
+    minifyWhitespace: true,
+    minifySyntax: true,
     sourcemap: 'linked',
     sourcesContent: false,
     metafile: true,

@@ -8,6 +8,8 @@ import {
   readFileSync,
   writeSync,
 } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../base/durable-dir.ts';
 
 /**
  * The local head witness: a small file outside journal.db that remembers the newest journal
@@ -107,6 +109,8 @@ export class HeadWitness {
   private dirty = false;
   private syncing = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Made by this open: its name is durable only once its directory is fsynced. */
+  private unnamed: boolean;
 
   private constructor(
     readonly file: string,
@@ -115,7 +119,8 @@ export class HeadWitness {
   ) {
     this.gen = previous.state === 'ok' ? previous.gen : 0;
     this.last = previous.state === 'ok' ? previous.record : undefined;
-    this.fd = openSync(file, existsSync(file) ? 'r+' : 'w+', 0o600);
+    this.unnamed = !existsSync(file);
+    this.fd = openSync(file, this.unnamed ? 'w+' : 'r+', 0o600);
   }
 
   static open(file: string, previous: WitnessRead, syncEveryMs = 1000): HeadWitness {
@@ -150,6 +155,12 @@ export class HeadWitness {
     if (this.fd === undefined) return;
     fsyncSync(this.fd);
     this.dirty = false;
+    if (this.unnamed) {
+      // A power cut must not leave the journal's "a witness is kept" mark without the witness
+      // (a false rollback alarm): the new file's name is made durable, after its bytes.
+      fsyncDir(path.dirname(this.file));
+      this.unnamed = false;
+    }
   }
 
   private syncInBackground(): void {

@@ -120,14 +120,14 @@ export class Store {
     }
     const store = Store.open(file, { ...options, witnessFile: undefined });
     store.witnessVerdict = verdict;
-    store.atomically(() => {
-      if (!store.state.getMeta(META_INCARNATION))
-        store.state.setMeta(META_INCARNATION, newIncarnation());
-      if (!store.state.getMeta(META_WITNESSED))
-        store.state.setMeta(META_WITNESSED, String(Date.now()));
-    });
+    if (!store.state.getMeta(META_INCARNATION))
+      store.atomically(() => store.state.setMeta(META_INCARNATION, newIncarnation()));
     store.witness = HeadWitness.open(witnessFile, seen, options.witnessSyncEveryMs);
     store.witness.writeDurably({ incarnation: store.incarnation, ...store.journal.headOf() });
+    // Marked only once the witness (bytes and name) is durable: a power cut in between leaves
+    // an unmarked journal with or without a witness, never a marked one without it.
+    if (!store.state.getMeta(META_WITNESSED))
+      store.atomically(() => store.state.setMeta(META_WITNESSED, String(Date.now())));
     return store;
   }
 

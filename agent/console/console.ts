@@ -30,7 +30,7 @@ import { InputQueue } from './input-queue.ts';
 import { LineEditor, type LineEvent } from './line-editor.ts';
 import { sanitizeForTerminal } from './text.ts';
 import { ConsoleAudit } from './console-audit.ts';
-import { exitKeys, type AuditFn, type ConsoleOptions } from './console-options.ts';
+import { exitKeys, type ConsoleOptions } from './console-options.ts';
 import {
   auditId,
   commandAudit,
@@ -38,7 +38,7 @@ import {
   waitForDrain,
   whyNotAnId,
 } from './console-support.ts';
-export type { AuditFn, ConsoleOptions };
+export type { ConsoleOptions };
 
 type Session =
   | { readonly state: 'login' }

@@ -62,6 +62,9 @@ function packageOf(p: string): string | undefined {
   return m?.[1];
 }
 
+/** A source of the bundle from a package (the build bundles the plain-JavaScript ones). */
+const bundled = (source: string): boolean => source.startsWith('node_modules/');
+
 /** Fails with the offending modules listed; returns the project files loaded. */
 function expectOnlyShippedCode(loaded: Loaded[]): string[] {
   const prod = productionPackages();
@@ -179,7 +182,16 @@ describe('the production entry', () => {
     const sources = sourcesOf(ours.filter((f) => f.startsWith('dist/')));
     expect(sources).toContain('agent/runtime/daemon.ts');
     expect(sources).toContain('storage/journal.ts');
-    expect(sources.filter((s) => !RUNTIME.some((d) => s.startsWith(d)))).toEqual([]);
+    expect(sources.filter((s) => !RUNTIME.some((d) => s.startsWith(d)) && !bundled(s))).toEqual([]);
+    // The plain-JavaScript dependencies it imports are in the bundle, not loaded from
+    // node_modules; the native ones and the lazily required node-cron are not in it.
+    expect(sources.some((s) => packageOf(s) === 'zod')).toBe(true);
+    expect(loaded.some((l) => packageOf(l.where) === 'zod')).toBe(false);
+    expect(
+      sources.filter((s) =>
+        /^(better-sqlite3|serialport|@serialport\/|node-cron)/.test(packageOf(s) ?? ''),
+      ),
+    ).toEqual([]);
   });
 
   it('status and journal verify on that data run the bundle too', () => {

@@ -1,0 +1,32 @@
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Directories whose names survive a power cut. A new name (a file made, renamed or removed,
+ * a directory made) is durable only once its parent directory is fsynced; a SIGKILL keeps the
+ * page cache and never shows the difference, a power cut does (test/torture/power-cut.test.ts).
+ */
+
+/** Makes the directory's current entries durable (the names in it, not their contents). */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * `mkdir -p` whose result survives a power cut: every directory it makes is named durably
+ * (its parent is fsynced), so a journal or key made inside it cannot vanish with it.
+ */
+export function makeDirDurable(dir: string, mode?: number): void {
+  const first = mkdirSync(dir, { recursive: true, mode });
+  if (first === undefined) return; // it was there already
+  // mkdir returned the first directory it made: that one's parent and each one below it.
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    fsyncDir(path.dirname(d));
+    if (d === path.resolve(first)) break;
+  }
+}

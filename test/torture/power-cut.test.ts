@@ -1,0 +1,223 @@
+/**
+ * Power cuts (INVARIANTS 1, 2, 9, 10), not only SIGKILLs. A SIGKILL keeps the page cache, so a
+ * missing fsync or directory fsync never shows in the crash campaign. Here the agent child runs
+ * under an LD_PRELOAD shim (test/fixtures/powercut/powercut.c) that keeps the durable image of
+ * the terminal's disk in the most pessimistic POSIX model (bytes durable only at their file's
+ * fsync, names only at their directory's fsync); a cut is a SIGKILL followed by replacing the
+ * disk with that image. The acquirer simulator, in this process, keeps its power.
+ *
+ * After every cut, from the files alone: every acknowledged transaction is there (the journal
+ * audit of the crash campaign: chain, pages, lifecycle, fees, batch totals); the head witness may
+ * lag the journal but never leads it (a restart would accept the journal: no false alarm); the
+ * key files, once used, are still there and unchanged. Every restart must come up and go on
+ * (no fatal, no frozen journal). At the end every batch is settled exactly once in the ledger.
+ *
+ * POWERCUT_CUTS (default 6) scales it; POWERCUT_SEED replays a run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AcquirerSimulator } from '../../simulator/acquirer.ts';
+import { loadDriver } from '../../storage/db.ts';
+import { Store } from '../../storage/store.ts';
+import { openCore } from '../../agent/runtime/core.ts';
+import { activateForTest } from '../fixtures/core.ts';
+import { JournalAuditor, checkLedger } from '../fixtures/journal-audit.ts';
+import type { LoadProcess } from '../fixtures/load-process.ts';
+import { agentConfig, envInt, rng } from '../fixtures/torture-env.ts';
+import { buildShim, materialize, readImage, shimEnv } from '../fixtures/powercut/image.ts';
+import { KEY_FILES, PowerCutTerminal, type KeyFile } from '../fixtures/powercut/rig.ts';
+
+const CUTS = envInt('POWERCUT_CUTS', 6);
+const SEED = envInt('POWERCUT_SEED', 0x90c7, 0);
+
+let root: string;
+let sim: AcquirerSimulator;
+
+beforeAll(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'pa-powercut-'));
+  sim = await AcquirerSimulator.start({ dataDir: path.join(root, 'acquirer') });
+});
+
+afterAll(async () => {
+  await sim?.stop();
+  if (!process.env.POWERCUT_KEEP) rmSync(root, { recursive: true, force: true });
+  else console.log(root);
+});
+
+/** What the run's events say was used: a key that signed or tokenized something acknowledged. */
+function used(p: LoadProcess): Set<KeyFile> {
+  const out = new Set<KeyFile>();
+  if (p.events.some((e) => e.activated === true)) out.add('keys/terminal-ed25519.pem');
+  if (p.events.some((e) => typeof e.ack === 'number' && e.type === 'sale' && !e.dup))
+    out.add('keys/token.key');
+  return out;
+}
+
+describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
+  it('the shim keeps only what was made durable (the model is not vacuous)', async () => {
+    const disk = path.join(root, 'probe-disk');
+    mkdirSync(disk);
+    const dir = path.join(root, 'probe-shim');
+    mkdirSync(dir);
+    const log = path.join(root, 'probe.log');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(import.meta.dirname, '../fixtures/powercut/probe-child.ts'),
+        disk,
+      ],
+      { env: { ...process.env, ...shimEnv(buildShim(dir), disk, log) }, stdio: 'pipe' },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    for (let i = 0; i < 300 && !out.includes('ready'); i++) await sleep(50);
+    expect(out, err).toContain('ready');
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+
+    const image = readImage(log);
+    const after = path.join(root, 'probe-after');
+    materialize(image, after);
+    const read = (f: string): string => readFileSync(path.join(after, f), 'utf8');
+    expect(read('no-fsync')).toBe('');
+    expect(read('kept')).toBe('old');
+    expect(read('renamed')).toBe('new');
+    expect(existsSync(path.join(after, 'renamed.tmp'))).toBe(false);
+    expect(readdirSync(path.join(after, 'sub'))).toEqual([]);
+    expect(read('async')).toBe('async bytes');
+    expect(existsSync(path.join(after, 'unnamed'))).toBe(false);
+    const db = new (loadDriver())(path.join(after, 'probe.db'), { readonly: true });
+    expect(db.prepare('SELECT v FROM t').all()).toEqual([{ v: 'committed' }]);
+    db.close();
+    // ...while the live directory (what a SIGKILL leaves) still had all of it.
+    expect(readFileSync(path.join(disk, 'kept'), 'utf8')).toBe('NEW');
+    expect(readFileSync(path.join(disk, 'unnamed'), 'utf8')).toBe('x');
+  });
+
+  it('a cut in the very first start (not yet activated) raises no false alarm', async () => {
+    const terminalId = 'TCUT00';
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    // Not activated: every sale is refused, and every refusal is journaled (durably).
+    const p = term.spawn({ config, run: 0, seed: SEED, settleMs: 0 });
+    await p.waitFor((e) => typeof e.refused === 'string', 30_000);
+    await term.cut(p);
+    // The journal's rows and its "a witness is kept" mark are durable: the witness must be too.
+    expect(existsSync(term.journal)).toBe(true);
+    expect(term.witnessProblems('first start')).toEqual([]);
+    const again = term.spawn({ config, run: 1, seed: SEED, idle: true });
+    const ready = await again.waitFor((e) => e.ready === true, 30_000);
+    expect(ready.state).toBe('unactivated');
+    const status = await again.ask({ op: 'status' }, 'status');
+    expect(JSON.stringify(status)).not.toMatch(/rollback|frozen/i);
+    await again.ask({ op: 'stop' }, 'stopped');
+    expect((await again.exited).code).toBe(0);
+  });
+
+  it('a cut just after the first start that keeps a witness (an upgrade) raises no false alarm', async () => {
+    const terminalId = 'TCUTUP';
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    // A journal from before head witnesses: rows, no witness, no mark that one was kept.
+    const core = openCore(config);
+    activateForTest(core);
+    core.payments.record({ type: 'sale', amount: 1_000, card: { pan: '4000001234567899' } });
+    core.close();
+    rmSync(term.witness);
+    const db = new (loadDriver())(term.journal);
+    db.prepare("DELETE FROM meta WHERE key = 'witness_since'").run();
+    db.close();
+    expect(Store.judge(term.journal, term.witness)).toMatchObject({ ok: true, kind: 'upgrade' });
+
+    const p = term.spawn({ config, run: 0, seed: SEED, idle: true });
+    await p.waitFor((e) => e.ready === true, 30_000);
+    await term.cut(p);
+    // The journal now says a witness is kept: its name must have been made durable with it.
+    expect(term.witnessProblems('upgrade')).toEqual([]);
+  });
+
+  it(
+    'loses no acknowledged row, no used key, raises no false alarm; settles exactly once',
+    async () => {
+      const r = rng(SEED);
+      const terminalId = 'TCUT01';
+      const code = 'CUT-CODE-1';
+      sim.registerTerminal({ terminalId, activationCode: code });
+      const term = new PowerCutTerminal(path.join(root, terminalId));
+      const config = agentConfig(sim, terminalId, term.dataDir);
+      const auditor = new JournalAuditor();
+      const problems: string[] = [];
+      const keys = new Map<KeyFile, Buffer>();
+      const everUsed = new Set<KeyFile>();
+      let groups = 0;
+
+      for (let run = 0; run < CUTS && problems.length === 0; run++) {
+        sim.behave({ settle: r.chance(0.7) ? 'approve' : 'out-of-balance-once', slowMs: 0 });
+        const p = term.spawn({ config, run, seed: SEED, activationCode: code, settleMs: 150 });
+        if (run > 0 && r.chance(0.2)) {
+          await sleep(r.int(100, 900)); // in start-up
+        } else {
+          await p.waitFor((e) => e.loading === true, 30_000);
+          await sleep(r.int(30, 700));
+        }
+        for (const k of used(p)) everUsed.add(k);
+        const live = term.keys();
+        for (const k of everUsed) if (!keys.has(k) && live[k]) keys.set(k, live[k]);
+        const label = `cut ${run + 1}`;
+        const fatal = p.events.find((e) => 'fatal' in e);
+        if (fatal) problems.push(`${label}: the agent failed: ${JSON.stringify(fatal)}`);
+        const refused = p.events.filter(
+          (e) => typeof e.refused === 'string' && e.refused.startsWith('STORAGE_'),
+        );
+        if (refused.length)
+          problems.push(`${label}: the journal refused writes: ${JSON.stringify(refused[0])}`);
+        groups += (await term.cut(p)).groups;
+
+        problems.push(...term.witnessProblems(label));
+        const image = term.keys();
+        for (const [k, bytes] of keys)
+          if (!image[k]?.equals(bytes))
+            problems.push(
+              `${label}: ${k} was used, and after the cut it is ${image[k] ? 'another key' : 'gone'}`,
+            );
+        problems.push(...auditor.takeAcks(label, p.events));
+        if (existsSync(term.journal))
+          problems.push(
+            ...auditor.audit(term.journal, { label, full: run % 3 === 2, readonly: true }),
+          );
+        else if (auditor.acked.size) problems.push(`${label}: the journal is gone`);
+      }
+      expect(problems).toEqual([]);
+
+      // Power stays on: settle everything and stop cleanly.
+      sim.behave({ settle: 'approve', slowMs: 0 });
+      const last = term.spawn({ config, run: CUTS, seed: SEED, idle: true });
+      await last.waitFor((e) => e.ready === true, 30_000);
+      const settled = await last.ask({ op: 'settle-all', timeoutMs: 60_000 }, 'settledAll', 90_000);
+      expect(settled, JSON.stringify(settled)).toMatchObject({ settledAll: true });
+      await last.ask({ op: 'stop' }, 'stopped');
+      expect((await last.exited).code).toBe(0);
+      problems.push(...auditor.takeAcks('final run', last.events));
+      problems.push(...auditor.audit(term.journal, { label: 'final', full: true, readonly: true }));
+      const ledger = checkLedger(term.journal, sim.ledger, terminalId);
+      problems.push(...ledger.problems);
+      console.log(
+        `power cuts: ${CUTS} cuts, ${auditor.acked.size} acknowledged, ${auditor.totals.lost} lost;` +
+          ` ${ledger.batches} batches settled exactly once (${ledger.resends} resends);` +
+          ` ${groups} durable moments imaged; keys kept: ${[...keys.keys()].join(', ') || 'none'}; seed ${SEED}`,
+      );
+      expect(problems).toEqual([]);
+      expect(auditor.acked.size).toBeGreaterThan(CUTS);
+      for (const k of KEY_FILES) expect(keys.has(k), k).toBe(true);
+    },
+    CUTS * 8_000 + 120_000,
+  );
+});
