@@ -61,6 +61,10 @@ export function checkRecordInput(
       `currency ${currency} is not this terminal's ${config.currency}`,
     );
   }
+  if (input.type === 'sale' && input.originalSeq !== undefined) {
+    // A sale naming a sale would count against it as if it had refunded it.
+    throw new AgentError('TXN_INVALID', 'a sale names no original transaction');
+  }
   const status: TxnStatus = input.status ?? 'approved';
   if (!STATUSES.includes(status)) {
     throw new AgentError('TXN_INVALID', `unknown status "${String(status)}"`);
@@ -76,4 +80,27 @@ export function checkRecordInput(
     throw new AgentError('TXN_INVALID', 'the auth code must be up to 12 letters or digits');
   }
   return { currency, status };
+}
+
+/**
+ * What the payment app must say that the agent's own callers may leave to defaults: its local
+ * id (without one a lost reply cannot be retried safely) and the status (a missing one must not
+ * become "approved"); an offline approval also says when it was approved, so its age is checked.
+ */
+export function checkAppRecordInput(input: RecordInput): void {
+  if (input.localId === undefined)
+    throw new AgentError('TXN_INVALID', 'a record needs a local_id (its retry key)');
+  if (input.status === undefined)
+    throw new AgentError(
+      'TXN_INVALID',
+      'a record needs a status (approved, declined or pending-offline)',
+    );
+  if (input.status === 'pending-offline' && input.type !== 'sale')
+    // Only a sale is approved offline; what takes money back from one follows it as an advice.
+    throw new AgentError(
+      'TXN_INVALID',
+      `a ${input.type} is approved or declined, never pending-offline`,
+    );
+  if (input.status === 'pending-offline' && input.approvedAt === undefined)
+    throw new AgentError('TXN_INVALID', 'an offline approval needs approved_at_ms');
 }

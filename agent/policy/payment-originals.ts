@@ -96,6 +96,9 @@ export function feeBack(store: Store, input: RecordInput, original: TxnRow): num
   });
 }
 
+/** How far after the terminal's "now" an offline approval time may lie (two processes reading one clock). */
+const APPROVED_AT_LEEWAY_MS = 60_000;
+
 /** Refuses an offline approval beyond the configured amount, age or unsettled total. */
 export function checkOffline(
   store: Store,
@@ -111,6 +114,11 @@ export function checkOffline(
   }
   if (input.approvedAt !== undefined && now - input.approvedAt > offline.maxAgeMs) {
     throw new AgentError('TXN_OFFLINE_LIMIT', 'the offline approval is too old to be accepted');
+  }
+  // The payment app shares the terminal's clock: an approval from the future is a wrong field
+  // (seconds for milliseconds, another epoch), and would dodge the age limit.
+  if (input.approvedAt !== undefined && input.approvedAt - now > APPROVED_AT_LEEWAY_MS) {
+    throw new AgentError('TXN_INVALID', 'approved_at_ms is later than the terminal clock');
   }
   const pending = pendingOfflineTotal(store);
   if (pending + input.amount > offline.maxTotal) {

@@ -7,6 +7,7 @@ import { AgentError, isAgentError, isAreaError } from '../../base/errors.ts';
 import { protectCard, type ProtectedCard } from './card.ts';
 import { parseFeeSchedule, saleFee, type FeeSchedule } from './fees.ts';
 import {
+  checkAppRecordInput,
   checkRecordInput,
   isSafeLocalId,
   withoutCardNumbers,
@@ -72,6 +73,14 @@ export class Payments {
   /** Journals a transaction, refusing what the lifecycle, the original or the limits forbid. */
   record(input: RecordInput): RecordResult {
     return this.guard(input, () => this.recordOrThrow(input));
+  }
+
+  /** `record` for the payment app's socket: its required fields are checked (and a refusal journaled). */
+  recordFromApp(input: RecordInput): RecordResult {
+    return this.guard(input, () => {
+      checkAppRecordInput(input);
+      return this.recordOrThrow(input);
+    });
   }
 
   /** Runs a recording and journals its refusal, without card data, before rethrowing. */

@@ -1,5 +1,5 @@
 import type { Store } from '../../storage/store.ts';
-import type { pos } from '../../protocol/messages.ts';
+import { pos } from '../../protocol/messages.ts';
 import { adviceView } from './views.ts';
 
 /**
@@ -20,29 +20,47 @@ export function adviceFields(store: Store, seq: number): Partial<pos.v1.ITransac
   };
 }
 
+/**
+ * Up to `limit` outcomes after `after_seq` (0: 100; at most 1,000), cut short where the next
+ * would take the encoded outcomes past `maxBytes`: the app asks again after the last one.
+ */
 export function adviceOutcomes(
   store: Store,
   req: pos.v1.IAdviceOutcomesRequest,
+  maxBytes: number,
 ): pos.v1.IAdviceOutcomesReply {
   const limit = Math.min(Math.max(Number(req.limit ?? 0) || 100, 1), 1_000);
   const answered = store.advices.answeredAfter(Number(req.afterSeq ?? 0), limit);
-  return {
-    outcomes: answered.map((a) => {
-      const v = adviceView(store, a.seq)!;
-      const row = store.journal.getTxn(a.seq)!;
-      return {
-        seq: a.seq,
-        outcomeSeq: a.outcomeSeq ?? 0,
-        localId: row.localId,
-        type: row.type,
-        amount: row.amount,
-        outcome: v.state,
-        reference: v.reference ?? '',
-        reasonCode: v.reasonCode ?? '',
-        reason: v.reason ?? '',
-        answeredAtMs: v.answeredAt ? Date.parse(v.answeredAt) : 0,
-      };
-    }),
-    pending: store.advices.stats().pending,
-  };
+  const outcomes: pos.v1.IAdviceOutcomeView[] = [];
+  let used = 0;
+  for (const view of outcomeViews(store, answered)) {
+    // Field tag (1 byte) and length prefix (at most 3 bytes under 2 MiB) around each outcome.
+    const size = pos.v1.AdviceOutcomeView.encode(view).finish().length + 4;
+    if (used + size > maxBytes) break;
+    used += size;
+    outcomes.push(view);
+  }
+  return { outcomes, pending: store.advices.stats().pending };
+}
+
+function outcomeViews(
+  store: Store,
+  answered: ReturnType<Store['advices']['answeredAfter']>,
+): pos.v1.IAdviceOutcomeView[] {
+  return answered.map((a) => {
+    const v = adviceView(store, a.seq)!;
+    const row = store.journal.getTxn(a.seq)!;
+    return {
+      seq: a.seq,
+      outcomeSeq: a.outcomeSeq ?? 0,
+      localId: row.localId,
+      type: row.type,
+      amount: row.amount,
+      outcome: v.state,
+      reference: v.reference ?? '',
+      reasonCode: v.reasonCode ?? '',
+      reason: v.reason ?? '',
+      answeredAtMs: v.answeredAt ? Date.parse(v.answeredAt) : 0,
+    };
+  });
 }

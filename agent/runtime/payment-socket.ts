@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { existsSync, rmSync, chmodSync, lstatSync } from 'node:fs';
 import { localClientConnection, localServerConnection } from '../../protocol/connection.ts';
+import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/framer.ts';
 import { errorReplyFor, newMessageId, type pos } from '../../protocol/messages.ts';
 import { PendingRequests } from '../../protocol/pending-requests.ts';
 import type { Logger } from '../../base/log.ts';
@@ -31,6 +32,10 @@ export class PaymentSocketServer {
   private readonly sockets = new Set<net.Socket>();
 
   constructor(private readonly d: PaymentSocketDeps) {}
+
+  private get maxFrameBytes(): number {
+    return this.d.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
 
   /** Listens on `path` (a stale socket file from a crash is replaced; anything else is refused). */
   async listen(path: string): Promise<void> {
@@ -71,8 +76,27 @@ export class PaymentSocketServer {
     );
     conn.on('message', (req) => {
       const reply = this.handle(req);
-      if (!conn.closed) conn.send(reply);
+      if (!conn.closed) this.answer(conn, reply);
     });
+  }
+
+  /**
+   * Sends a reply; one that cannot be sent (larger than a frame may be) becomes an error
+   * reply to the same request, so the app is never left waiting for an answer that is not coming.
+   */
+  private answer(conn: ReturnType<typeof localServerConnection>, reply: pos.v1.ILocalReply): void {
+    try {
+      conn.send(reply);
+    } catch (e) {
+      const err = toAgentError(e, 'PROTOCOL_MALFORMED');
+      this.d.log.error({ code: err.code }, 'a reply to the payment app could not be sent');
+      try {
+        conn.send({ requestId: reply.requestId ?? '', error: errorReplyFor(err) });
+      } catch {
+        // Not even the error fits (a request id near the frame limit): the app sees the close.
+        conn.destroy(err);
+      }
+    }
   }
 
   /** One request to one reply; never throws. */
@@ -81,7 +105,7 @@ export class PaymentSocketServer {
     try {
       switch (req.body) {
         case 'record': {
-          const r = this.d.payments.record(recordInputFrom(req.record!));
+          const r = this.d.payments.recordFromApp(recordInputFrom(req.record!));
           return {
             requestId,
             record: {
@@ -132,7 +156,15 @@ export class PaymentSocketServer {
           };
         }
         case 'adviceOutcomes':
-          return { requestId, adviceOutcomes: adviceOutcomes(this.d.store, req.adviceOutcomes!) };
+          return {
+            requestId,
+            adviceOutcomes: adviceOutcomes(
+              this.d.store,
+              req.adviceOutcomes!,
+              // What the reply frame leaves for the outcomes once the echoed id and the rest are in.
+              this.maxFrameBytes - Buffer.byteLength(requestId) - 64,
+            ),
+          };
         default:
           throw new AgentError('PROTOCOL_UNEXPECTED', 'the request has no body');
       }
@@ -158,7 +190,8 @@ function recordInputFrom(r: pos.v1.IRecordRequest): RecordInput {
     amount: Number(r.amount ?? 0),
     currency: r.currency || undefined,
     card,
-    status: (r.status || 'approved') as TxnStatus,
+    // Empty is absent: the app's check refuses it rather than guessing "approved".
+    status: (r.status || undefined) as TxnStatus | undefined,
     authCode: r.authCode || undefined,
     originalSeq: r.originalSeq ? Number(r.originalSeq) : undefined,
     localId: r.localId || undefined,

@@ -137,16 +137,98 @@ describe('offline approvals', () => {
           card: { pan: PAN },
           status: 'pending-offline',
           approvedAt: clock.now() - 7_200_000,
+          localId: 'OFF-OLD',
         }),
       ).rejects.toMatchObject({ code: 'TXN_OFFLINE_LIMIT' });
+      // Over the socket the approval time is required, and one from the future (a wrong unit,
+      // another epoch) would dodge the age limit: both refused, as docs/protocol.md says.
+      const offlineSale = { type: 'sale', amount: 1_000, card: { pan: PAN } } as const;
+      const status = 'pending-offline';
+      await expect(
+        client.record({ ...offlineSale, status, localId: 'OFF-NO-TIME' }),
+      ).rejects.toMatchObject({ code: 'TXN_INVALID', message: /approved_at_ms/ });
+      await expect(
+        client.record({
+          ...offlineSale,
+          status,
+          localId: 'OFF-FUTURE',
+          approvedAt: clock.now() + 60_001,
+        }),
+      ).rejects.toMatchObject({ code: 'TXN_INVALID', message: /later than the terminal clock/ });
+      expect(
+        (
+          await client.record({
+            ...offlineSale,
+            status,
+            localId: 'OFF-LEEWAY',
+            approvedAt: clock.now() + 60_000,
+          })
+        ).status,
+      ).toBe('pending-offline');
       const ok = await client.record({
         type: 'sale',
         amount: 1_000,
         card: { pan: PAN },
         status: 'pending-offline',
         approvedAt: clock.now(),
+        localId: 'OFF-OK',
       });
       expect(ok.status).toBe('pending-offline');
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+
+  it('outcomes too many for one reply frame come in pages that fit, never as a reply left unsent', async () => {
+    const n = 40;
+    for (let i = 0; i < n; i++)
+      core.payments.record({
+        type: 'sale',
+        amount: 1_000,
+        card: { pan: PAN },
+        status: 'pending-offline',
+        localId: `OFFLINE-${String(i).padStart(3, '0')}-${'x'.repeat(48)}`,
+      });
+    const link: AcquirerLink = {
+      isUp: true,
+      request: async (body) =>
+        ({
+          adviceBatchAck: {
+            outcomes: body.adviceBatch!.advices!.map((a) => ({
+              key: a.key,
+              outcome: 'accepted',
+              reference: `ADV-${'R'.repeat(56)}`,
+            })),
+          },
+        }) as never,
+    };
+    const deps = { store: core.store, clock, log: core.log, config: core.config, link };
+    expect(await new Forwarder(deps).drain()).toMatchObject({ accepted: n });
+    // A small frame limit stands in for 1,000 outcomes against the real 64 KiB.
+    const socketPath = path.join(dir, 'pages.sock');
+    const maxFrameBytes = 2_048;
+    const server = new PaymentSocketServer({
+      payments: core.payments,
+      terminal: core.terminal,
+      store: core.store,
+      log: core.log,
+      maxFrameBytes,
+    });
+    await server.listen(socketPath);
+    const client = await PaymentClient.connect(socketPath, { requestTimeoutMs: 3_000 });
+    try {
+      const seen: string[] = [];
+      let after = 0;
+      for (let page = 0; page < n; page++) {
+        const r = await client.adviceOutcomes(after, 1_000);
+        if (!r.outcomes!.length) break;
+        expect(r.outcomes!.length).toBeLessThan(n);
+        seen.push(...r.outcomes!.map((o) => o.localId!));
+        after = Number(r.outcomes!.at(-1)!.outcomeSeq);
+      }
+      expect(seen).toHaveLength(n);
+      expect(seen).toEqual([...seen].sort());
     } finally {
       client.close();
       await server.close();

@@ -129,12 +129,14 @@ function count(where = '1'): number {
   ).n;
 }
 
+let saleSerial = 0;
 /** A sale with the test card, fit for both PaymentClient.record and a raw RecordRequest. */
-const sale = (amount: number, localId?: string) => ({
+const sale = (amount: number, localId = `S-${process.pid}-${++saleSerial}`) => ({
   type: 'sale' as const,
+  status: 'approved' as const,
   amount,
   card: { pan: PAN },
-  ...(localId ? { localId } : {}),
+  localId,
 });
 
 describe('payment socket round trips', () => {
@@ -154,7 +156,12 @@ describe('payment socket round trips', () => {
     // 0.60 % of 123.45 yuan is 74 fen, below the 300 fen minimum of the default category.
     expect(row.fee).toBe(300);
 
-    const refund = await c.record({ type: 'refund', amount: 2_345, originalSeq: s.seq });
+    const refund = await c.record({
+      type: 'refund',
+      amount: 2_345,
+      originalSeq: s.seq,
+      localId: 'REFUND-1',
+    });
     expect(refund.maskedPan).toBe(MASKED);
     const view = await c.query(refund.seq);
     expect(view).toMatchObject({
@@ -346,6 +353,77 @@ describe('broken and hostile clients', () => {
     await expect(c.record(sale(-5))).rejects.toMatchObject({ code: 'TXN_INVALID_AMOUNT' });
     expect((await c.record(sale(5))).status).toBe('approved');
   });
+
+  it('a sale naming an original is refused, and takes nothing from that original', async () => {
+    const c = await connect();
+    const first = await c.record(sale(10_000));
+    await expect(c.record({ ...sale(10_000), originalSeq: first.seq })).rejects.toMatchObject({
+      code: 'TXN_INVALID',
+    });
+    const refund = { type: 'refund' as const, amount: 10_000, originalSeq: first.seq };
+    expect(await c.record({ ...refund, localId: 'REFUND-ALL' })).toMatchObject({
+      duplicate: false,
+    });
+  });
+
+  it('a refund is never pending-offline: only a sale is approved offline', async () => {
+    const c = await connect();
+    const first = await c.record(sale(10_000));
+    await expect(
+      c.record({
+        ...{ type: 'refund', amount: 1_000, originalSeq: first.seq, localId: 'R-OFF' },
+        ...{ status: 'pending-offline', approvedAt: Date.now() },
+      }),
+    ).rejects.toMatchObject({ code: 'TXN_INVALID', message: /never pending-offline/ });
+    expect(count("kind = 'txn'")).toBe(1);
+  });
+
+  it('a record without local_id or status is refused (TXN_INVALID) and the refusal journaled', async () => {
+    const raw = await rawClient();
+    const { localId: _unused, ...noId } = sale(600);
+    const { status: _none, ...noStatus } = sale(700);
+    raw.socket.write(encodeFrame(encodeLocalRequest({ requestId: 'no-id', record: noId })));
+    raw.socket.write(encodeFrame(encodeLocalRequest({ requestId: 'no-st', record: noStatus })));
+    await vi.waitFor(() => expect(raw.replies).toHaveLength(2), { timeout: 5_000 });
+    expect(raw.replies.map((r) => [r.requestId, r.error?.code])).toEqual([
+      ['no-id', 'TXN_INVALID'],
+      ['no-st', 'TXN_INVALID'],
+    ]);
+    expect(count("kind = 'txn'")).toBe(0);
+    expect(core.store.journal.events('txn-refused')).toHaveLength(2);
+  });
+
+  it('a reply too large for a frame is answered with PROTOCOL_FRAME_TOO_LARGE, not left unsent', async () => {
+    const small = path.join(dir, 'small.sock');
+    const tight = new PaymentSocketServer({
+      payments: core.payments,
+      terminal: core.terminal,
+      store: core.store,
+      log: core.log,
+      maxFrameBytes: 300,
+    });
+    await tight.listen(small);
+    try {
+      const c = await PaymentClient.connect(sock);
+      clients.push(c);
+      const s = await c.record(sale(4_321));
+      const socket = net.createConnection(small);
+      clients.push({ close: () => socket.destroy() });
+      const conn = localClientConnection(socket);
+      const replies: pos.v1.LocalReply[] = [];
+      conn.on('message', (r) => replies.push(r));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      // The echoed id leaves no room for a TransactionView, but room for an error.
+      const requestId = 'q'.repeat(220);
+      conn.send({ requestId, query: { seq: s.seq } });
+      conn.send({ requestId: 'next', mayTransact: {} });
+      await vi.waitFor(() => expect(replies).toHaveLength(2), { timeout: 5_000 });
+      expect(replies[0]).toMatchObject({ requestId, error: { code: 'PROTOCOL_FRAME_TOO_LARGE' } });
+      expect(replies[1]).toMatchObject({ requestId: 'next', mayTransact: { allowed: true } });
+    } finally {
+      await tight.close();
+    }
+  });
 });
 
 describe('card data beyond the PAN', () => {
@@ -365,7 +443,7 @@ describe('card data beyond the PAN', () => {
     for (const [id, card] of offers)
       c.send({
         requestId: id,
-        record: { type: 'sale', amount: 4_000, card, localId: `SENS-${id}` },
+        record: { type: 'sale', status: 'approved', amount: 4_000, card, localId: `SENS-${id}` },
       });
     await vi.waitFor(() => expect(replies.size).toBe(offers.length), { timeout: 5_000 });
     for (const [id] of offers) {
