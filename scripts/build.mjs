@@ -95,7 +95,8 @@ export async function build({ force = false, quiet = false } = {}) {
     logLevel: 'warning',
     legalComments: 'none',
   });
-  const inputs = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules'));
+  // A worktree's node_modules is a symlink, so its packages show as ../<checkout>/node_modules/...
+  const inputs = Object.keys(result.metafile.inputs).filter((f) => !/(^|\/)node_modules\//.test(f));
   const stray = inputs.filter((f) => !RUNTIME_DIRS.some((d) => f.startsWith(`${d}/`)));
   if (stray.length) {
     rmSync(tmp, { recursive: true, force: true });
