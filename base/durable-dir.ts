@@ -17,6 +17,16 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** Makes a file's bytes durable (a file written in place, or copied, without its own fsync). */
+export function fsyncFile(file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * `mkdir -p` whose result survives a power cut: every directory it makes is named durably
  * (its parent is fsynced), so a journal or key made inside it cannot vanish with it.

@@ -95,8 +95,10 @@ export async function build({ force = false, quiet = false } = {}) {
     logLevel: 'warning',
     legalComments: 'none',
   });
-  // A worktree's node_modules is a symlink, so its packages show as ../<checkout>/node_modules/...
-  const inputs = Object.keys(result.metafile.inputs).filter((f) => !/(^|\/)node_modules\//.test(f));
+  // A worktree's node_modules may be a symlink, which esbuild reports by its real path.
+  const inputs = Object.keys(result.metafile.inputs).filter(
+    (f) => !f.split('/').includes('node_modules'),
+  );
   const stray = inputs.filter((f) => !RUNTIME_DIRS.some((d) => f.startsWith(`${d}/`)));
   if (stray.length) {
     rmSync(tmp, { recursive: true, force: true });

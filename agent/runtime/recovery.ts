@@ -2,12 +2,13 @@ import { createHash, type KeyObject } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
-  mkdirSync,
   readFileSync,
   renameSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { fsyncDir, fsyncFile, makeDirDurable } from '../../base/durable-dir.ts';
+import { writeSecretFile } from '../../base/secret-file.ts';
 import path from 'node:path';
 import { AgentError } from '../../base/errors.ts';
 import { lockDirectory } from '../../base/dir-lock.ts';
@@ -38,8 +39,8 @@ export function rememberAcquirerKey(config: Pick<Config, 'dataDir'>, store: Stor
   const b64 = store.state.getMeta(META_COMMAND_KEY);
   const file = path.join(config.dataDir, ACQUIRER_KEY_FILE);
   if (!b64 || (existsSync(file) && readFileSync(file, 'utf8').trim() === b64)) return;
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, `${b64}\n`, { mode: 0o644 });
+  // Whole or absent after a power cut, never an empty name (temp, fsync, rename, dir fsync).
+  writeSecretFile(file, `${b64}\n`);
 }
 
 interface OldJournal {
@@ -188,25 +189,30 @@ export function exportForensics(
   config: Pick<Config, 'dataDir' | 'storage'>,
   outDir: string,
 ): Array<{ file: string; bytes: number; sha256: string }> {
-  mkdirSync(outDir, { recursive: true });
+  // Evidence must outlive a power cut: each copy and the manifest are fsynced, then the names.
+  makeDirDurable(outDir);
   const files = [...JOURNAL_FILES.map((f) => path.join(config.dataDir, f)), witnessPath(config)];
   const copied = files
     .filter((f) => existsSync(f))
     .map((f) => {
       const to = path.join(outDir, path.basename(f));
       copyFileSync(f, to);
+      fsyncFile(to);
       return { file: path.basename(f), bytes: statSync(to).size, sha256: sha256(to) };
     });
   const old = readOld(config);
   const { key: _key, ...facts } = old;
+  const manifest = path.join(outDir, 'manifest.json');
   writeFileSync(
-    path.join(outDir, 'manifest.json'),
+    manifest,
     JSON.stringify(
       { exportedAt: new Date().toISOString(), files: copied, journal: facts },
       null,
       2,
     ),
   );
+  fsyncFile(manifest);
+  fsyncDir(outDir);
   return copied;
 }
 
@@ -231,13 +237,17 @@ export function startNewIncarnation(
       `${old.incarnation ?? 'unknown'}-${stamp}`,
     );
     exportForensics(config, forensicsDir);
-    writeFileSync(path.join(forensicsDir, 'grant.json'), grantText);
+    const grantFile = path.join(forensicsDir, 'grant.json');
+    writeFileSync(grantFile, grantText);
+    fsyncFile(grantFile);
     // Moved, not deleted: the copies above are the manifest's; the originals go beside them.
-    for (const f of [
-      ...JOURNAL_FILES.map((n) => path.join(config.dataDir, n)),
-      witnessPath(config),
-    ])
+    const moved = [...JOURNAL_FILES.map((n) => path.join(config.dataDir, n)), witnessPath(config)];
+    for (const f of moved)
       if (existsSync(f)) renameSync(f, path.join(forensicsDir, `original-${path.basename(f)}`));
+    // Their new names durable before the old ones are gone for good: a power cut from here on
+    // leaves them in forensics/ (and, until the second fsync, perhaps in both places too).
+    fsyncDir(forensicsDir);
+    for (const d of new Set(moved.map((f) => path.dirname(f)))) fsyncDir(d);
     const core = openCore(config, { clock });
     try {
       const identity: Identity = {

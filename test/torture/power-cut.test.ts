@@ -16,7 +16,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,6 +57,8 @@ afterAll(async () => {
   if (!process.env.POWERCUT_KEEP) rmSync(root, { recursive: true, force: true });
   else console.log(root);
 });
+
+const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** What the run's events say was used: a key that signed or tokenized something acknowledged. */
 function used(p: LoadProcess): Set<KeyFile> {
@@ -144,6 +156,49 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     expect(term.witnessProblems('upgrade')).toEqual([]);
   });
 
+  it('a cut after a recovery keeps the old journal as evidence, and the new one', async () => {
+    const terminalId = 'TCUTREC';
+    const code = 'CUT-REC-1';
+    sim.registerTerminal({ terminalId, activationCode: code });
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    const life = async (run: number): Promise<void> => {
+      const p = term.spawn({ config, run, seed: SEED, activationCode: code, settleMs: 0 });
+      await p.waitFor((e) => e.loading === true, 30_000);
+      await sleep(200);
+      await p.ask({ op: 'stop' }, 'stopped');
+      expect((await p.exited).code).toBe(0);
+    };
+    // Two lives, then the first one's journal put back: a rollback the witness sees.
+    await life(0);
+    const older = path.join(root, `${terminalId}-older.db`);
+    cpSync(term.journal, older);
+    await life(1);
+    cpSync(older, term.journal);
+    const oldSha = sha(term.journal);
+    expect(Store.judge(term.journal, term.witness)).toMatchObject({ ok: false });
+
+    const grant = path.join(root, `${terminalId}-grant.json`);
+    writeFileSync(grant, sim.signRecoveryGrant(terminalId));
+    const started = term.cli('recovery', 'start', '--data', term.dataDir, '--grant', grant);
+    expect(started.status, started.stderr).toBe(0);
+    term.powerOff();
+
+    // "Nothing here deletes a journal": the old files were moved into forensics/, and must be
+    // there after the cut, whole; the new incarnation must open as a sound, witnessed journal.
+    const forensics = path.join(term.dataDir, 'forensics');
+    const kept = existsSync(forensics) ? readdirSync(forensics) : [];
+    expect(kept).toHaveLength(1);
+    const original = path.join(forensics, kept[0]!, 'original-journal.db');
+    expect(existsSync(original) && sha(original)).toBe(oldSha);
+    expect(term.witnessProblems('after recovery')).toEqual([]);
+    const again = term.spawn({ config, run: 2, seed: SEED, idle: true });
+    const ready = await again.waitFor((e) => e.ready === true, 30_000);
+    expect(ready.state).toBe('active');
+    await again.ask({ op: 'stop' }, 'stopped');
+    expect((await again.exited).code).toBe(0);
+  });
+
   it(
     'loses no acknowledged row, no used key, raises no false alarm; settles exactly once',
     async () => {
@@ -188,6 +243,16 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
             problems.push(
               `${label}: ${k} was used, and after the cut it is ${image[k] ? 'another key' : 'gone'}`,
             );
+        // The pinned acquirer key's copy (for a grant check when the journal is lost), if named,
+        // is whole: 32 raw bytes in base64.
+        const pub = path.join(term.dataDir, 'keys', 'acquirer-command.pub');
+        if (
+          existsSync(pub) &&
+          Buffer.from(readFileSync(pub, 'utf8').trim(), 'base64').length !== 32
+        )
+          problems.push(
+            `${label}: keys/acquirer-command.pub is ${JSON.stringify(readFileSync(pub, 'utf8'))}`,
+          );
         problems.push(...auditor.takeAcks(label, p.events));
         if (existsSync(term.journal))
           problems.push(
