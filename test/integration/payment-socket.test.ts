@@ -380,6 +380,25 @@ describe('broken and hostile clients', () => {
     expect(count("kind = 'txn'")).toBe(0);
   });
 
+  it('an app that writes without reading its replies is held back, not buffered without end', async () => {
+    const n = 40_000;
+    const frame = encodeFrame(encodeLocalRequest({ requestId: 'p', mayTransact: {} }));
+    const socket = net.createConnection(sock);
+    clients.push({ close: () => socket.destroy() });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.write(Buffer.concat(Array.from({ length: n }, () => frame)));
+    // The agent stops reading once its replies back up, so most of the requests stay here.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(socket.writableLength).toBeGreaterThan((n * frame.length) / 2);
+    // Reading the replies lets the rest through: every request is answered.
+    const decoder = new FrameDecoder();
+    let answered = 0;
+    socket.on('data', (chunk: Buffer) => (answered += decoder.push(chunk).length));
+    socket.resume();
+    await vi.waitFor(() => expect(answered).toBe(n), { timeout: 20_000 });
+  });
+
   it('a refused request (bad amount) is answered and the connection stays', async () => {
     const c = await connect();
     await expect(c.record(sale(-5))).rejects.toMatchObject({ code: 'TXN_INVALID_AMOUNT' });
