@@ -76,7 +76,14 @@ export class PaymentSocketServer {
     );
     conn.on('message', (req) => {
       const reply = this.handle(req);
-      if (!conn.closed) this.answer(conn, reply);
+      if (conn.closed) return;
+      this.answer(conn, reply);
+      // An app that writes without reading its replies is held back (its writes wait in the
+      // kernel) instead of having its replies buffered here without end.
+      if (socket.writableNeedDrain && !socket.isPaused()) {
+        socket.pause();
+        socket.once('drain', () => socket.resume());
+      }
     });
   }
 

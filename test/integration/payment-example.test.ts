@@ -26,10 +26,10 @@ const DOC = readFileSync(path.join(import.meta.dirname, '../../docs/protocol.md'
 
 /** The bytes of the code block after `<!-- payment-example: NAME -->`: hex pairs before each `#`. */
 function exampleBytes(name: string): Buffer {
-  const marker = `<!-- payment-example: ${name} -->\n\`\`\`\n`;
-  const start = DOC.indexOf(marker);
-  expect(start, `docs/protocol.md has no ${name} example`).toBeGreaterThan(0);
-  const body = DOC.slice(start + marker.length, DOC.indexOf('```', start + marker.length));
+  const marker = DOC.indexOf(`<!-- payment-example: ${name} -->`);
+  expect(marker, `docs/protocol.md has no ${name} example`).toBeGreaterThan(0);
+  const start = DOC.indexOf('```\n', marker) + 4;
+  const body = DOC.slice(start, DOC.indexOf('```', start));
   const hex: string[] = [];
   for (const line of body.split('\n')) {
     for (const token of line.split('#')[0]!.trim().split(/\s+/).filter(Boolean)) {

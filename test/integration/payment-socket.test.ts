@@ -197,6 +197,38 @@ describe('payment socket round trips', () => {
     expect((await c.record(sale(500))).seq).toBeGreaterThan(0);
   });
 
+  it('while locked: a repeat gets its first result, a reversal is taken, a refund is refused (docs/protocol.md)', async () => {
+    const c = await connect();
+    const first = await c.record(sale(9_000, 'LOCKED-S1'));
+    core.terminal.apply({ type: 'lock', source: 'remote', by: 'acquirer' }, 'test', 'test');
+    expect(await c.record(sale(9_000, 'LOCKED-S1'))).toEqual({ ...first, duplicate: true });
+    const refund = { type: 'refund' as const, amount: 1_000, originalSeq: first.seq };
+    await expect(c.record({ ...refund, localId: 'LOCKED-R1' })).rejects.toMatchObject({
+      code: 'LIFECYCLE_LOCKED',
+    });
+    const reversal = await c.record({
+      ...{ type: 'reversal', amount: 9_000, originalSeq: first.seq, localId: 'LOCKED-X1' },
+    });
+    expect(reversal).toMatchObject({ duplicate: false, fee: first.fee, maskedPan: MASKED });
+    // The reversal cancelled the sale: nothing is left to take back from it.
+    core.terminal.apply({ type: 'unlock', source: 'remote', by: 'acquirer' }, 'test', 'test');
+    await expect(c.record({ ...refund, localId: 'LOCKED-R2' })).rejects.toMatchObject({
+      code: 'TXN_EXCEEDS_ORIGINAL',
+    });
+  });
+
+  it('a journal kept as evidence: locked, and every record, a repeat too, is STORAGE_FROZEN', async () => {
+    const c = await connect();
+    const first = await c.record(sale(9_100, 'FROZEN-S1'));
+    const reason = 'the acquirer saw this journal further';
+    core.store.freeze({ source: 'journal-rollback', reason });
+    core.terminal.hold('journal-rollback', reason);
+    expect(await c.mayTransact()).toMatchObject({ allowed: false, locks: ['journal-rollback'] });
+    for (const r of [sale(9_100, 'FROZEN-S1'), sale(500, 'FROZEN-S2')])
+      await expect(c.record(r)).rejects.toMatchObject({ code: 'STORAGE_FROZEN' });
+    expect((await c.query(first.seq)).localId).toBe('FROZEN-S1');
+  });
+
   it('acks a record only once its row is durable: read on receipt, then SIGKILL the agent', async () => {
     // The server runs in its own process, so "the row is there when the ack arrives" is a fact
     // about another process's commit, not about this event loop's ordering.
@@ -346,6 +378,25 @@ describe('broken and hostile clients', () => {
     }
     expect((await good.mayTransact()).allowed).toBe(true);
     expect(count("kind = 'txn'")).toBe(0);
+  });
+
+  it('an app that writes without reading its replies is held back, not buffered without end', async () => {
+    const n = 40_000;
+    const frame = encodeFrame(encodeLocalRequest({ requestId: 'p', mayTransact: {} }));
+    const socket = net.createConnection(sock);
+    clients.push({ close: () => socket.destroy() });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.write(Buffer.concat(Array.from({ length: n }, () => frame)));
+    // The agent stops reading once its replies back up, so most of the requests stay here.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(socket.writableLength).toBeGreaterThan((n * frame.length) / 2);
+    // Reading the replies lets the rest through: every request is answered.
+    const decoder = new FrameDecoder();
+    let answered = 0;
+    socket.on('data', (chunk: Buffer) => (answered += decoder.push(chunk).length));
+    socket.resume();
+    await vi.waitFor(() => expect(answered).toBe(n), { timeout: 20_000 });
   });
 
   it('a refused request (bad amount) is answered and the connection stays', async () => {
