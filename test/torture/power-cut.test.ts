@@ -37,7 +37,7 @@ import { openCore } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
 import { JournalAuditor, checkLedger } from '../fixtures/journal-audit.ts';
 import type { LoadProcess } from '../fixtures/load-process.ts';
-import { agentConfig, envInt, rng } from '../fixtures/torture-env.ts';
+import { CommandMix, agentConfig, envInt, rng, type Rng } from '../fixtures/torture-env.ts';
 import { buildShim, materialize, readImage, shimEnv } from '../fixtures/powercut/image.ts';
 import { KEY_FILES, PowerCutTerminal, type KeyFile } from '../fixtures/powercut/rig.ts';
 
@@ -57,6 +57,15 @@ afterAll(async () => {
   if (!process.env.POWERCUT_KEEP) rmSync(root, { recursive: true, force: true });
   else console.log(root);
 });
+
+/** Waits `ms`, the acquirer pushing a signed command now and then (as in the crash campaign). */
+async function workFor(ms: number, mix: CommandMix, r: Rng): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    await sleep(Math.min(end - performance.now(), r.int(40, 250)));
+    if (performance.now() < end && r.chance(0.5)) mix.issue();
+  }
+}
 
 const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -209,19 +218,23 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
       const term = new PowerCutTerminal(path.join(root, terminalId));
       const config = agentConfig(sim, terminalId, term.dataDir);
       const auditor = new JournalAuditor();
+      const mix = new CommandMix(sim, terminalId, r);
       const problems: string[] = [];
       const keys = new Map<KeyFile, Buffer>();
       const everUsed = new Set<KeyFile>();
       let groups = 0;
 
       for (let run = 0; run < CUTS && problems.length === 0; run++) {
-        sim.behave({ settle: r.chance(0.7) ? 'approve' : 'out-of-balance-once', slowMs: 0 });
+        sim.behave({
+          settle: r.chance(0.7) ? 'approve' : 'out-of-balance-once',
+          slowMs: r.chance(0.5) ? 0 : r.int(5, 40),
+        });
         const p = term.spawn({ config, run, seed: SEED, activationCode: code, settleMs: 150 });
         if (run > 0 && r.chance(0.2)) {
-          await sleep(r.int(100, 900)); // in start-up
+          await workFor(r.int(100, 900), mix, r); // in start-up
         } else {
           await p.waitFor((e) => e.loading === true, 30_000);
-          await sleep(r.int(30, 700));
+          await workFor(r.int(30, 700), mix, r);
         }
         for (const k of used(p)) everUsed.add(k);
         const live = term.keys();
@@ -264,6 +277,7 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
 
       // Power stays on: settle everything and stop cleanly.
       sim.behave({ settle: 'approve', slowMs: 0 });
+      if (mix.lockIssued) mix.issue('unlock');
       const last = term.spawn({ config, run: CUTS, seed: SEED, idle: true });
       await last.waitFor((e) => e.ready === true, 30_000);
       const settled = await last.ask({ op: 'settle-all', timeoutMs: 60_000 }, 'settledAll', 90_000);
@@ -277,7 +291,7 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
       console.log(
         `power cuts: ${CUTS} cuts, ${auditor.acked.size} acknowledged, ${auditor.totals.lost} lost;` +
           ` ${ledger.batches} batches settled exactly once (${ledger.resends} resends);` +
-          ` ${groups} durable moments imaged; keys kept: ${[...keys.keys()].join(', ') || 'none'}; seed ${SEED}`,
+          ` commands ${JSON.stringify(mix.issued)}; ${groups} durable moments imaged; keys kept: ${[...keys.keys()].join(', ') || 'none'}; seed ${SEED}`,
       );
       expect(problems).toEqual([]);
       expect(auditor.acked.size).toBeGreaterThan(CUTS);
