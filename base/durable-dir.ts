@@ -35,8 +35,9 @@ export function makeDirDurable(dir: string, mode?: number): void {
   const first = mkdirSync(dir, { recursive: true, mode });
   if (first === undefined) return; // it was there already
   // mkdir returned the first directory it made: that one's parent and each one below it.
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+  const top = path.resolve(first);
+  for (let d = path.resolve(dir); d !== path.dirname(d); d = path.dirname(d)) {
     fsyncDir(path.dirname(d));
-    if (d === path.resolve(first)) break;
+    if (d === top) break;
   }
 }

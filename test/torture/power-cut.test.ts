@@ -123,6 +123,42 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     expect(readFileSync(path.join(disk, 'unnamed'), 'utf8')).toBe('x');
   });
 
+  it('a disk that lies about the WAL fsync loses acknowledged rows: named, and the restart refuses', async () => {
+    const terminalId = 'TCUTLIE';
+    const code = 'CUT-LIE-1';
+    sim.registerTerminal({ terminalId, activationCode: code });
+    sim.behave({ settle: 'approve', slowMs: 0 });
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    const auditor = new JournalAuditor();
+    const honest = term.spawn({ config, run: 0, seed: SEED, activationCode: code, settleMs: 0 });
+    await honest.waitFor((e) => e.loading === true, 30_000);
+    await sleep(200);
+    await term.cut(honest);
+    expect(auditor.takeAcks('honest', honest.events)).toEqual([]);
+    expect(auditor.audit(term.journal, { label: 'honest', full: true, readonly: true })).toEqual(
+      [],
+    );
+
+    // The same agent on a disk that acknowledges the WAL's fsyncs and keeps nothing of them;
+    // long enough for the witness's background fdatasync (every second) to pass lost rows.
+    const liar = term.spawn({ config, run: 1, seed: SEED, settleMs: 0 }, 'journal.db-wal');
+    await liar.waitFor((e) => e.loading === true, 30_000);
+    await sleep(2_500);
+    await term.cut(liar);
+    expect(auditor.takeAcks('lying', liar.events)).toEqual([]);
+    const lost = auditor.audit(term.journal, { label: 'lying', full: true, readonly: true });
+    expect(lost.join('\n')).toMatch(/acknowledged r1-\d+ \(seq \d+\) is missing/);
+    expect(term.witnessProblems('lying').join('\n')).toMatch(/behind row \d+ that the witness saw/);
+
+    // The restart sees it and takes nothing: the journal is kept as evidence, not written on.
+    const after = term.spawn({ config, run: 2, seed: SEED, settleMs: 0 });
+    await after.waitFor((e) => typeof e.refused === 'string', 30_000);
+    await sleep(300);
+    expect(after.acks()).toEqual([]);
+    await after.kill();
+  });
+
   it('a cut in the very first start (not yet activated) raises no false alarm', async () => {
     const terminalId = 'TCUT00';
     const term = new PowerCutTerminal(path.join(root, terminalId));
