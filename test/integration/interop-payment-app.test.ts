@@ -7,7 +7,7 @@
  * there exactly once, and no full card number is anywhere in the journal or its WAL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -30,6 +30,7 @@ let agent: ChildProcess;
 let dataDir: string;
 let lines: Line[] = [];
 let appStderr = '';
+let socketMode = 0;
 
 /** The hex of the worked example's request block in docs/protocol.md. */
 function docExampleHex(): string {
@@ -65,6 +66,23 @@ function startAgent(config: Record<string, unknown>): Promise<string> {
   });
 }
 
+/** Runs the Python app to its end; its JSON lines. Asynchronously: the simulator lives here. */
+async function runApp(socket: string, ...extra: string[]): Promise<Line[]> {
+  const app = spawn('python3', [APP, socket, 'PY', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  app.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  app.stderr.on('data', (d: Buffer) => (appStderr += d.toString()));
+  const killer = setTimeout(() => app.kill('SIGKILL'), 30_000);
+  await new Promise((resolve) => app.once('close', resolve));
+  clearTimeout(killer);
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
+}
+
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(tmpdir(), 'pa-pyapp-'));
   dataDir = path.join(tmp, 'data');
@@ -73,25 +91,21 @@ beforeAll(async () => {
   // Offline sales above 200.00 yuan are declined: the app must learn that from the socket.
   sim.behave({ advice: { declineOver: 20_000 } });
   installTls(sim, TERMINAL, dataDir);
-  const socket = await startAgent({
+  const config = {
     terminalId: TERMINAL,
     dataDir,
     paymentSocket: { path: 'payment.sock' },
     acquirer: { host: '127.0.0.1', port: sim.port, backoffInitialMs: 50, backoffMaxMs: 400 },
     log: { level: 'info', file: path.join(tmp, 'agent.log') },
-  });
-  // Asynchronously: the acquirer simulator lives in this process and must keep answering.
-  const app = spawn('python3', [APP, socket, 'PY'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  app.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  app.stderr.on('data', (d: Buffer) => (appStderr += d.toString()));
-  const killer = setTimeout(() => app.kill('SIGKILL'), 30_000);
-  await new Promise((resolve) => app.once('close', resolve));
-  clearTimeout(killer);
-  lines = stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
+  };
+  const socket = await startAgent(config);
+  socketMode = statSync(socket).mode;
+  lines = await runApp(socket);
+  // SIGKILL, a new agent on the same files: the app resends a record as after a lost reply.
+  agent.kill('SIGKILL');
+  await new Promise((resolve) => agent.once('exit', resolve));
+  const again = await startAgent(config);
+  lines.push(...(await runApp(again, '--after-restart')));
   agent.stdin!.write('stop\n');
   await new Promise((resolve) => agent.once('exit', resolve));
 }, 60_000);
@@ -110,9 +124,14 @@ const step = (name: string): Line => {
 };
 
 describe('a payment app in Python written from docs/protocol.md', () => {
+  it('finds the socket where the config says, a socket only the agent user and group may use', () => {
+    expect(socketMode & 0o170000).toBe(0o140000);
+    expect(socketMode & 0o777).toBe(0o660);
+  });
+
   it('ran to the end', () => {
     expect(appStderr).toBe('');
-    expect(lines.at(-1)?.step).toBe('acknowledged');
+    expect(lines.map((l) => l.step).slice(-2)).toEqual(['acknowledged', 'after_restart']);
   });
 
   it("encodes the page's worked example to the page's bytes", () => {
@@ -151,9 +170,10 @@ describe('a payment app in Python written from docs/protocol.md', () => {
     expect(step('offline_big').record).toMatchObject({ status: 'pending-offline' });
   });
 
-  it('a repeat of a local_id gets the first result with duplicate=true', () => {
+  it('a repeat of a local_id gets the first result with duplicate=true, after a SIGKILL too', () => {
     const first = step('sale').record as Record<string, unknown>;
     expect(step('repeat').record).toEqual({ ...first, duplicate: true });
+    expect(step('after_restart').record).toEqual({ ...first, duplicate: true });
   });
 
   it('queries by seq, and an unknown seq is STORAGE_NOT_FOUND', () => {

@@ -62,8 +62,11 @@ function packageOf(p: string): string | undefined {
   return m?.[1];
 }
 
-/** A source of the bundle from a package (the build bundles the plain-JavaScript ones). */
-const bundled = (source: string): boolean => source.startsWith('node_modules/');
+/**
+ * A source of the bundle from a package (the build bundles the plain-JavaScript ones): under
+ * node_modules/, or ../<checkout>/node_modules/ in a worktree whose node_modules is a symlink.
+ */
+const bundled = (source: string): boolean => /(^|\/)node_modules\//.test(source);
 
 /** Fails with the offending modules listed; returns the project files loaded. */
 function expectOnlyShippedCode(loaded: Loaded[]): string[] {

@@ -6,7 +6,7 @@ field numbers on that page, its own framing, nothing generated and nothing of th
 It drives one agent through the socket and prints one JSON object per line (each with "step"),
 which test/integration/interop-payment-app.test.ts checks.
 
-Usage: payment_app.py SOCKET_PATH ID_PREFIX     (or: payment_app.py --example)
+Usage: payment_app.py SOCKET_PATH ID_PREFIX [--after-restart]     (or: payment_app.py --example)
 """
 
 import json
@@ -355,11 +355,31 @@ def poll_outcomes(agent, want, deadline_s=12.0):
     return after
 
 
+def after_restart(path, prefix):
+    """The agent was killed and started again: connect (retrying while it starts) and resend the
+    first sale with its local_id, as an app does for a record whose reply it never read."""
+    end = time.time() + 15.0
+    while True:
+        try:
+            agent = Agent(path)
+            break
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.2)
+    record(agent, "after_restart", type_="sale", amount=12800, status="approved",
+           local_id=prefix + "-S1", card=card_data(CARD), auth_code="AUTH01")
+    agent.close()
+
+
 def main():
     if sys.argv[1:] == ["--example"]:
         example()
         return
     path, prefix = sys.argv[1], sys.argv[2]
+    if sys.argv[3:] == ["--after-restart"]:
+        after_restart(path, prefix)
+        return
     example()
     agent = Agent(path)
     out("may_transact", **agent.ask(lambda rid: local_request(rid, may_transact=True)))
