@@ -10,7 +10,7 @@
  * audit of the crash campaign: chain, pages, lifecycle, fees, batch totals); the head witness may
  * lag the journal but never leads it (a restart would accept the journal: no false alarm); the
  * key files, once used, are still there and unchanged. Every restart must come up and go on
- * (no fatal, no frozen journal). At the end every batch is settled exactly once in the ledger.
+ * (no fatal, no journal-rollback or journal-broken lock, no frozen journal). At the end every batch is settled exactly once in the ledger.
  *
  * POWERCUT_CUTS (default 6) scales it; POWERCUT_SEED replays a run.
  */
@@ -156,6 +156,11 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     await after.waitFor((e) => typeof e.refused === 'string', 30_000);
     await sleep(300);
     expect(after.acks()).toEqual([]);
+    after.send({ op: 'status' });
+    const { status } = (await after.waitFor((e) => 'head' in e, 30_000)) as {
+      status: { locks: string[] };
+    };
+    expect(status.locks).toContain('journal-rollback');
     await after.kill();
   });
 
@@ -270,6 +275,13 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
           await workFor(r.int(100, 900), mix, r); // in start-up
         } else {
           await p.waitFor((e) => e.loading === true, 30_000);
+          // It came back on the last image and went on: no lock of its own journal's making.
+          p.send({ op: 'status' });
+          const { status } = (await p.waitFor((e) => 'head' in e, 30_000)) as {
+            status: { locks: string[] };
+          };
+          const own = status.locks.filter((l) => l.startsWith('journal-'));
+          if (own.length) problems.push(`run ${run}: the agent locked itself: ${own.join(', ')}`);
           await workFor(r.int(30, 700), mix, r);
         }
         for (const k of used(p)) everUsed.add(k);
@@ -320,6 +332,9 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
       expect(settled, JSON.stringify(settled)).toMatchObject({ settledAll: true });
       await last.ask({ op: 'stop' }, 'stopped');
       expect((await last.exited).code).toBe(0);
+      // A cut after the clean stop (the WAL deleted, its removal never fsynced) loses nothing.
+      term.powerOff();
+      problems.push(...term.witnessProblems('after the stop'));
       problems.push(...auditor.takeAcks('final run', last.events));
       problems.push(...auditor.audit(term.journal, { label: 'final', full: true, readonly: true }));
       const ledger = checkLedger(term.journal, sim.ledger, terminalId);
