@@ -198,6 +198,8 @@ describe('a payment app in Python written from docs/protocol.md', () => {
   it('gets the typed errors the page lists for bad records', () => {
     expect(step('refund_no_original').error).toMatchObject({ code: 'TXN_ORIGINAL_NOT_FOUND' });
     expect(step('zero_amount').error).toMatchObject({ code: 'TXN_INVALID_AMOUNT' });
+    expect(step('huge_amount').error).toMatchObject({ code: 'TXN_INVALID_AMOUNT' });
+    expect(step('negative_amount').error).toMatchObject({ code: 'TXN_INVALID_AMOUNT' });
     expect(step('cvv').error).toMatchObject({ code: 'CARD_SENSITIVE_DATA' });
     expect(step('no_local_id').error).toMatchObject({ code: 'TXN_INVALID' });
     expect(step('refund_too_much').error).toMatchObject({ code: 'TXN_EXCEEDS_ORIGINAL' });
@@ -248,7 +250,7 @@ describe('a payment app in Python written from docs/protocol.md', () => {
       const count = new Map(rows.map((r) => [r.local_id, r.n]));
       for (const id of acked) expect(count.get(id), id).toBe(1);
       // The refused ones left no transaction row.
-      for (const id of ['PY-E1', 'PY-E2', 'PY-E3', 'PY-E4', 'PY-P2'])
+      for (const id of ['PY-E1', 'PY-E2', 'PY-E3', 'PY-E4', 'PY-E5', 'PY-E6', 'PY-P2'])
         expect(count.has(id)).toBe(false);
     } finally {
       db.close();

@@ -409,6 +409,10 @@ def main():
            local_id=prefix + "-E1")
     record(agent, "zero_amount", type_="sale", amount=0, status="approved",
            local_id=prefix + "-E2", card=card_data(CARD))
+    record(agent, "huge_amount", type_="sale", amount=1 << 53, status="approved",
+           local_id=prefix + "-E5", card=card_data(CARD))
+    record(agent, "negative_amount", type_="sale", amount=-500, status="approved",
+           local_id=prefix + "-E6", card=card_data(CARD))
     record(agent, "cvv", type_="sale", amount=700, status="approved",
            local_id=prefix + "-E3", card=card_data(CARD_CVV, cvv="123"))
     record(agent, "no_local_id", type_="sale", amount=700, status="approved",
