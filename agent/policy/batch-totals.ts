@@ -59,7 +59,11 @@ export function batchDigest(
   return h.digest('hex');
 }
 
-/** Totals equal, field by field, ignoring order of by-type entries. */
+/**
+ * Totals equal, field by field, ignoring order of by-type entries. A type with no rows may be
+ * listed with zeros (we always list all four) or left out (the schema allows each type at most
+ * once, so an acquirer may list only the types it saw): both mean the same.
+ */
 export function totalsEqual(a: BatchTotals, b: BatchTotals): boolean {
   const key = (t: BatchTotals) =>
     JSON.stringify([
@@ -68,7 +72,8 @@ export function totalsEqual(a: BatchTotals, b: BatchTotals): boolean {
       t.netFee,
       t.netSettlement,
       t.currency,
-      [...t.byType]
+      t.byType
+        .filter((x) => x.count !== 0 || x.amount !== 0 || x.fee !== 0)
         .sort((x, y) => x.type.localeCompare(y.type))
         .map((x) => [x.type, x.count, x.amount, x.fee]),
     ]);

@@ -1,0 +1,239 @@
+/**
+ * docs/protocol.md's acquirer side, proved from outside: test/interop/acquirer.py, an acquirer
+ * host in Python written from that page and the .proto's field numbers alone (standard library,
+ * hand-rolled protobuf, its own mutual-TLS server, Ed25519 through the openssl command line,
+ * nothing of this repository), runs as a child process on 127.0.0.1. A real agent activates
+ * against it, settles a batch exactly once across a lost ack, is locked and unlocked by signed
+ * commands whose signed results the Python side verifies, and proves an out-of-balance batch
+ * with a windowed detail upload. The test checks what the Python side printed against the agent.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureTlsMaterial } from '../../protocol/tls-material.ts';
+import { Agent } from '../../agent/runtime/agent.ts';
+import { parseConfig } from '../../agent/config.ts';
+import type { BatchTotals } from '../../storage/batches.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const ACQUIRER = path.join(ROOT, 'test', 'interop', 'acquirer.py');
+const TERMINAL = 'TPYACQ01';
+const CODE = 'PY-CODE-1';
+
+type Line = Record<string, unknown> & { event: string };
+type WireTotals = {
+  by_type: Array<{ type: string; count: number; amount: number; fee: number }>;
+  transaction_count: number;
+  net_amount: number;
+  net_fee: number;
+  net_settlement: number;
+  currency: string;
+};
+
+let tmp: string;
+let py: ChildProcess;
+let agent: Agent;
+const lines: Line[] = [];
+let pyStderr = '';
+
+beforeAll(async () => {
+  tmp = mkdtempSync(path.join(tmpdir(), 'pa-pyacq-'));
+  const tls = ensureTlsMaterial(path.join(tmp, 'pki'), [TERMINAL]);
+  const files = { ca: tls.caCert, cert: tls.serverCert, key: tls.serverKey };
+  const pyDir = path.join(tmp, 'acquirer');
+  mkdirSync(pyDir);
+  const args = [ACQUIRER, '--dir', pyDir, '--code', CODE];
+  for (const [name, pem] of Object.entries(files)) {
+    writeFileSync(path.join(pyDir, `${name}.pem`), pem, { mode: 0o600 });
+    args.push(`--${name}`, path.join(pyDir, `${name}.pem`));
+  }
+  py = spawn('python3', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  py.stderr!.on('data', (d: Buffer) => (pyStderr += d.toString()));
+  readline
+    .createInterface({ input: py.stdout! })
+    .on('line', (l) => lines.push(JSON.parse(l) as Line));
+  const listening = await waitFor((l) => l.event === 'listening', 'the acquirer to listen');
+
+  const dataDir = path.join(tmp, 'agent');
+  mkdirSync(path.join(dataDir, 'tls'), { recursive: true });
+  writeFileSync(path.join(dataDir, 'tls', 'ca.crt'), tls.caCert);
+  writeFileSync(path.join(dataDir, 'tls', 'terminal.crt'), tls.clients[TERMINAL]!.cert);
+  writeFileSync(path.join(dataDir, 'tls', 'terminal.key'), tls.clients[TERMINAL]!.key, {
+    mode: 0o600,
+  });
+  const config = parseConfig({
+    terminalId: TERMINAL,
+    dataDir,
+    acquirer: {
+      port: listening.port as number,
+      backoffInitialMs: 20,
+      backoffMaxMs: 100,
+      requestTimeoutMs: 3_000,
+      heartbeatIntervalMs: 150,
+    },
+    // Small chunks and a wide window of ours, so the Python side's window is the one that holds.
+    settlement: { detailChunkRows: 2, detailWindow: 8 },
+    paymentSocket: { path: '' },
+    log: { level: 'silent' },
+  });
+  agent = new Agent({ config, schedules: false });
+  await agent.start();
+  await agent.channel.waitUntilUp(8_000);
+}, 20_000);
+
+afterAll(async () => {
+  if (process.env.DUMP) for (const l of lines) console.log(JSON.stringify(l));
+  await agent?.stop();
+  py?.kill('SIGKILL');
+  if (!process.env.KEEP) rmSync(tmp, { recursive: true, force: true });
+  else console.log('TMP', tmp);
+});
+
+async function waitFor(pred: (l: Line) => boolean, what: string): Promise<Line> {
+  const deadline = Date.now() + 8_000;
+  for (;;) {
+    const found = lines.find(pred);
+    if (found) return found;
+    if (Date.now() > deadline || py.exitCode !== null)
+      throw new Error(`timed out waiting for ${what}; stderr: ${pyStderr}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const tell = (line: string) => py.stdin!.write(`${line}\n`);
+const events = (name: string) => lines.filter((l) => l.event === name);
+
+/** Python's by_type carries only the types present (the schema: each type at most once). */
+function asWire(t: BatchTotals): WireTotals {
+  return {
+    by_type: t.byType.filter((x) => x.count > 0),
+    transaction_count: t.transactionCount,
+    net_amount: t.netAmount,
+    net_fee: t.netFee,
+    net_settlement: t.netSettlement,
+    currency: t.currency,
+  };
+}
+
+function sell(amounts: number[], status: 'approved' | 'declined' = 'approved'): void {
+  for (const amount of amounts)
+    agent.core.payments.record({ type: 'sale', amount, status, card: { pan: '4111111111111111' } });
+}
+
+/** Settles until the batch is in a final state (a lost ack fails the first attempt). */
+async function settle(): Promise<string> {
+  const first = await agent.settleNow('interop');
+  const id = first.closed ?? first.pending[0] ?? first.settled[0]!;
+  const deadline = Date.now() + 8_000;
+  while (!['acked', 'resolved'].includes(agent.core.store.batches.get(id)!.state)) {
+    if (Date.now() > deadline) throw new Error(`batch ${id} not settled`);
+    await agent.channel.waitUntilUp(5_000);
+    await agent.settleNow('interop again');
+  }
+  return id;
+}
+
+describe('an acquirer in Python written from docs/protocol.md', () => {
+  it('is reached over mutual TLS, answers Hello and activates the terminal by code', async () => {
+    expect(await waitFor((l) => l.event === 'hello', 'hello')).toMatchObject({
+      terminal_id: TERMINAL,
+      cn: TERMINAL,
+      lifecycle_state: 'unactivated',
+    });
+    expect(events('connected')[0]).toMatchObject({ terminal_id: TERMINAL });
+    await agent.activate(CODE, 'console:tech1');
+    expect(agent.core.terminal.status().state).toBe('active');
+    expect(events('activation_request')[0]).toMatchObject({ code: CODE, key_bytes: 32 });
+    // The grant's fee schedule is the one the terminal prices with: 0.60 %, at least 3.00 yuan.
+    const r = agent.core.payments.record({
+      type: 'sale',
+      amount: 100_000,
+      card: { pan: '4111111111111111' },
+    });
+    expect(r).toMatchObject({ fee: 600, feeVersion: 'py-2026.1' });
+  });
+
+  it('settles the batch once: a resend after a lost ack is the same settlement, duplicate', async () => {
+    sell([12_000, 34_500, 7_700]);
+    sell([99_900], 'declined');
+    tell('lose-ack');
+    const id = await settle();
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('acked');
+    const seen = events('batch').filter((l) => l.batch_id === id);
+    expect(seen.map((l) => [l.duplicate, l.lost_ack])).toEqual([
+      [false, true],
+      [true, false],
+    ]);
+    expect(seen[1]!.settlement_id).toBe(seen[0]!.settlement_id);
+    expect(batch.settlementId).toBe(seen[0]!.settlement_id);
+    expect(seen[0]!.digest).toBe(batch.digest);
+    // What Python decoded is the agent's batch; it settled on it with zero types left out.
+    expect(seen[0]!.totals).toMatchObject({
+      transaction_count: 4,
+      net_amount: 154_200,
+      currency: 'CNY',
+    });
+    expect(seen[0]!.settled_on).toEqual(asWire(batch.totals!));
+    expect(events('chunk')).toHaveLength(0);
+  });
+
+  it('locks and unlocks by signed commands; Python verifies each signed result', async () => {
+    tell('lock interop lock');
+    const locked = await waitFor((l) => l.event === 'command_result' && l.counter === 1, 'lock');
+    expect(locked).toMatchObject({
+      verified: true,
+      correlation_matches: true,
+      terminal_id: TERMINAL,
+      outcome: 'applied',
+      locks: ['remote'],
+      signature_bytes: 64,
+    });
+    expect(() => sell([1_000])).toThrow(expect.objectContaining({ code: 'LIFECYCLE_LOCKED' }));
+    tell('unlock interop unlock');
+    const unlocked = await waitFor((l) => l.event === 'command_result' && l.counter === 2, 'unlock');
+    expect(unlocked).toMatchObject({ verified: true, outcome: 'applied', locks: [] });
+    expect(agent.core.terminal.status().locks).toEqual([]);
+    expect(() => sell([1_000])).not.toThrow();
+  });
+
+  it('proves an out-of-balance batch with a windowed detail upload, then settles on its rows', async () => {
+    sell([2_000, 3_000, 4_000, 5_000]);
+    sell([6_000], 'declined');
+    tell('window 2');
+    tell('oob');
+    await waitFor((l) => l.event === 'control' && l.word === 'oob', 'oob armed');
+    const id = await settle();
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('resolved');
+    // 1,000 (the sale after the unlock) + 4 sales + 1 declined: 6 rows, 3 chunks of 2.
+    const chunks = events('chunk').filter((l) => l.batch_id === id);
+    expect(new Set(chunks.map((l) => l.index))).toEqual(new Set([0, 1, 2]));
+    expect(chunks.every((l) => l.count === 3)).toBe(true);
+    const done = await waitFor(
+      (l) => l.event === 'detail_complete' && l.batch_id === id,
+      'detail complete',
+    );
+    expect(done).toMatchObject({ batch_id: id, digest: batch.digest, rows: 6 });
+    // The totals Python computed from the rows it decoded are the agent's own.
+    expect(done.totals).toEqual(asWire(batch.totals!));
+    const submits = events('batch').filter((l) => l.batch_id === id);
+    expect(submits.at(-1)).toMatchObject({ duplicate: false, settled_on: done.totals });
+    expect(batch.settlementId).toBe(submits.at(-1)!.settlement_id);
+    expect(pyStderr).toBe('');
+  });
+
+  it('answers heartbeats and polls: the link dropped only at the lost ack', async () => {
+    const before = events('heartbeat').length;
+    await waitFor(() => events('heartbeat').length >= before + 3, 'three more heartbeats');
+    expect(events('connected')).toHaveLength(2);
+    expect(events('link_error')).toEqual([]);
+    expect(events('heartbeat').at(-1)).toMatchObject({ lifecycle_state: 'active', locks: [] });
+    // A poll on each contact once the command key is pinned: the reconnect after activation.
+    expect(events('command_poll').length).toBeGreaterThanOrEqual(1);
+    expect(events('unexpected')).toEqual([]);
+  });
+});
