@@ -235,5 +235,9 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     // A poll on each contact once the command key is pinned: the reconnect after activation.
     expect(events('command_poll').length).toBeGreaterThanOrEqual(1);
     expect(events('unexpected')).toEqual([]);
+    // Each HeartbeatAck was a trusted reading of the acquirer clock: a command still applies.
+    tell('status');
+    const status = await waitFor((l) => l.event === 'command_result' && l.counter === 3, 'status');
+    expect(status).toMatchObject({ verified: true, outcome: 'applied', error_code: '' });
   });
 });

@@ -13,7 +13,7 @@ line on stdout (each with "event"), which test/integration/interop-acquirer.test
 
 Usage: acquirer.py --ca CA.crt --cert SERVER.crt --key SERVER.key --dir WORKDIR --code CODE
 Control, one line at a time on stdin:
-  lock REASON | unlock | oob (answer the next new batch OutOfBalance) | lose-ack (settle the
+  lock REASON | unlock | status | oob (answer the next new batch OutOfBalance) | lose-ack (settle the
   next new batch but close instead of answering) | window N (DetailAck.window) | quit
 """
 
@@ -535,6 +535,8 @@ class Acquirer:
                 self.queue(10, f_bytes(1, rest or "python lock"))
             elif word == "unlock":  # UnlockCmd: source 1, reason 2 (Command.unlock = 11)
                 self.queue(11, f_bytes(1, "remote") + f_bytes(2, rest or "python unlock"))
+            elif word == "status":  # StatusCmd: empty (Command.status = 17)
+                self.queue(17, b"")
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose-ack":
