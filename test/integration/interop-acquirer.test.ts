@@ -194,7 +194,10 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     });
     expect(() => sell([1_000])).toThrow(expect.objectContaining({ code: 'LIFECYCLE_LOCKED' }));
     tell('unlock interop unlock');
-    const unlocked = await waitFor((l) => l.event === 'command_result' && l.counter === 2, 'unlock');
+    const unlocked = await waitFor(
+      (l) => l.event === 'command_result' && l.counter === 2,
+      'unlock',
+    );
     expect(unlocked).toMatchObject({ verified: true, outcome: 'applied', locks: [] });
     expect(agent.core.terminal.status().locks).toEqual([]);
     expect(() => sell([1_000])).not.toThrow();
