@@ -210,6 +210,18 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     expect((await again.exited).code).toBe(0);
   });
 
+  it('a data directory made before the agent (systemd StateDirectory=, a plain mkdir) outlives a cut', async () => {
+    const terminalId = 'TCUTSD';
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    // Not activated: every sale is refused, and every refusal is journaled durably.
+    const p = term.spawn({ config, run: 0, seed: SEED, settleMs: 0, makeDataDir: true });
+    await p.waitFor((e) => typeof e.refused === 'string', 30_000);
+    await term.cut(p);
+    expect(existsSync(term.journal), 'the data directory and its journal after the cut').toBe(true);
+    expect(term.witnessProblems('made by systemd')).toEqual([]);
+  });
+
   it('a cut just after the first start that keeps a witness (an upgrade) raises no false alarm', async () => {
     const terminalId = 'TCUTUP';
     const term = new PowerCutTerminal(path.join(root, terminalId));
