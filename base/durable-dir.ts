@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -40,4 +40,23 @@ export function makeDirDurable(dir: string, mode?: number): void {
     fsyncDir(path.dirname(d));
     if (d === top) break;
   }
+}
+
+/**
+ * The agent's own data directory, whoever made it: `makeDirDurable`, and when it was there
+ * already, its parent fsynced once anyway. systemd's `StateDirectory=` (docs/install.md) makes
+ * it with a plain mkdir; a power cut shortly after the first start could otherwise take the
+ * directory's name, and the journal and keys inside it, with it. Best effort on the parent: a
+ * parent the agent may not open (an odd mount) leaves what it was.
+ */
+export function ensureDataDirDurable(dir: string): void {
+  if (existsSync(dir)) {
+    try {
+      fsyncDir(path.dirname(path.resolve(dir)));
+    } catch {
+      // Not ours to open: nothing more the agent can do for that name.
+    }
+    return;
+  }
+  makeDirDurable(dir);
 }

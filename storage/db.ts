@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { AgentError, type ErrorCode } from '../base/errors.ts';
-import { makeDirDurable } from '../base/durable-dir.ts';
+import { ensureDataDirDurable, makeDirDurable } from '../base/durable-dir.ts';
 import { migrations } from './migrations.ts';
 import { checkSchema, SCHEMA_MIGRATIONS_SQL } from './schema-check.ts';
 
@@ -127,8 +127,9 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database 
   if (options.mustExist && !existsSync(file)) {
     throw new AgentError('STORAGE_NOT_FOUND', `no journal at ${file}`);
   }
-  // The data directory a power cut could take away whole, journal and all, were it new.
-  makeDirDurable(path.dirname(file));
+  // The data directory a power cut could take away whole, journal and all, were its name new.
+  if (options.readonly) makeDirDurable(path.dirname(file));
+  else ensureDataDirDurable(path.dirname(file));
   if (existsSync(file) && statSync(file).isDirectory()) {
     throw new AgentError('STORAGE_IO', `${file} is a directory, not a journal file`);
   }

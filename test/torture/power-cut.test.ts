@@ -78,6 +78,32 @@ function used(p: LoadProcess): Set<KeyFile> {
   return out;
 }
 
+/**
+ * A terminal whose journal was rolled back (two lives, then the first one's journal put back:
+ * the witness sees it), with the acquirer's recovery grant for it.
+ */
+async function rolledBack(terminalId: string, code: string) {
+  sim.registerTerminal({ terminalId, activationCode: code });
+  const term = new PowerCutTerminal(path.join(root, terminalId));
+  const config = agentConfig(sim, terminalId, term.dataDir);
+  const life = async (run: number): Promise<void> => {
+    const p = term.spawn({ config, run, seed: SEED, activationCode: code, settleMs: 0 });
+    await p.waitFor((e) => e.loading === true, 30_000);
+    await sleep(200);
+    await p.ask({ op: 'stop' }, 'stopped');
+    expect((await p.exited).code).toBe(0);
+  };
+  await life(0);
+  const older = path.join(root, `${terminalId}-older.db`);
+  cpSync(term.journal, older);
+  await life(1);
+  cpSync(older, term.journal);
+  expect(Store.judge(term.journal, term.witness)).toMatchObject({ ok: false });
+  const grant = path.join(root, `${terminalId}-grant.json`);
+  writeFileSync(grant, sim.signRecoveryGrant(terminalId));
+  return { term, config, oldSha: sha(term.journal), grant };
+}
+
 describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
   it('the shim keeps only what was made durable (the model is not vacuous)', async () => {
     const disk = path.join(root, 'probe-disk');
@@ -184,6 +210,18 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     expect((await again.exited).code).toBe(0);
   });
 
+  it('a data directory made before the agent (systemd StateDirectory=, a plain mkdir) outlives a cut', async () => {
+    const terminalId = 'TCUTSD';
+    const term = new PowerCutTerminal(path.join(root, terminalId));
+    const config = agentConfig(sim, terminalId, term.dataDir);
+    // Not activated: every sale is refused, and every refusal is journaled durably.
+    const p = term.spawn({ config, run: 0, seed: SEED, settleMs: 0, makeDataDir: true });
+    await p.waitFor((e) => typeof e.refused === 'string', 30_000);
+    await term.cut(p);
+    expect(existsSync(term.journal), 'the data directory and its journal after the cut').toBe(true);
+    expect(term.witnessProblems('made by systemd')).toEqual([]);
+  });
+
   it('a cut just after the first start that keeps a witness (an upgrade) raises no false alarm', async () => {
     const terminalId = 'TCUTUP';
     const term = new PowerCutTerminal(path.join(root, terminalId));
@@ -207,29 +245,7 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
   });
 
   it('a cut after a recovery keeps the old journal as evidence, and the new one', async () => {
-    const terminalId = 'TCUTREC';
-    const code = 'CUT-REC-1';
-    sim.registerTerminal({ terminalId, activationCode: code });
-    const term = new PowerCutTerminal(path.join(root, terminalId));
-    const config = agentConfig(sim, terminalId, term.dataDir);
-    const life = async (run: number): Promise<void> => {
-      const p = term.spawn({ config, run, seed: SEED, activationCode: code, settleMs: 0 });
-      await p.waitFor((e) => e.loading === true, 30_000);
-      await sleep(200);
-      await p.ask({ op: 'stop' }, 'stopped');
-      expect((await p.exited).code).toBe(0);
-    };
-    // Two lives, then the first one's journal put back: a rollback the witness sees.
-    await life(0);
-    const older = path.join(root, `${terminalId}-older.db`);
-    cpSync(term.journal, older);
-    await life(1);
-    cpSync(older, term.journal);
-    const oldSha = sha(term.journal);
-    expect(Store.judge(term.journal, term.witness)).toMatchObject({ ok: false });
-
-    const grant = path.join(root, `${terminalId}-grant.json`);
-    writeFileSync(grant, sim.signRecoveryGrant(terminalId));
+    const { term, config, oldSha, grant } = await rolledBack('TCUTREC', 'CUT-REC-1');
     const started = term.cli('recovery', 'start', '--data', term.dataDir, '--grant', grant);
     expect(started.status, started.stderr).toBe(0);
     term.powerOff();
@@ -247,6 +263,30 @@ describe(`power cuts (${CUTS} cuts, seed ${SEED})`, () => {
     expect(ready.state).toBe('active');
     await again.ask({ op: 'stop' }, 'stopped');
     expect((await again.exited).code).toBe(0);
+  });
+
+  it('a cut during a recovery leaves the old journal whole: in place (still refused) or in forensics/', async () => {
+    const r = rng(SEED + 1);
+    const where: string[] = [];
+    for (let i = 0; i < Math.ceil(CUTS / 6); i++) {
+      const { term, oldSha, grant } = await rolledBack(`TCUTMID${i}`, `CUT-MID-${i}`);
+      const cli = term.cliProcess('recovery', 'start', '--data', term.dataDir, '--grant', grant);
+      const exited = new Promise((resolve) => cli.once('exit', resolve));
+      await sleep(r.int(50, 350));
+      cli.kill('SIGKILL');
+      await exited;
+      term.powerOff();
+      const forensics = path.join(term.dataDir, 'forensics');
+      const moved = (existsSync(forensics) ? readdirSync(forensics) : [])
+        .map((d) => path.join(forensics, d, 'original-journal.db'))
+        .filter((f) => existsSync(f) && sha(f) === oldSha);
+      const inPlace = existsSync(term.journal) && sha(term.journal) === oldSha;
+      where.push(inPlace ? 'in place' : moved.length ? 'in forensics' : 'nowhere');
+      expect(inPlace || moved.length > 0, `cut ${i}: the old journal is nowhere`).toBe(true);
+      // Still in place: still a rollback the next start refuses, never silently reused.
+      if (inPlace) expect(Store.judge(term.journal, term.witness).ok).toBe(false);
+    }
+    console.log(`power cuts during recovery: the old journal was ${where.join(', ')}`);
   });
 
   it(
