@@ -9,7 +9,7 @@ import { AgentError, isAgentError, toAgentError } from '../../base/errors.ts';
 import type { Payments, RecordInput, RecordResult } from '../policy/payments.ts';
 import type { TerminalState } from '../policy/terminal-state.ts';
 import type { Store } from '../../storage/store.ts';
-import type { TxnStatus, TxnType } from '../../storage/journal.ts';
+import type { TxnRow, TxnStatus, TxnType } from '../../storage/journal.ts';
 import { adviceFields, adviceOutcomes } from './advice-socket.ts';
 
 /**
@@ -141,8 +141,7 @@ export class PaymentSocketServer {
           };
         }
         case 'query': {
-          const row = this.d.store.journal.getTxn(Number(req.query!.seq));
-          if (!row) throw new AgentError('STORAGE_NOT_FOUND', `no transaction ${req.query!.seq}`);
+          const row = findQueried(this.d.store, req.query!);
           return {
             requestId,
             transaction: {
@@ -296,8 +295,10 @@ export class PaymentClient {
     return PaymentClient.unwrap(await this.ask({ mayTransact: {} }), (x) => x.mayTransact);
   }
 
-  async query(seq: number): Promise<pos.v1.ITransactionView> {
-    return PaymentClient.unwrap(await this.ask({ query: { seq } }), (x) => x.transaction);
+  /** One journaled transaction, by its seq or by the app's own local id. */
+  async query(which: number | { localId: string }): Promise<pos.v1.ITransactionView> {
+    const query = typeof which === 'number' ? { seq: which } : { localId: which.localId };
+    return PaymentClient.unwrap(await this.ask({ query }), (x) => x.transaction);
   }
 
   /** Advices answered after journal row `afterSeq` (declines included), oldest first. */
@@ -311,4 +312,21 @@ export class PaymentClient {
   close(): void {
     this.conn.destroy();
   }
+}
+
+/** The transaction a query names: by seq or by the app's local_id, exactly one of them. */
+function findQueried(store: Store, q: pos.v1.IQueryRequest): TxnRow {
+  const seq = Number(q.seq ?? 0);
+  const localId = q.localId ?? '';
+  if ((seq !== 0) === (localId !== ''))
+    throw new AgentError('TXN_INVALID', 'a query names a seq or a local_id, exactly one of them');
+  const row = localId ? store.journal.findByLocalId(localId) : store.journal.getTxn(seq);
+  if (!row)
+    throw new AgentError(
+      'STORAGE_NOT_FOUND',
+      // The id is not echoed: whatever the app sent (a card number by mistake) stays out of
+      // replies and logs.
+      localId ? 'no transaction has that local_id' : `no transaction ${seq}`,
+    );
+  return row;
 }

@@ -6973,6 +6973,9 @@ export namespace pos {
             /** QueryRequest seq. */
             seq: number;
 
+            /** QueryRequest localId. */
+            localId: string;
+
             /**
              * Creates a new QueryRequest instance using the specified properties.
              * @param [properties] Properties to set
@@ -7059,6 +7062,9 @@ export namespace pos {
 
                 /** QueryRequest seq */
                 seq?: (number|null);
+
+                /** QueryRequest localId */
+                localId?: (string|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

@@ -20061,6 +20061,7 @@ export const pos = $root.pos = (() => {
              * Properties of a QueryRequest.
              * @typedef {Object} pos.v1.QueryRequest.$Properties
              * @property {number|null} [seq] QueryRequest seq
+             * @property {string|null} [localId] QueryRequest localId
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -20101,6 +20102,14 @@ export const pos = $root.pos = (() => {
             QueryRequest.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
 
             /**
+             * QueryRequest localId.
+             * @member {string} localId
+             * @memberof pos.v1.QueryRequest
+             * @instance
+             */
+            QueryRequest.prototype.localId = "";
+
+            /**
              * Creates a new QueryRequest instance using the specified properties.
              * @function create
              * @memberof pos.v1.QueryRequest
@@ -20134,6 +20143,8 @@ export const pos = $root.pos = (() => {
                     throw $Error("max depth exceeded");
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
                     writer.uint32(/* id 1, wireType 0 =*/8).int64(message.seq);
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId") && message.localId !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.localId);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -20200,6 +20211,15 @@ export const pos = $root.pos = (() => {
                                 delete message.seq;
                             continue;
                         }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.localId = value;
+                            else
+                                delete message.localId;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -20251,6 +20271,9 @@ export const pos = $root.pos = (() => {
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
                     if (!$util.isInteger(message.seq) && !(message.seq && $util.isInteger(message.seq.low) && $util.isInteger(message.seq.high)))
                         return "seq: integer|Long expected";
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    if (!$util.isString(message.localId))
+                        return "localId: string expected";
                 return null;
             };
 
@@ -20282,6 +20305,9 @@ export const pos = $root.pos = (() => {
                             message.seq = object.seq;
                         else if (typeof object.seq === "object")
                             message.seq = new $util.LongBits(object.seq.low >>> 0, object.seq.high >>> 0).toNumber();
+                if (object.localId != null)
+                    if (typeof object.localId !== "string" || object.localId.length)
+                        message.localId = $String(object.localId);
                 return message;
             };
 
@@ -20302,12 +20328,14 @@ export const pos = $root.pos = (() => {
                 if (_depth > $util.recursionLimit)
                     throw $Error("max depth exceeded");
                 let object = {};
-                if (options.defaults)
+                if (options.defaults) {
                     if ($util.Long) {
                         let long = new $util.Long(0, 0, false);
                         object.seq = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
                     } else
                         object.seq = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.localId = "";
+                }
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq"))
                     if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
                         object.seq = typeof message.seq === "number" ? $BigInt(message.seq) : $util.Long.fromBits(message.seq.low >>> 0, message.seq.high >>> 0, false).toBigInt();
@@ -20315,6 +20343,8 @@ export const pos = $root.pos = (() => {
                         object.seq = options.longs === $String ? $String(message.seq) : message.seq;
                     else
                         object.seq = options.longs === $String ? $util.Long.prototype.toString.call(message.seq) : options.longs === $Number ? new $util.LongBits(message.seq.low >>> 0, message.seq.high >>> 0).toNumber() : message.seq;
+                if (message.localId != null && $Object.hasOwnProperty.call(message, "localId"))
+                    object.localId = message.localId;
                 return object;
             };
 

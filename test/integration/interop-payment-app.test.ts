@@ -131,7 +131,11 @@ describe('a payment app in Python written from docs/protocol.md', () => {
 
   it('ran to the end', () => {
     expect(appStderr).toBe('');
-    expect(lines.map((l) => l.step).slice(-2)).toEqual(['acknowledged', 'after_restart']);
+    expect(lines.map((l) => l.step).slice(-3)).toEqual([
+      'acknowledged',
+      'after_restart',
+      'query_local_id',
+    ]);
   });
 
   it("encodes the page's worked example to the page's bytes", () => {
@@ -174,6 +178,13 @@ describe('a payment app in Python written from docs/protocol.md', () => {
     const first = step('sale').record as Record<string, unknown>;
     expect(step('repeat').record).toEqual({ ...first, duplicate: true });
     expect(step('after_restart').record).toEqual({ ...first, duplicate: true });
+    // A lost reply learned without resending: the same transaction, asked for by local_id.
+    expect(step('query_local_id').transaction).toMatchObject({
+      seq: first.seq,
+      local_id: first.local_id,
+      amount: 12800,
+      status: 'approved',
+    });
   });
 
   it('queries by seq, and an unknown seq is STORAGE_NOT_FOUND', () => {

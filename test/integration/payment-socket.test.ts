@@ -178,6 +178,21 @@ describe('payment socket round trips', () => {
     expect(view.createdAtMs).toBe(core.store.journal.getTxn(refund.seq)!.createdAt);
 
     await expect(c.query(99_999)).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });
+    // By the app's own id: how an app whose reply was lost learns the result without resending.
+    expect(await c.query({ localId: 'REFUND-1' })).toEqual(view);
+    const missing = c.query({ localId: '4000001234567899' });
+    await expect(missing).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });
+    // Whatever was sent as the id is not echoed (a card number typed by mistake).
+    await expect(missing).rejects.not.toMatchObject({ message: expect.stringContaining('4000') });
+    const conn = localClientConnection(net.createConnection(sock));
+    clients.push({ close: () => conn.destroy() });
+    const replies = new Map<string, pos.v1.LocalReply>();
+    conn.on('message', (r) => replies.set(r.requestId, r));
+    conn.send({ requestId: 'both', query: { seq: s.seq, localId: 'REFUND-1' } });
+    conn.send({ requestId: 'none', query: {} });
+    await vi.waitFor(() => expect(replies.size).toBe(2), { timeout: 5_000 });
+    for (const id of ['both', 'none'])
+      expect(replies.get(id)).toMatchObject({ error: { code: 'TXN_INVALID' } });
     // An event row is not a transaction, and query must not leak it as one.
     const eventSeq = core.store.journal.events('lifecycle')[0]!.seq;
     await expect(c.query(eventSeq)).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });

@@ -136,7 +136,7 @@ def record_request(type_, amount, status, local_id, card=None, currency="", auth
 
 
 def local_request(request_id, record=None, may_transact=False, query_seq=None,
-                  advice_outcomes=None):
+                  advice_outcomes=None, query_local_id=None):
     out = f_str(1, request_id)
     if record is not None:
         out += f_msg(10, record)
@@ -144,6 +144,8 @@ def local_request(request_id, record=None, may_transact=False, query_seq=None,
         out += f_msg(11, b"")
     elif query_seq is not None:
         out += f_msg(12, f_int(1, query_seq))  # QueryRequest: seq 1
+    elif query_local_id is not None:
+        out += f_msg(12, f_str(2, query_local_id))  # QueryRequest: local_id 2
     elif advice_outcomes is not None:
         after_seq, limit = advice_outcomes  # AdviceOutcomesRequest: after_seq 1, limit 2
         out += f_msg(30, f_int(1, after_seq) + f_int(2, limit))
@@ -369,6 +371,9 @@ def after_restart(path, prefix):
             time.sleep(0.2)
     record(agent, "after_restart", type_="sale", amount=12800, status="approved",
            local_id=prefix + "-S1", card=card_data(CARD), auth_code="AUTH01")
+    # Or, without resending anything: ask for it by the app's own id.
+    out("query_local_id", **agent.ask(
+        lambda rid: local_request(rid, query_local_id=prefix + "-S1")))
     agent.close()
 
 
