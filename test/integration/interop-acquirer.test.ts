@@ -207,6 +207,7 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     sell([2_000, 3_000, 4_000, 5_000]);
     sell([6_000], 'declined');
     tell('window 2');
+    tell('ack-delay 60');
     tell('oob');
     await waitFor((l) => l.event === 'control' && l.word === 'oob', 'oob armed');
     const id = await settle();
@@ -216,6 +217,9 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     const chunks = events('chunk').filter((l) => l.batch_id === id);
     expect(new Set(chunks.map((l) => l.index))).toEqual(new Set([0, 1, 2]));
     expect(chunks.every((l) => l.count === 3)).toBe(true);
+    // The probe goes alone; then at most the acquirer's window (2 < our 8) is unacknowledged.
+    expect(chunks[0]).toMatchObject({ index: 0, unacked: 1 });
+    expect(Math.max(...chunks.map((l) => l.unacked as number))).toBe(2);
     const done = await waitFor(
       (l) => l.event === 'detail_complete' && l.batch_id === id,
       'detail complete',
@@ -226,6 +230,7 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     const submits = events('batch').filter((l) => l.batch_id === id);
     expect(submits.at(-1)).toMatchObject({ duplicate: false, settled_on: done.totals });
     expect(batch.settlementId).toBe(submits.at(-1)!.settlement_id);
+    tell('ack-delay 0');
     expect(pyStderr).toBe('');
   });
 
@@ -242,5 +247,57 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     tell('status');
     const status = await waitFor((l) => l.event === 'command_result' && l.counter === 3, 'status');
     expect(status).toMatchObject({ verified: true, outcome: 'applied', error_code: '' });
+  });
+
+  it('a command delivered again gets its first result; an older one is COMMAND_REPLAYED', async () => {
+    const first = events('command_result').find((l) => l.counter === 3)!;
+    tell('again 3');
+    await waitFor(
+      () => events('command_result').filter((l) => l.counter === 3).length === 2,
+      'again',
+    );
+    const again = events('command_result').filter((l) => l.counter === 3)[1]!;
+    expect(again).toMatchObject({ verified: true, outcome: 'applied', correlation_matches: true });
+    expect(again.body_sha256).toBe(first.body_sha256);
+    tell('again 1');
+    await waitFor(
+      () => events('command_result').filter((l) => l.counter === 1).length === 2,
+      'replay',
+    );
+    expect(events('command_result').filter((l) => l.counter === 1)[1]).toMatchObject({
+      verified: true,
+      outcome: 'refused',
+      error_code: 'COMMAND_REPLAYED',
+    });
+    expect(agent.core.terminal.status().locks).toEqual([]);
+  });
+
+  it('a link lost mid-upload resumes from what Python holds; no acknowledged chunk again', async () => {
+    sell([1_100, 1_200, 1_300, 1_400, 1_500, 1_600]);
+    tell('window 2');
+    tell('drop-at-chunk 1');
+    tell('oob');
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'oob').length === 2,
+      'oob armed',
+    );
+    const id = await settle();
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('resolved');
+    const chunks = events('chunk').filter((l) => l.batch_id === id);
+    const times = (i: number) => chunks.filter((l) => l.index === i).length;
+    expect(chunks.find((l) => l.dropped_link)).toMatchObject({ index: 1 });
+    expect(times(0)).toBe(1);
+    // The one in flight when the link went comes again, as the probe of the resumed upload.
+    expect(times(1)).toBe(2);
+    expect(chunks.filter((l) => l.index === 1)[1]).toMatchObject({ again: true });
+    const done = events('detail_complete').find((l) => l.batch_id === id)!;
+    expect(done).toMatchObject({ rows: 6, digest: batch.digest });
+    expect(done.totals).toEqual(asWire(batch.totals!));
+    expect(batch.settlementId).toBe(
+      events('batch')
+        .filter((l) => l.batch_id === id)
+        .at(-1)!.settlement_id,
+    );
   });
 });

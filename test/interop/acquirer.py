@@ -13,8 +13,10 @@ line on stdout (each with "event"), which test/integration/interop-acquirer.test
 
 Usage: acquirer.py --ca CA.crt --cert SERVER.crt --key SERVER.key --dir WORKDIR --code CODE
 Control, one line at a time on stdin:
-  lock REASON | unlock | status | oob (answer the next new batch OutOfBalance) | lose-ack (settle the
-  next new batch but close instead of answering) | window N (DetailAck.window) | quit
+  lock REASON | unlock | status | again N (deliver command N again, same envelope) |
+  oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
+  instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
+  drop-at-chunk N (store chunk N, then close unanswered) | quit
 """
 
 import argparse
@@ -268,6 +270,11 @@ class Acquirer:
         self.oob_next = False
         self.lose_next = False
         self.window = 4
+        self.ack_delay = 0.0  # seconds a DetailAck waits, so chunks pile up within the window
+        self.unacked = 0  # chunks received and not answered yet (what the window bounds)
+        self.drop_at_chunk = None  # store this chunk index, then close instead of answering
+        self.sent_commands = {}  # counter -> envelope bytes, for redelivery and replay
+        self.command_ids = {}  # envelope message_id -> counter of every command sent
 
     # -------------------------------------------------------------- the link
 
@@ -328,11 +335,28 @@ class Acquirer:
                     return
                 if reply is not None:
                     field, body = reply
-                    self.send(tls, cn, envelope(field, body, cn, correlation_id=s(env, 1)))
+                    out = envelope(field, body, cn, correlation_id=s(env, 1))
+                    if kind == DETAIL_CHUNK and self.ack_delay:
+                        threading.Timer(self.ack_delay, self.late_ack, (tls, cn, out)).start()
+                    else:
+                        self.answered_chunk(kind)
+                        self.send(tls, cn, out)
             data = tls.recv(65536)
             if not data:
                 return
             buf += data
+
+    def answered_chunk(self, kind):
+        if kind == DETAIL_CHUNK:
+            with self.lock:
+                self.unacked -= 1
+
+    def late_ack(self, tls, cn, out):
+        self.answered_chunk(DETAIL_CHUNK)
+        try:
+            self.send(tls, cn, out)
+        except OSError:
+            pass  # the link went away: the terminal resends what it has no ack for
 
     def send(self, tls, cn, payload):
         assert 0 < len(payload) <= MAX_FRAME
@@ -449,6 +473,8 @@ class Acquirer:
         rows = [decode_row(r) for r in m.get(5, [])]
         key = (cn, batch_id, digest)
         with self.lock:
+            self.unacked += 1
+            unacked = self.unacked
             up = self.detail.setdefault(key, {"count": count, "chunks": {}})
             if count != up["count"] or not 0 <= index < count:
                 emit("chunk_refused", batch_id=batch_id, index=index, count=count)
@@ -458,8 +484,15 @@ class Acquirer:
             have = up["chunks"]
             next_missing = next((n for n in range(count) if n not in have), count)
             complete = next_missing == count
+            drop = self.drop_at_chunk == index and not again
+            if drop:
+                self.drop_at_chunk = None
+                self.unacked = 0
             emit("chunk", batch_id=batch_id, index=index, count=count, rows=len(rows),
-                 again=again, next_missing=next_missing, window=self.window)
+                 again=again, next_missing=next_missing, window=self.window, unacked=unacked,
+                 dropped_link=drop)
+            if drop:
+                return "close"  # stored, never acknowledged
             body = (f_bytes(1, batch_id) + f_bytes(2, digest) + f_int(3, index)
                     + f_int(7, next_missing) + f_int(8, self.window))
             if not complete:
@@ -498,6 +531,8 @@ class Acquirer:
             env = envelope(COMMAND, f_bytes(1, command) + f_bytes(2, self.ssl.sign(command)), cn,
                            message_id=message_id)
             self.commands.setdefault(cn, []).append((counter, message_id, env))
+            self.sent_commands[counter] = env
+            self.command_ids[message_id] = counter
         emit("command_pushed", counter=counter, message_id=message_id)
         self.send(tls, cn, env)
 
@@ -523,7 +558,9 @@ class Acquirer:
             named = next((c for c in pending if c[1] == correlation_id), None)
             if verified and named and named[0] == counter:
                 pending.remove(named)  # a verified result: stop delivering that command
-        emit("command_result", verified=verified, correlation_matches=bool(named),
+            matches = self.command_ids.get(correlation_id) == counter
+        emit("command_result", verified=verified, correlation_matches=matches,
+             body_sha256=hashlib.sha256(body).hexdigest(), correlation_id=correlation_id,
              terminal_id=s(r, 1), counter=counter, outcome=s(r, 3), error_code=s(r, 4),
              lifecycle_state=s(r, 6), locks=[v.decode() for v in r.get(7, [])],
              journal_head_hash=s(r, 8), signature_bytes=len(sig))
@@ -537,6 +574,15 @@ class Acquirer:
                 self.queue(11, f_bytes(1, "remote") + f_bytes(2, rest or "python unlock"))
             elif word == "status":  # StatusCmd: empty (Command.status = 17)
                 self.queue(17, b"")
+            elif word == "again":  # deliver command N again, its same envelope (message_id)
+                with self.lock:
+                    env, conn = self.sent_commands[int(rest)], self.conn
+                if conn:
+                    self.send(conn[0], conn[1], env)
+            elif word == "ack-delay":
+                self.ack_delay = int(rest) / 1000
+            elif word == "drop-at-chunk":
+                self.drop_at_chunk = int(rest)
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose-ack":
