@@ -8,7 +8,7 @@
  * with a windowed detail upload. The test checks what the Python side printed against the agent.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -36,6 +36,8 @@ type WireTotals = {
 let tmp: string;
 let py: ChildProcess;
 let agent: Agent;
+let config: ReturnType<typeof parseConfig>;
+let dataDir: string;
 const lines: Line[] = [];
 let pyStderr = '';
 
@@ -57,14 +59,14 @@ beforeAll(async () => {
     .on('line', (l) => lines.push(JSON.parse(l) as Line));
   const listening = await waitFor((l) => l.event === 'listening', 'the acquirer to listen');
 
-  const dataDir = path.join(tmp, 'agent');
+  dataDir = path.join(tmp, 'agent');
   mkdirSync(path.join(dataDir, 'tls'), { recursive: true });
   writeFileSync(path.join(dataDir, 'tls', 'ca.crt'), tls.caCert);
   writeFileSync(path.join(dataDir, 'tls', 'terminal.crt'), tls.clients[TERMINAL]!.cert);
   writeFileSync(path.join(dataDir, 'tls', 'terminal.key'), tls.clients[TERMINAL]!.key, {
     mode: 0o600,
   });
-  const config = parseConfig({
+  config = parseConfig({
     terminalId: TERMINAL,
     dataDir,
     acquirer: {
@@ -79,10 +81,15 @@ beforeAll(async () => {
     paymentSocket: { path: '' },
     log: { level: 'silent' },
   });
-  agent = new Agent({ config, schedules: false });
-  await agent.start();
-  await agent.channel.waitUntilUp(8_000);
+  agent = await startAgent();
 }, 20_000);
+
+async function startAgent(): Promise<Agent> {
+  const a = new Agent({ config, schedules: false });
+  await a.start();
+  await a.channel.waitUntilUp(8_000);
+  return a;
+}
 
 afterAll(async () => {
   if (process.env.DUMP) for (const l of lines) console.log(JSON.stringify(l));
@@ -299,5 +306,42 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
         .filter((l) => l.batch_id === id)
         .at(-1)!.settlement_id,
     );
+  });
+
+  it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
+    sell([3_300]); // the open batch has a row to settle
+    await agent.stop();
+    const backup = path.join(tmp, 'backup');
+    cpSync(dataDir, backup, { recursive: true });
+    agent = await startAgent();
+    sell([2_100, 2_200]);
+    const head = agent.core.store.journal.headOf();
+    await waitFor(
+      () => events('heartbeat').some((l) => (l.journal_head_seq as number) >= head.seq),
+      'a heartbeat with the new head',
+    );
+    await agent.stop();
+    rmSync(dataDir, { recursive: true });
+    cpSync(backup, dataDir, { recursive: true });
+    const submits = events('batch').length;
+    agent = await startAgent();
+    const check = await waitFor((l) => l.event === 'head_check' && l.behind === true, 'behind');
+    expect(check).toMatchObject({ known_seq: head.seq });
+    expect(check.seq as number).toBeLessThan(head.seq);
+    const deadline = Date.now() + 5_000;
+    while (!agent.core.terminal.status().locks.includes('journal-rollback')) {
+      if (Date.now() > deadline) throw new Error('no journal-rollback lock');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(() => sell([1_000])).toThrow();
+    await agent.settleNow('after the rollback').catch(() => undefined);
+    // Across a restart too: locked before any contact, and still no BatchSubmit.
+    await agent.stop();
+    agent = new Agent({ config, schedules: false });
+    await agent.start();
+    expect(agent.core.terminal.status().locks).toContain('journal-rollback');
+    await agent.channel.waitUntilUp(8_000);
+    await agent.settleNow('after the restart').catch(() => undefined);
+    expect(events('batch')).toHaveLength(submits);
   });
 });

@@ -275,6 +275,7 @@ class Acquirer:
         self.drop_at_chunk = None  # store this chunk index, then close instead of answering
         self.sent_commands = {}  # counter -> envelope bytes, for redelivery and replay
         self.command_ids = {}  # envelope message_id -> counter of every command sent
+        self.heads = {}  # terminal -> the newest journal head seen {seq, hash, incarnation}
 
     # -------------------------------------------------------------- the link
 
@@ -369,15 +370,22 @@ class Acquirer:
             # last_command_counter 5, journal_head_seq 6, journal_incarnation 7
             emit("hello", terminal_id=s(m, 1), cn=cn, firmware_version=s(m, 2),
                  journal_head_hash=s(m, 3), lifecycle_state=s(m, 4),
-                 last_command_counter=i(m, 5), journal_head_seq=i(m, 6))
+                 last_command_counter=i(m, 5), journal_head_seq=i(m, 6),
+                 journal_incarnation=s(m, 7))
             if s(m, 1) != cn:
                 return ERROR, f_bytes(1, "PROTOCOL_UNEXPECTED") + f_bytes(2, "not your CN")
-            # HelloAck: server_time_ms 1, acquirer_id 2 (no head_check: we keep no record)
-            return HELLO_ACK, f_int(1, now_ms()) + f_bytes(2, "PY-ACQUIRER")
+            # HelloAck: server_time_ms 1, acquirer_id 2, head_check 3
+            return HELLO_ACK, (f_int(1, now_ms()) + f_bytes(2, "PY-ACQUIRER")
+                               + self.witness(cn, m))
         if kind == HEARTBEAT:
             # Heartbeat: client_time_ms 1, lifecycle_state 2, queued_batches 3, locks 4
+            # journal_head_seq 6, journal_head_hash 7: the witness follows, never backwards
             emit("heartbeat", lifecycle_state=s(m, 2), queued_batches=i(m, 3),
-                 locks=[v.decode() for v in m.get(4, [])])
+                 locks=[v.decode() for v in m.get(4, [])], journal_head_seq=i(m, 6))
+            with self.lock:
+                head = self.heads.get(cn)
+                if head and i(m, 6) > head["seq"]:
+                    head.update(seq=i(m, 6), hash=s(m, 7))
             # HeartbeatAck: client_time_ms 1 (echoed), server_time_ms 2
             return HEARTBEAT_ACK, f_int(1, i(m, 1)) + f_int(2, now_ms())
         if kind == ACTIVATION_REQUEST:
@@ -400,6 +408,30 @@ class Acquirer:
         emit("unexpected", kind=BODIES.get(kind, kind))
         return ERROR, f_bytes(1, "PROTOCOL_UNEXPECTED") + f_bytes(2, "not taken here")
 
+    # -------------------------------------------------------------- remote witness
+
+    def witness(self, cn, m):
+        """docs/protocol.md, Remote witness: the encoded head_check field, or nothing."""
+        seq, hash_, incarnation = i(m, 6), s(m, 3), s(m, 7)
+        if s(m, 4) == "unactivated" or not incarnation:
+            return b""  # a fresh install, or an agent that sends no incarnation: not judged
+        with self.lock:
+            known = self.heads.get(cn)
+            reason = ""
+            if known and incarnation != known["incarnation"]:
+                reason = "another journal incarnation"
+            elif known and seq < known["seq"]:
+                reason = "the journal ends at row %d, before row %d" % (seq, known["seq"])
+            elif known and seq == known["seq"] and hash_ != known["hash"]:
+                reason = "row %d has another hash" % seq
+            if not reason:
+                self.heads[cn] = {"seq": seq, "hash": hash_, "incarnation": incarnation}
+                known = self.heads[cn]
+        emit("head_check", behind=bool(reason), seq=seq, known_seq=known["seq"], reason=reason)
+        # JournalHeadCheck: behind 1, known_seq 2, known_hash 3, reason 4
+        return f_msg(3, f_int(1, bool(reason)) + f_int(2, known["seq"])
+                     + f_bytes(3, known["hash"]) + f_bytes(4, reason))
+
     # -------------------------------------------------------------- activation
 
     def activate(self, cn, m):
@@ -411,6 +443,8 @@ class Acquirer:
             return ACTIVATION_RESPONSE, (f_bytes(2, "ACTIVATION_REFUSED")
                                          + f_bytes(3, "wrong code") + f_int(6, 2))
         self.terminal_key[cn] = key
+        with self.lock:
+            self.heads.pop(cn, None)  # a successful activation forgets the record
         # FeeRule: category 1, rate_bp 2, fixed 3, minimum 4, cap 5.
         rule = f_bytes(1, "default") + f_int(2, 60) + f_int(4, 300)
         # FeeScheduleSpec: version 1, currency 2, rules 3, effective_from_ms 4
