@@ -22,6 +22,8 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const ACQUIRER = path.join(ROOT, 'test', 'interop', 'acquirer.py');
 const TERMINAL = 'TPYACQ01';
 const CODE = 'PY-CODE-1';
+const TERMINAL2 = 'TPYACQ02';
+const CODE2 = 'PY-CODE-2';
 
 type Line = Record<string, unknown> & { event: string };
 type WireTotals = {
@@ -38,16 +40,19 @@ let py: ChildProcess;
 let agent: Agent;
 let config: ReturnType<typeof parseConfig>;
 let dataDir: string;
+let tlsMaterial: ReturnType<typeof ensureTlsMaterial>;
+let port: number;
 const lines: Line[] = [];
 let pyStderr = '';
 
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(tmpdir(), 'pa-pyacq-'));
-  const tls = ensureTlsMaterial(path.join(tmp, 'pki'), [TERMINAL]);
+  const tls = ensureTlsMaterial(path.join(tmp, 'pki'), [TERMINAL, TERMINAL2]);
+  tlsMaterial = tls;
   const files = { ca: tls.caCert, cert: tls.serverCert, key: tls.serverKey };
   const pyDir = path.join(tmp, 'acquirer');
   mkdirSync(pyDir);
-  const args = [ACQUIRER, '--dir', pyDir, '--code', CODE];
+  const args = [ACQUIRER, '--dir', pyDir, '--code', `${CODE},${CODE2}`];
   for (const [name, pem] of Object.entries(files)) {
     writeFileSync(path.join(pyDir, `${name}.pem`), pem, { mode: 0o600 });
     args.push(`--${name}`, path.join(pyDir, `${name}.pem`));
@@ -59,18 +64,24 @@ beforeAll(async () => {
     .on('line', (l) => lines.push(JSON.parse(l) as Line));
   const listening = await waitFor((l) => l.event === 'listening', 'the acquirer to listen');
 
-  dataDir = path.join(tmp, 'agent');
-  mkdirSync(path.join(dataDir, 'tls'), { recursive: true });
-  writeFileSync(path.join(dataDir, 'tls', 'ca.crt'), tls.caCert);
-  writeFileSync(path.join(dataDir, 'tls', 'terminal.crt'), tls.clients[TERMINAL]!.cert);
-  writeFileSync(path.join(dataDir, 'tls', 'terminal.key'), tls.clients[TERMINAL]!.key, {
+  port = listening.port as number;
+  dataDir = path.join(tmp, TERMINAL);
+  config = configFor(TERMINAL, dataDir);
+  agent = await startAgent();
+}, 20_000);
+
+function configFor(terminalId: string, dir: string): ReturnType<typeof parseConfig> {
+  mkdirSync(path.join(dir, 'tls'), { recursive: true });
+  writeFileSync(path.join(dir, 'tls', 'ca.crt'), tlsMaterial.caCert);
+  writeFileSync(path.join(dir, 'tls', 'terminal.crt'), tlsMaterial.clients[terminalId]!.cert);
+  writeFileSync(path.join(dir, 'tls', 'terminal.key'), tlsMaterial.clients[terminalId]!.key, {
     mode: 0o600,
   });
-  config = parseConfig({
-    terminalId: TERMINAL,
-    dataDir,
+  return parseConfig({
+    terminalId,
+    dataDir: dir,
     acquirer: {
-      port: listening.port as number,
+      port,
       backoffInitialMs: 20,
       backoffMaxMs: 100,
       requestTimeoutMs: 3_000,
@@ -81,11 +92,10 @@ beforeAll(async () => {
     paymentSocket: { path: '' },
     log: { level: 'silent' },
   });
-  agent = await startAgent();
-}, 20_000);
+}
 
-async function startAgent(): Promise<Agent> {
-  const a = new Agent({ config, schedules: false });
+async function startAgent(cfg = config): Promise<Agent> {
+  const a = new Agent({ config: cfg, schedules: false });
   await a.start();
   await a.channel.waitUntilUp(8_000);
   return a;
@@ -343,5 +353,44 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     await agent.channel.waitUntilUp(8_000);
     await agent.settleNow('after the restart').catch(() => undefined);
     expect(events('batch')).toHaveLength(submits);
+  });
+});
+
+describe('deactivation with the Python acquirer', () => {
+  it('a used code is refused; the merchant asks, Python reviews and approves by a signed command', async () => {
+    await agent.stop(); // the first terminal is done: commands go to the one connected last
+    agent = await startAgent(configFor(TERMINAL2, path.join(tmp, TERMINAL2)));
+    await expect(agent.activate(CODE, 'console:tech2')).rejects.toMatchObject({
+      code: 'ACTIVATION_REFUSED',
+    });
+    await agent.activate(CODE2, 'console:tech2');
+    expect(agent.core.terminal.status().state).toBe('active');
+    sell([5_000, 6_000]);
+    await agent.requestDeactivation('merchant closes the shop', 'console:tech2');
+    const asked = await waitFor((l) => l.event === 'deactivation_request', 'the request');
+    expect(asked).toMatchObject({
+      reason: 'merchant closes the shop',
+      requested_by: 'console:tech2',
+    });
+    expect(asked.request_id).not.toBe('');
+    expect(agent.core.terminal.status().state).toBe('deactivation-pending');
+    expect(() => sell([1_000])).toThrow();
+    const before = events('command_result').length;
+    tell('decide approve the merchant asked');
+    await waitFor(() => events('command_result').length > before, 'the decision result');
+    expect(events('command_result').at(-1)).toMatchObject({
+      terminal_id: TERMINAL2,
+      verified: true,
+      outcome: 'applied',
+      counter: 1,
+    });
+    const deadline = Date.now() + 8_000;
+    while (agent.core.terminal.status().state !== 'deactivated') {
+      if (Date.now() > deadline) throw new Error(`still ${agent.core.terminal.status().state}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Its final settlement reached Python: both sales, settled once.
+    const final = events('batch').filter((l) => (l.totals as WireTotals).net_amount === 11_000);
+    expect(final.map((l) => l.duplicate)).toEqual([false]);
   });
 });

@@ -11,12 +11,13 @@ batches exactly once, pushes signed commands and verifies the signed results, an
 answers a batch OutOfBalance and takes its windowed detail upload. It prints one JSON object per
 line on stdout (each with "event"), which test/integration/interop-acquirer.test.ts checks.
 
-Usage: acquirer.py --ca CA.crt --cert SERVER.crt --key SERVER.key --dir WORKDIR --code CODE
+Usage: acquirer.py --ca CA.crt --cert SERVER.crt --key SERVER.key --dir WORKDIR --code CODE[,CODE]
 Control, one line at a time on stdin:
   lock REASON | unlock | status | again N (deliver command N again, same envelope) |
   oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
   instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
-  drop-at-chunk N (store chunk N, then close unanswered) | quit
+  drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON | quit
+Commands go to the terminal connected last.
 """
 
 import argparse
@@ -257,7 +258,9 @@ def emit(event, **fields):
 
 class Acquirer:
     def __init__(self, args):
-        self.code = args.code
+        self.codes = set(args.code.split(","))  # activation codes, each used once
+        self.used_codes = {}  # code -> (terminal, terminal key) it activated
+        self.reviews = {}  # (terminal, request_id) -> review_id
         self.ssl = Openssl(args.dir)
         self.lock = threading.RLock()
         self.conn = None  # (socket, terminal id) of the link up now
@@ -398,6 +401,14 @@ class Acquirer:
         if kind == RISK_REPORT:
             emit("risk_report", rule=s(m, 1), detail=s(m, 2))
             return RISK_REPORT_ACK, b""
+        if kind == DEACTIVATION_REQUEST:
+            # DeactivationRequest: reason 1, requested_by 2, request_id 3; one review per id
+            with self.lock:
+                review = self.reviews.setdefault((cn, s(m, 3)), "PY-REVIEW-%d" % (len(self.reviews) + 1))
+            emit("deactivation_request", reason=s(m, 1), requested_by=s(m, 2),
+                 request_id=s(m, 3), review_id=review)
+            # DeactivationRequestAck: review_id 1
+            return DEACTIVATION_REQUEST_ACK, f_bytes(1, review)
         if kind == BATCH_SUBMIT:
             return self.settle(cn, m)
         if kind == DETAIL_CHUNK:
@@ -438,7 +449,13 @@ class Acquirer:
         # ActivationRequest: terminal_id 1, activation_code 2, terminal_public_key 3, firmware 4
         terminal, code, key = s(m, 1), s(m, 2), b(m, 3)
         emit("activation_request", terminal_id=terminal, code=code, key_bytes=len(key))
-        if terminal != cn or code != self.code or len(key) != 32:
+        with self.lock:
+            used = self.used_codes.get(code)
+            ok = code in self.codes and used in (None, (cn, key))  # a lost answer: grant again
+            if ok and terminal == cn and len(key) == 32:
+                self.used_codes[code] = (cn, key)
+        if terminal != cn or not ok or len(key) != 32:
+            emit("activation_refused", terminal_id=terminal, code=code)
             # ActivationResponse: accepted 1, error_code 2, reason 3, attempts_left 6
             return ACTIVATION_RESPONSE, (f_bytes(2, "ACTIVATION_REFUSED")
                                          + f_bytes(3, "wrong code") + f_int(6, 2))
@@ -617,6 +634,9 @@ class Acquirer:
                 self.ack_delay = int(rest) / 1000
             elif word == "drop-at-chunk":
                 self.drop_at_chunk = int(rest)
+            elif word == "decide":  # DeactivationDecisionCmd: approve 1, reason 2 (Command 14)
+                verdict, _, reason = rest.partition(" ")
+                self.queue(14, f_int(1, verdict == "approve") + f_bytes(2, reason))
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose-ack":
