@@ -318,6 +318,31 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     );
   });
 
+  it('negative totals (a refund of a sale settled before) go both ways as int64', async () => {
+    const sale = agent.core.payments.record({
+      type: 'sale',
+      amount: 20_000,
+      card: { pan: '4111111111111111' },
+    });
+    await settle();
+    agent.core.payments.record({ type: 'refund', amount: 20_000, originalSeq: sale.seq });
+    tell('oob');
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'oob').length === 3,
+      'oob armed',
+    );
+    const id = await settle();
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.totals!.netAmount).toBe(-20_000);
+    expect(batch.state).toBe('resolved');
+    const done = events('detail_complete').find((l) => l.batch_id === id)!;
+    expect(done.totals).toEqual(asWire(batch.totals!));
+    expect(events('batch').filter((l) => l.batch_id === id)[0]!.totals).toMatchObject({
+      net_amount: -20_000,
+      net_settlement: batch.totals!.netSettlement,
+    });
+  });
+
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
     sell([3_300]); // the open batch has a row to settle
     await agent.stop();
