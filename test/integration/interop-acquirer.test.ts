@@ -260,10 +260,14 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     // A poll on each contact once the command key is pinned: the reconnect after activation.
     expect(events('command_poll').length).toBeGreaterThanOrEqual(1);
     expect(events('unexpected')).toEqual([]);
+    // A push of another kind is ignored, an answer nobody waits for is dropped: the link stays.
+    tell('stray');
     // Each HeartbeatAck was a trusted reading of the acquirer clock: a command still applies.
     tell('status');
     const status = await waitFor((l) => l.event === 'command_result' && l.counter === 3, 'status');
     expect(status).toMatchObject({ verified: true, outcome: 'applied', error_code: '' });
+    expect(events('connected')).toHaveLength(2);
+    expect(events('error_received')).toEqual([]);
   });
 
   it('a command delivered again gets its first result; an older one is COMMAND_REPLAYED', async () => {

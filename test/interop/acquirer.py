@@ -16,7 +16,8 @@ Control, one line at a time on stdin:
   lock REASON | unlock | status | again N (deliver command N again, same envelope) |
   oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
   instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
-  drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON | quit
+  drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
+  stray (push a HeartbeatAck, answer a request never made) | quit
 Commands go to the terminal connected last.
 """
 
@@ -637,6 +638,12 @@ class Acquirer:
             elif word == "decide":  # DeactivationDecisionCmd: approve 1, reason 2 (Command 14)
                 verdict, _, reason = rest.partition(" ")
                 self.queue(14, f_int(1, verdict == "approve") + f_bytes(2, reason))
+            elif word == "stray":  # a push of another kind, and an answer nobody asked for
+                with self.lock:
+                    tls, cn = self.conn
+                self.send(tls, cn, envelope(HEARTBEAT_ACK, f_int(1, 1) + f_int(2, now_ms()), cn))
+                self.send(tls, cn, envelope(RISK_REPORT_ACK, b"", cn,
+                                            correlation_id=str(uuid.uuid4())))
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose-ack":
