@@ -152,6 +152,9 @@ export class CommandProcessor {
     }
     if (!Number.isSafeInteger(cmd.counter) || cmd.counter <= 0)
       throw new AgentError('COMMAND_MALFORMED', 'the counter is not a positive whole number');
+    // The schema requires it (docs/protocol.md, "What is signed"): refused before the counter.
+    if ((cmd.nonce?.length ?? 0) < 8)
+      throw new AgentError('COMMAND_MALFORMED', 'the nonce is shorter than 8 bytes');
     if (!cmd.body) throw new AgentError('COMMAND_UNKNOWN');
     return cmd;
   }

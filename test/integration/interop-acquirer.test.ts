@@ -293,6 +293,39 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     expect(agent.core.terminal.status().locks).toEqual([]);
   });
 
+  it('a command failing a check above the counter line is refused and does not use its counter', async () => {
+    const refusals: Record<string, string> = {
+      'bad-signature': 'COMMAND_BAD_SIGNATURE',
+      'wrong-terminal': 'COMMAND_WRONG_TERMINAL',
+      'short-nonce': 'COMMAND_MALFORMED',
+      expired: 'COMMAND_EXPIRED',
+      future: 'COMMAND_ISSUED_IN_FUTURE',
+      lifetime: 'COMMAND_LIFETIME_TOO_LONG',
+    };
+    const next = Math.max(...events('command_result').map((l) => l.counter as number)) + 1;
+    for (const [bad, code] of Object.entries(refusals)) {
+      const pushed = events('command_pushed').length;
+      tell(`bad ${bad}`);
+      const push = await waitFor(
+        () => events('command_pushed').length > pushed,
+        `the ${bad} command pushed`,
+      ).then(() => events('command_pushed').at(-1)!);
+      expect(push).toMatchObject({ bad, counter: next });
+      const result = await waitFor(
+        (l) => l.event === 'command_result' && l.correlation_id === push.message_id,
+        `the answer to ${bad}`,
+      );
+      expect(result, bad).toMatchObject({ verified: true, outcome: 'refused', error_code: code });
+    }
+    // The same counter, now in a good command, is applied.
+    tell('status');
+    const ok = await waitFor(
+      (l) => l.event === 'command_result' && l.counter === next && l.outcome === 'applied',
+      'the good command',
+    );
+    expect(ok).toMatchObject({ verified: true, correlation_matches: true });
+  });
+
   it('a link lost mid-upload resumes from what Python holds; no acknowledged chunk again', async () => {
     sell([1_100, 1_200, 1_300, 1_400, 1_500, 1_600]);
     tell('window 2');

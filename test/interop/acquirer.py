@@ -17,7 +17,8 @@ Control, one line at a time on stdin:
   oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
   instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
   drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
-  stray (push a HeartbeatAck, answer a request never made) | quit
+  stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
+  short-nonce|wrong-terminal|bad-signature (a status command failing that check) | quit
 Commands go to the terminal connected last.
 """
 
@@ -564,28 +565,44 @@ class Acquirer:
 
     # -------------------------------------------------------------- commands
 
-    def queue(self, body_field, body):
-        """Signs a command, keeps it until a verified result, pushes it now if connected."""
+    def queue(self, body_field, body, bad=None):
+        """Signs a command, keeps it until a verified result, pushes it now if connected.
+        `bad` makes it fail one check above the counter line: it then does not use its counter
+        (docs/protocol.md, Counters), so the next command is issued with the same one."""
         with self.lock:
             if not self.conn:
                 emit("command_not_sent", reason="no link")
                 return
             tls, cn = self.conn
             counter = self.counter.get(cn, 0) + 1
-            self.counter[cn] = counter
-            issued = now_ms()
+            if not bad:
+                self.counter[cn] = counter
+            issued, life, nonce, terminal = now_ms(), 10 * 60_000, os.urandom(16), cn
+            if bad == "expired":
+                issued -= 20 * 60_000
+            elif bad == "future":
+                issued += 5 * 60_000
+            elif bad == "lifetime":
+                life = 25 * 3600_000
+            elif bad == "short-nonce":
+                nonce = nonce[:4]
+            elif bad == "wrong-terminal":
+                terminal = "T-SOMEONE-ELSE"
             # Command: terminal_id 1, counter 2, issued_at_ms 3, expires_at_ms 4, nonce 5, body
-            command = (f_bytes(1, cn) + f_int(2, counter) + f_int(3, issued)
-                       + f_int(4, issued + 10 * 60_000) + f_bytes(5, os.urandom(16))
-                       + f_msg(body_field, body))
+            command = (f_bytes(1, terminal) + f_int(2, counter) + f_int(3, issued)
+                       + f_int(4, issued + life) + f_bytes(5, nonce) + f_msg(body_field, body))
+            signature = self.ssl.sign(command)
+            if bad == "bad-signature":
+                signature = bytes([signature[0] ^ 1]) + signature[1:]
             # SignedCommand: command 1, signature 2; a push: message_id, no correlation_id
             message_id = str(uuid.uuid4())
-            env = envelope(COMMAND, f_bytes(1, command) + f_bytes(2, self.ssl.sign(command)), cn,
+            env = envelope(COMMAND, f_bytes(1, command) + f_bytes(2, signature), cn,
                            message_id=message_id)
-            self.commands.setdefault(cn, []).append((counter, message_id, env))
-            self.sent_commands[counter] = env
+            if not bad:
+                self.commands.setdefault(cn, []).append((counter, message_id, env))
+                self.sent_commands[counter] = env
             self.command_ids[message_id] = counter
-        emit("command_pushed", counter=counter, message_id=message_id)
+        emit("command_pushed", counter=counter, message_id=message_id, bad=bad)
         self.send(tls, cn, env)
 
     def poll(self, tls, cn, after):
@@ -610,8 +627,9 @@ class Acquirer:
             named = next((c for c in pending if c[1] == correlation_id), None)
             if verified and named and named[0] == counter:
                 pending.remove(named)  # a verified result: stop delivering that command
-            matches = self.command_ids.get(correlation_id) == counter
-        emit("command_result", verified=verified, correlation_matches=matches,
+            answers = self.command_ids.get(correlation_id)
+            matches = answers == counter
+        emit("command_result", verified=verified, correlation_matches=matches, answers=answers,
              body_sha256=hashlib.sha256(body).hexdigest(), correlation_id=correlation_id,
              terminal_id=s(r, 1), counter=counter, outcome=s(r, 3), error_code=s(r, 4),
              lifecycle_state=s(r, 6), locks=[v.decode() for v in r.get(7, [])],
@@ -638,6 +656,8 @@ class Acquirer:
             elif word == "decide":  # DeactivationDecisionCmd: approve 1, reason 2 (Command 14)
                 verdict, _, reason = rest.partition(" ")
                 self.queue(14, f_int(1, verdict == "approve") + f_bytes(2, reason))
+            elif word == "bad":  # a status command failing one check: bad VARIANT
+                self.queue(17, b"", bad=rest)
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
                 with self.lock:
                     tls, cn = self.conn
