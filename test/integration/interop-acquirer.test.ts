@@ -425,11 +425,32 @@ describe('deactivation with the Python acquirer', () => {
     await expect(agent.activate(CODE, 'console:tech2')).rejects.toMatchObject({
       code: 'ACTIVATION_REFUSED',
     });
+    // A lost answer: the code is used, and the same code with the same terminal key is granted
+    // again, so the terminal must ask again with the key it sent.
+    tell('lose activation');
+    await waitFor((l) => l.event === 'control' && l.word === 'lose', 'lose armed');
+    await expect(agent.activate(CODE2, 'console:tech2')).rejects.toThrow();
+    expect(events('lost_answer')).toMatchObject([{ kind: 'activation' }]);
+    await agent.channel.waitUntilUp(5_000);
     await agent.activate(CODE2, 'console:tech2');
     expect(agent.core.terminal.status().state).toBe('active');
     sell([5_000, 6_000]);
+    // Its ack lost: the request is sent again on the next contact, with the same request_id.
+    tell('lose deactivation');
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'lose').length === 2,
+      'lose armed',
+    );
     await agent.requestDeactivation('merchant closes the shop', 'console:tech2');
-    const asked = await waitFor((l) => l.event === 'deactivation_request', 'the request');
+    await agent.channel.waitUntilUp(5_000);
+    await agent.heartbeatTick();
+    const requests = events('deactivation_request');
+    expect(requests).toHaveLength(2);
+    expect(requests[1]).toMatchObject({
+      request_id: requests[0]!.request_id,
+      review_id: requests[0]!.review_id,
+    });
+    const asked = requests[0]!;
     expect(asked).toMatchObject({
       reason: 'merchant closes the shop',
       requested_by: 'console:tech2',

@@ -17,6 +17,7 @@ Control, one line at a time on stdin:
   oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
   instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
   drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
+  lose activation|deactivation (do it, then close unanswered) |
   stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
   short-nonce|wrong-terminal|bad-signature (a status command failing that check) | quit
 Commands go to the terminal connected last.
@@ -274,6 +275,7 @@ class Acquirer:
         self.detail_totals = {}  # (terminal, batch id, digest) -> totals from the rows
         self.oob_next = False
         self.lose_next = False
+        self.lose_answer = set()  # "activation", "deactivation": do it, then close unanswered
         self.window = 4
         self.ack_delay = 0.0  # seconds a DetailAck waits, so chunks pile up within the window
         self.unacked = 0  # chunks received and not answered yet (what the window bounds)
@@ -394,7 +396,7 @@ class Acquirer:
             # HeartbeatAck: client_time_ms 1 (echoed), server_time_ms 2
             return HEARTBEAT_ACK, f_int(1, i(m, 1)) + f_int(2, now_ms())
         if kind == ACTIVATION_REQUEST:
-            return self.activate(cn, m)
+            return self.lost("activation", self.activate(cn, m))
         if kind == COMMAND_POLL:
             return self.poll(tls, cn, i(m, 1))
         if kind == COMMAND_RESULT:
@@ -410,7 +412,7 @@ class Acquirer:
             emit("deactivation_request", reason=s(m, 1), requested_by=s(m, 2),
                  request_id=s(m, 3), review_id=review)
             # DeactivationRequestAck: review_id 1
-            return DEACTIVATION_REQUEST_ACK, f_bytes(1, review)
+            return self.lost("deactivation", (DEACTIVATION_REQUEST_ACK, f_bytes(1, review)))
         if kind == BATCH_SUBMIT:
             return self.settle(cn, m)
         if kind == DETAIL_CHUNK:
@@ -420,6 +422,15 @@ class Acquirer:
             return None  # never answered
         emit("unexpected", kind=BODIES.get(kind, kind))
         return ERROR, f_bytes(1, "PROTOCOL_UNEXPECTED") + f_bytes(2, "not taken here")
+
+    def lost(self, what, reply):
+        """The answer, or (once, when told to lose it) a close in its place."""
+        with self.lock:
+            if what not in self.lose_answer:
+                return reply
+            self.lose_answer.discard(what)
+        emit("lost_answer", kind=what)
+        return "close"
 
     # -------------------------------------------------------------- remote witness
 
@@ -666,6 +677,8 @@ class Acquirer:
                                             correlation_id=str(uuid.uuid4())))
             elif word == "oob":
                 self.oob_next = True
+            elif word == "lose":  # lose activation|deactivation: the next answer of that kind
+                self.lose_answer.add(rest)
             elif word == "lose-ack":
                 self.lose_next = True
             elif word == "window":
