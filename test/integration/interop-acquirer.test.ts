@@ -380,6 +380,29 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     });
   });
 
+  it('SETTLEMENT_REJECTED, on a submit or a detail upload, disputes the batch and locks until Python unlocks', async () => {
+    for (const how of ['reject', 'reject-detail']) {
+      if (how === 'reject-detail') tell('oob');
+      tell(how);
+      await waitFor(() => events('control').some((l) => l.word === how), `${how} armed`);
+      sell([4_400]);
+      const report = await agent.settleNow(how);
+      const id = report.closed!;
+      expect(report.disputed, how).toEqual([id]);
+      expect(agent.core.store.batches.get(id)!.state).toBe('disputed');
+      expect(agent.core.terminal.status().locks).toEqual(['settlement-dispute']);
+      expect(() => sell([1_000])).toThrow(expect.objectContaining({ code: 'LIFECYCLE_LOCKED' }));
+      const submits = events('batch').length + events('batch_rejected').length;
+      await agent.heartbeatTick(); // a contact: the disputed batch is not sent again
+      expect(events('batch').length + events('batch_rejected').length).toBe(submits);
+      const results = events('command_result').length;
+      tell('unlock-source settlement-dispute');
+      await waitFor(() => events('command_result').length > results, 'the unlock');
+      expect(events('command_result').at(-1)).toMatchObject({ outcome: 'applied', locks: [] });
+      expect(() => sell([1_000])).not.toThrow();
+    }
+  });
+
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
     sell([3_300]); // the open batch has a row to settle
     await agent.stop();

@@ -18,6 +18,7 @@ Control, one line at a time on stdin:
   instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
   drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
   lose activation|deactivation (do it, then close unanswered) |
+  unlock-source SOURCE | reject (the next new batch) | reject-detail (the next upload) |
   stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
   short-nonce|wrong-terminal|bad-signature (a status command failing that check) | quit
 Commands go to the terminal connected last.
@@ -275,6 +276,8 @@ class Acquirer:
         self.detail_totals = {}  # (terminal, batch id, digest) -> totals from the rows
         self.oob_next = False
         self.lose_next = False
+        self.reject_next = False  # refuse the next new batch: SETTLEMENT_REJECTED
+        self.reject_detail = False  # refuse the next completed upload as if it did not hash
         self.lose_answer = set()  # "activation", "deactivation": do it, then close unanswered
         self.window = 4
         self.ack_delay = 0.0  # seconds a DetailAck waits, so chunks pile up within the window
@@ -502,6 +505,10 @@ class Acquirer:
                 emit("batch_rejected", batch_id=batch_id, digest=digest)
                 return ERROR, f_bytes(1, "SETTLEMENT_REJECTED") + f_bytes(2, "another digest")
             detail = self.detail_totals.get((cn, batch_id, digest))
+            if not known and self.reject_next:
+                self.reject_next = False
+                emit("batch_rejected", batch_id=batch_id, digest=digest)
+                return ERROR, f_bytes(1, "SETTLEMENT_REJECTED") + f_bytes(2, "not ours")
             if not known and detail is None and self.oob_next:
                 self.oob_next = False
                 # We claim one fen less than submitted: the terminal must prove its rows.
@@ -564,7 +571,9 @@ class Acquirer:
                 # acquirer_totals 6, next_missing 7, window 8
                 return DETAIL_ACK, body
             every = [r for n in range(count) for r in have[n]]
-            if batch_digest(batch_id, every) != digest:
+            fake = self.reject_detail
+            self.reject_detail = False
+            if fake or batch_digest(batch_id, every) != digest:
                 emit("detail_rejected", batch_id=batch_id)
                 return ERROR, f_bytes(1, "SETTLEMENT_REJECTED") + f_bytes(2, "rows do not hash")
             currency = every[0]["currency"] if every else "CNY"
@@ -675,6 +684,12 @@ class Acquirer:
                 self.send(tls, cn, envelope(HEARTBEAT_ACK, f_int(1, 1) + f_int(2, now_ms()), cn))
                 self.send(tls, cn, envelope(RISK_REPORT_ACK, b"", cn,
                                             correlation_id=str(uuid.uuid4())))
+            elif word == "unlock-source":  # UnlockCmd for another lock source
+                self.queue(11, f_bytes(1, rest) + f_bytes(2, "reconciled"))
+            elif word == "reject":
+                self.reject_next = True
+            elif word == "reject-detail":
+                self.reject_detail = True
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose":  # lose activation|deactivation: the next answer of that kind
