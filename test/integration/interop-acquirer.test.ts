@@ -121,6 +121,18 @@ async function waitFor(pred: (l: Line) => boolean, what: string): Promise<Line> 
 }
 
 const tell = (line: string) => py.stdin!.write(`${line}\n`);
+
+/** Pushes one command by a control line; its verified result as Python printed it. */
+async function command(line: string): Promise<Line> {
+  const pushed = events('command_pushed').length;
+  tell(line);
+  await waitFor(() => events('command_pushed').length > pushed, `${line} pushed`);
+  const push = events('command_pushed').at(-1)!;
+  return waitFor(
+    (l) => l.event === 'command_result' && l.correlation_id === push.message_id,
+    `the result of ${line}`,
+  );
+}
 const events = (name: string) => lines.filter((l) => l.event === name);
 
 /** Python's by_type carries only the types present (the schema: each type at most once). */
@@ -401,6 +413,44 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
       expect(events('command_result').at(-1)).toMatchObject({ outcome: 'applied', locks: [] });
       expect(() => sell([1_000])).not.toThrow();
     }
+  });
+
+  it('installs fee schedules, settles now and rotates its command key, each by a signed command', async () => {
+    const sale = (amount: number) =>
+      agent.core.payments.record({ type: 'sale', amount, card: { pan: '4111111111111111' } });
+    // 1 % (half up to the fen) + 0.10 fixed, no minimum, at most 5.00.
+    expect(await command('fees py-2026.2 100 10 0 500 0')).toMatchObject({ outcome: 'applied' });
+    const s = sale(10_000);
+    expect(s).toMatchObject({ fee: 110, feeVersion: 'py-2026.2' });
+    expect(sale(1_050).fee).toBe(21); // 10.5 rounds up to 11, + 10
+    expect(sale(100_000).fee).toBe(500); // 1,010 capped
+    // A refund returns the fee in proportion, rounded down: 110 x 3,333 / 10,000 = 36.66.
+    const refund = agent.core.payments.record({
+      type: 'refund',
+      amount: 3_333,
+      originalSeq: s.seq,
+    });
+    expect(refund.fee).toBe(36);
+    // A schedule that takes effect in an hour changes nothing now.
+    expect(await command('fees py-2026.3 200 0 0 0 3600000')).toMatchObject({ outcome: 'applied' });
+    expect(sale(10_000)).toMatchObject({ fee: 110, feeVersion: 'py-2026.2' });
+    // No "default" rule: refused by the terminal, and the counter is used.
+    const bad = await command('fees py-bad 100 0 0 0 0 catering');
+    expect(bad).toMatchObject({ outcome: 'refused', error_code: 'FEE_INVALID_SCHEDULE' });
+    expect(bad.counter).toBe(bad.answers);
+
+    const batches = events('batch').length;
+    expect(await command('settle-now')).toMatchObject({ outcome: 'applied' });
+    await waitFor(() => events('batch').length > batches, 'the batch settle-now sent');
+    const sent = events('batch').at(-1)!;
+    expect(sent.totals).toMatchObject({ transaction_count: 6 });
+
+    expect(await command('rotate')).toMatchObject({ verified: true, outcome: 'applied' });
+    expect(await command('status')).toMatchObject({ outcome: 'applied' });
+    expect(await command('bad old-key')).toMatchObject({
+      outcome: 'refused',
+      error_code: 'COMMAND_BAD_SIGNATURE',
+    });
   });
 
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {

@@ -20,7 +20,9 @@ Control, one line at a time on stdin:
   lose activation|deactivation (do it, then close unanswered) |
   unlock-source SOURCE | reject (the next new batch) | reject-detail (the next upload) |
   stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
-  short-nonce|wrong-terminal|bad-signature (a status command failing that check) | quit
+  short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
+  fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
+  rotate (a new command key, pinned by a command the old one signs) | quit
 Commands go to the terminal connected last.
 """
 
@@ -217,14 +219,19 @@ SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")  # DER prefix of a raw 
 class Openssl:
     def __init__(self, workdir):
         self.dir = workdir
-        self.key = os.path.join(workdir, "command.key")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.key],
-                       check=True, capture_output=True)
-        der = subprocess.run(["openssl", "pkey", "-in", self.key, "-pubout", "-outform", "DER"],
-                             check=True, capture_output=True).stdout
-        self.public_raw = der[-32:]
         self.n = 0
         self.lock = threading.Lock()
+        self.key, self.public_raw = self.new_key()
+        self.old_key = None
+
+    def new_key(self):
+        """A fresh Ed25519 key in a file, and its raw 32-byte public key."""
+        path = self._file("command.key", b"")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", path],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        return path, der[-32:]
 
     def _file(self, name, data):
         with self.lock:
@@ -234,8 +241,8 @@ class Openssl:
             fh.write(data)
         return path
 
-    def sign(self, data):
-        sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", self.key, "-rawin",
+    def sign(self, data, key=None):
+        sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", key or self.key, "-rawin",
                               "-in", self._file("tbs", data)],
                              check=True, capture_output=True).stdout
         assert len(sig) == 64, "an Ed25519 signature is 64 bytes"
@@ -608,10 +615,16 @@ class Acquirer:
                 nonce = nonce[:4]
             elif bad == "wrong-terminal":
                 terminal = "T-SOMEONE-ELSE"
+            if body_field == 18:  # RotateKeyCmd: signed by the key now pinned, naming the next
+                key_file, public_raw = self.ssl.new_key()
+                body = f_bytes(1, public_raw)
             # Command: terminal_id 1, counter 2, issued_at_ms 3, expires_at_ms 4, nonce 5, body
             command = (f_bytes(1, terminal) + f_int(2, counter) + f_int(3, issued)
                        + f_int(4, issued + life) + f_bytes(5, nonce) + f_msg(body_field, body))
-            signature = self.ssl.sign(command)
+            signature = self.ssl.sign(command, self.ssl.old_key if bad == "old-key" else None)
+            if body_field == 18:  # every later command is signed by the new key
+                self.ssl.old_key, self.ssl.key = self.ssl.key, key_file
+                self.ssl.public_raw = public_raw  # and in the grants of later activations
             if bad == "bad-signature":
                 signature = bytes([signature[0] ^ 1]) + signature[1:]
             # SignedCommand: command 1, signature 2; a push: message_id, no correlation_id
@@ -678,6 +691,20 @@ class Acquirer:
                 self.queue(14, f_int(1, verdict == "approve") + f_bytes(2, reason))
             elif word == "bad":  # a status command failing one check: bad VARIANT
                 self.queue(17, b"", bad=rest)
+            elif word == "fees":  # fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY]
+                v, rate, fixed, minimum, cap, later, *cat = rest.split()
+                effective = now_ms() + int(later) if int(later) else 0
+                # FeeRule: category 1, rate_bp 2, fixed 3, minimum 4, cap 5
+                rule = (f_bytes(1, cat[0] if cat else "default") + f_int(2, int(rate))
+                        + f_int(3, int(fixed)) + f_int(4, int(minimum)) + f_int(5, int(cap)))
+                # FeeScheduleSpec: version 1, currency 2, rules 3, effective_from_ms 4;
+                # FeeScheduleCmd: schedule 1 (Command.fee_schedule = 15)
+                spec = f_bytes(1, v) + f_bytes(2, "CNY") + f_msg(3, rule) + f_int(4, effective)
+                self.queue(15, f_msg(1, spec))
+            elif word == "settle-now":  # SettleNowCmd: empty (Command.settle_now = 16)
+                self.queue(16, b"")
+            elif word == "rotate":  # RotateKeyCmd: new_public_key 1 (Command.rotate_key = 18)
+                self.queue(18, b"")
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
                 with self.lock:
                     tls, cn = self.conn
