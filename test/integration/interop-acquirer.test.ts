@@ -453,6 +453,35 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     });
   });
 
+  it('a risk flag at severity 5 locks (risk), below it does not; Python unlocks risk', async () => {
+    expect(await command('risk PY-CASE-1 4')).toMatchObject({ outcome: 'applied', locks: [] });
+    expect(await command('risk PY-CASE-2 5')).toMatchObject({
+      outcome: 'applied',
+      locks: ['risk'],
+    });
+    expect(() => sell([1_000])).toThrow(expect.objectContaining({ code: 'LIFECYCLE_LOCKED' }));
+    expect(await command('unlock-source risk')).toMatchObject({ outcome: 'applied', locks: [] });
+    expect(() => sell([1_000])).not.toThrow();
+  });
+
+  it('a frame the terminal cannot take: one uncorrelated ErrorReply, the close, a reconnect', async () => {
+    for (const [garbage, code] of [
+      ['too-large', 'PROTOCOL_FRAME_TOO_LARGE'],
+      ['zero', 'PROTOCOL_MALFORMED'],
+      ['unknown-body', 'PROTOCOL_MALFORMED'],
+      ['other-terminal', 'PROTOCOL_UNEXPECTED'],
+    ]) {
+      const [errors, gone, hellos] = ['error_received', 'disconnected', 'hello'].map(
+        (e) => events(e).length,
+      );
+      tell(`garbage ${garbage}`);
+      await waitFor(() => events('disconnected').length > gone!, `the close after ${garbage}`);
+      expect(events('error_received').slice(errors), garbage).toMatchObject([{ code }]);
+      await waitFor(() => events('hello').length > hellos!, `the reconnect after ${garbage}`);
+    }
+    await agent.channel.waitUntilUp(5_000);
+  });
+
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
     sell([3_300]); // the open batch has a row to settle
     await agent.stop();

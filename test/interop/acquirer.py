@@ -22,7 +22,8 @@ Control, one line at a time on stdin:
   stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
-  rotate (a new command key, pinned by a command the old one signs) | quit
+  rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
+  garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
 Commands go to the terminal connected last.
 """
 
@@ -705,6 +706,25 @@ class Acquirer:
                 self.queue(16, b"")
             elif word == "rotate":  # RotateKeyCmd: new_public_key 1 (Command.rotate_key = 18)
                 self.queue(18, b"")
+            elif word == "risk":  # RiskFlagCmd: code 1, severity 2, reason 3 (Command.risk_flag 13)
+                code, severity = rest.split()
+                self.queue(13, f_bytes(1, code) + f_int(2, int(severity))
+                           + f_bytes(3, "python risk case"))
+            elif word == "garbage":  # a frame the terminal must refuse, then close
+                with self.lock:
+                    tls, cn = self.conn
+                if rest == "too-large":  # only the 4 bytes of a length over 1 MiB
+                    frame = (MAX_FRAME + 1).to_bytes(4, "big")
+                elif rest == "zero":
+                    frame = bytes(4)
+                elif rest == "other-terminal":  # a push naming another terminal
+                    payload = envelope(HEARTBEAT_ACK, f_int(1, 1) + f_int(2, now_ms()), "T-OTHER")
+                    frame = len(payload).to_bytes(4, "big") + payload
+                else:  # an Envelope whose only body is a kind from a newer schema (field 99)
+                    payload = envelope(99, b"", cn)
+                    frame = len(payload).to_bytes(4, "big") + payload
+                with self.lock:
+                    tls.sendall(frame)
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
                 with self.lock:
                     tls, cn = self.conn
