@@ -464,6 +464,26 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     expect(() => sell([1_000])).not.toThrow();
   });
 
+  it('a command left for the poll is pushed before CommandPollDone on the next contact', async () => {
+    tell('hold on');
+    tell('lock left for the poll');
+    await waitFor(() => events('command_pushed').at(-1)?.held === true, 'the held command');
+    const held = events('command_pushed').at(-1)!;
+    tell('hold off');
+    await agent.heartbeatTick(); // a contact: risk reports, deactivation, then CommandPoll
+    const poll = await waitFor(
+      (l) => l.event === 'command_poll' && (l.pushing as number[]).includes(held.counter as number),
+      'the poll that delivers it',
+    );
+    expect(poll.after_counter).toBe((held.counter as number) - 1);
+    const result = await waitFor(
+      (l) => l.event === 'command_result' && l.correlation_id === held.message_id,
+      'its result',
+    );
+    expect(result).toMatchObject({ outcome: 'applied', locks: ['remote'], verified: true });
+    expect(await command('unlock')).toMatchObject({ outcome: 'applied', locks: [] });
+  });
+
   it('a frame the terminal cannot take: one uncorrelated ErrorReply, the close, a reconnect', async () => {
     for (const [garbage, code] of [
       ['too-large', 'PROTOCOL_FRAME_TOO_LARGE'],

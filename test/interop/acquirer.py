@@ -23,6 +23,7 @@ Control, one line at a time on stdin:
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
   rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
+  hold on|off (leave new commands to the next CommandPoll) |
   garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
 Commands go to the terminal connected last.
 """
@@ -284,6 +285,7 @@ class Acquirer:
         self.detail_totals = {}  # (terminal, batch id, digest) -> totals from the rows
         self.oob_next = False
         self.lose_next = False
+        self.hold_push = False  # queue commands for the next CommandPoll instead of pushing
         self.reject_next = False  # refuse the next new batch: SETTLEMENT_REJECTED
         self.reject_detail = False  # refuse the next completed upload as if it did not hash
         self.lose_answer = set()  # "activation", "deactivation": do it, then close unanswered
@@ -636,8 +638,10 @@ class Acquirer:
                 self.commands.setdefault(cn, []).append((counter, message_id, env))
                 self.sent_commands[counter] = env
             self.command_ids[message_id] = counter
-        emit("command_pushed", counter=counter, message_id=message_id, bad=bad)
-        self.send(tls, cn, env)
+        emit("command_pushed", counter=counter, message_id=message_id, bad=bad,
+             held=self.hold_push)
+        if not self.hold_push:
+            self.send(tls, cn, env)
 
     def poll(self, tls, cn, after):
         with self.lock:
@@ -725,6 +729,8 @@ class Acquirer:
                     frame = len(payload).to_bytes(4, "big") + payload
                 with self.lock:
                     tls.sendall(frame)
+            elif word == "hold":  # hold on|off: leave new commands to the next CommandPoll
+                self.hold_push = rest == "on"
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
                 with self.lock:
                     tls, cn = self.conn
