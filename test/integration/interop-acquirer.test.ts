@@ -236,7 +236,7 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     sell([2_000, 3_000, 4_000, 5_000]);
     sell([6_000], 'declined');
     tell('window 2');
-    tell('ack-delay 60');
+    tell('ack-delay 150');
     tell('oob');
     await waitFor((l) => l.event === 'control' && l.word === 'oob', 'oob armed');
     const id = await settle();
