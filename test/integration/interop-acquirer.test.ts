@@ -367,6 +367,25 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     );
   });
 
+  it('DetailAcks out of order, the last chunk answered first, still end in one settlement', async () => {
+    sell([1_700, 1_800, 1_900, 2_000, 2_100, 2_200, 2_300, 2_400]);
+    tell('window 3');
+    tell('ack-reverse on');
+    tell('oob');
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'oob').length === 3,
+      'oob armed',
+    );
+    const id = await settle();
+    tell('ack-reverse off');
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('resolved');
+    const chunks = events('chunk').filter((l) => l.batch_id === id);
+    expect(chunks.map((l) => l.index)).toEqual([0, 1, 2, 3]);
+    const done = events('detail_complete').find((l) => l.batch_id === id)!;
+    expect(done.totals).toEqual(asWire(batch.totals!));
+  });
+
   it('negative totals (a refund of a sale settled before) go both ways as int64', async () => {
     const sale = agent.core.payments.record({
       type: 'sale',
@@ -377,7 +396,7 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     agent.core.payments.record({ type: 'refund', amount: 20_000, originalSeq: sale.seq });
     tell('oob');
     await waitFor(
-      () => events('control').filter((l) => l.word === 'oob').length === 3,
+      () => events('control').filter((l) => l.word === 'oob').length === 4,
       'oob armed',
     );
     const id = await settle();
@@ -482,6 +501,22 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     );
     expect(result).toMatchObject({ outcome: 'applied', locks: ['remote'], verified: true });
     expect(await command('unlock')).toMatchObject({ outcome: 'applied', locks: [] });
+  });
+
+  it('a command pushed before the HelloAck is refused: ErrorReply, close, then a normal link', async () => {
+    const [errors, hellos] = [events('error_received').length, events('hello').length];
+    tell('early-push');
+    await waitFor(() => events('control').some((l) => l.word === 'early-push'), 'armed');
+    tell('garbage zero'); // a reconnect, so that a Hello comes
+    await waitFor(() => events('early_push').length === 1, 'the early push');
+    await waitFor(() => events('hello').length > hellos + 1, 'the next reconnect');
+    expect(
+      events('error_received')
+        .slice(errors)
+        .map((l) => l.code),
+    ).toEqual(['PROTOCOL_MALFORMED', 'PROTOCOL_UNEXPECTED']);
+    await agent.channel.waitUntilUp(5_000);
+    expect(agent.core.terminal.status().locks).toEqual([]);
   });
 
   it('a frame the terminal cannot take: one uncorrelated ErrorReply, the close, a reconnect', async () => {

@@ -23,7 +23,8 @@ Control, one line at a time on stdin:
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
   rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
-  hold on|off (leave new commands to the next CommandPoll) |
+  hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
+  out of order) | early-push (once: a command before the HelloAck, which the page forbids) |
   garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
 Commands go to the terminal connected last.
 """
@@ -291,6 +292,8 @@ class Acquirer:
         self.lose_answer = set()  # "activation", "deactivation": do it, then close unanswered
         self.window = 4
         self.ack_delay = 0.0  # seconds a DetailAck waits, so chunks pile up within the window
+        self.ack_reverse = False  # hold each DetailAck longer the lower its index: out of order
+        self.early_push = False  # once: push a command before answering Hello
         self.unacked = 0  # chunks received and not answered yet (what the window bounds)
         self.drop_at_chunk = None  # store this chunk index, then close instead of answering
         self.sent_commands = {}  # counter -> envelope bytes, for redelivery and replay
@@ -357,7 +360,11 @@ class Acquirer:
                 if reply is not None:
                     field, body = reply
                     out = envelope(field, body, cn, correlation_id=s(env, 1))
-                    if kind == DETAIL_CHUNK and self.ack_delay:
+                    if kind == DETAIL_CHUNK and self.ack_reverse:
+                        chunk = parse(one(env, kind))
+                        delay = (i(chunk, 4) - i(chunk, 3)) * 0.1
+                        threading.Timer(delay, self.late_ack, (tls, cn, out)).start()
+                    elif kind == DETAIL_CHUNK and self.ack_delay:
                         threading.Timer(self.ack_delay, self.late_ack, (tls, cn, out)).start()
                     else:
                         self.answered_chunk(kind)
@@ -394,6 +401,12 @@ class Acquirer:
                  journal_incarnation=s(m, 7))
             if s(m, 1) != cn:
                 return ERROR, f_bytes(1, "PROTOCOL_UNEXPECTED") + f_bytes(2, "not your CN")
+            with self.lock:
+                early, self.early_push = self.early_push, False
+                env = self.sent_commands.get(max(self.sent_commands, default=0))
+            if early and env:  # against the page: nothing may come before the HelloAck
+                emit("early_push")
+                self.send(tls, cn, env)
             # HelloAck: server_time_ms 1, acquirer_id 2, head_check 3
             return HELLO_ACK, (f_int(1, now_ms()) + f_bytes(2, "PY-ACQUIRER")
                                + self.witness(cn, m))
@@ -729,6 +742,10 @@ class Acquirer:
                     frame = len(payload).to_bytes(4, "big") + payload
                 with self.lock:
                     tls.sendall(frame)
+            elif word == "ack-reverse":  # ack-reverse on|off
+                self.ack_reverse = rest == "on"
+            elif word == "early-push":
+                self.early_push = True
             elif word == "hold":  # hold on|off: leave new commands to the next CommandPoll
                 self.hold_push = rest == "on"
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
