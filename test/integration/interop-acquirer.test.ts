@@ -266,6 +266,20 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
   it('answers heartbeats and polls: the link dropped only at the lost ack', async () => {
     const before = events('heartbeat').length;
     await waitFor(() => events('heartbeat').length >= before + 3, 'three more heartbeats');
+    // Heartbeat.open_batch is what the batch will settle: sold now, seen, then submitted.
+    sell([7_000, 8_000]);
+    sell([500], 'declined');
+    const seen = events('heartbeat').length;
+    await waitFor(() => events('heartbeat').length >= seen + 2, 'heartbeats after the sales');
+    const open = events('heartbeat').at(-1)!.open_batch as Record<string, unknown>;
+    const { closed } = await agent.settleNow('open batch check');
+    expect(open.batch_id).toBe(closed);
+    expect(events('batch').find((l) => l.batch_id === closed)!.totals).toMatchObject({
+      transaction_count: open.transaction_count,
+      net_amount: open.net_amount,
+      net_fee: open.net_fee,
+      currency: open.currency,
+    });
     expect(events('connected')).toHaveLength(2);
     expect(events('link_error')).toEqual([]);
     expect(events('heartbeat').at(-1)).toMatchObject({ lifecycle_state: 'active', locks: [] });

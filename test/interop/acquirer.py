@@ -413,8 +413,14 @@ class Acquirer:
         if kind == HEARTBEAT:
             # Heartbeat: client_time_ms 1, lifecycle_state 2, queued_batches 3, locks 4
             # journal_head_seq 6, journal_head_hash 7: the witness follows, never backwards
+            # open_batch 5: OpenBatchSummary{batch_id 1, transaction_count 2, net_amount 3,
+            # net_fee 4, currency 5}
+            ob = parse(b(m, 5))
             emit("heartbeat", lifecycle_state=s(m, 2), queued_batches=i(m, 3),
-                 locks=[v.decode() for v in m.get(4, [])], journal_head_seq=i(m, 6))
+                 locks=[v.decode() for v in m.get(4, [])], journal_head_seq=i(m, 6),
+                 open_batch={"batch_id": s(ob, 1), "transaction_count": i(ob, 2),
+                             "net_amount": i(ob, 3), "net_fee": i(ob, 4),
+                             "currency": s(ob, 5)})
             with self.lock:
                 head = self.heads.get(cn)
                 if head and i(m, 6) > head["seq"]:
