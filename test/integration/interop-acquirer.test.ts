@@ -24,6 +24,8 @@ const TERMINAL = 'TPYACQ01';
 const CODE = 'PY-CODE-1';
 const TERMINAL2 = 'TPYACQ02';
 const CODE2 = 'PY-CODE-2';
+const TERMINAL3 = 'TPYACQ03';
+const CODE3 = 'PY-CODE-3';
 
 type Line = Record<string, unknown> & { event: string };
 type WireTotals = {
@@ -47,12 +49,12 @@ let pyStderr = '';
 
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(tmpdir(), 'pa-pyacq-'));
-  const tls = ensureTlsMaterial(path.join(tmp, 'pki'), [TERMINAL, TERMINAL2]);
+  const tls = ensureTlsMaterial(path.join(tmp, 'pki'), [TERMINAL, TERMINAL2, TERMINAL3]);
   tlsMaterial = tls;
   const files = { ca: tls.caCert, cert: tls.serverCert, key: tls.serverKey };
   const pyDir = path.join(tmp, 'acquirer');
   mkdirSync(pyDir);
-  const args = [ACQUIRER, '--dir', pyDir, '--code', `${CODE},${CODE2}`];
+  const args = [ACQUIRER, '--dir', pyDir, '--code', `${CODE},${CODE2},${CODE3}`];
   for (const [name, pem] of Object.entries(files)) {
     writeFileSync(path.join(pyDir, `${name}.pem`), pem, { mode: 0o600 });
     args.push(`--${name}`, path.join(pyDir, `${name}.pem`));
@@ -593,8 +595,10 @@ describe('deactivation with the Python acquirer', () => {
   it('a used code is refused; the merchant asks, Python reviews and approves by a signed command', async () => {
     await agent.stop(); // the first terminal is done: commands go to the one connected last
     agent = await startAgent(configFor(TERMINAL2, path.join(tmp, TERMINAL2)));
+    // Python allows 2 more tries: the terminal promises no more than the acquirer does.
     await expect(agent.activate(CODE, 'console:tech2')).rejects.toMatchObject({
       code: 'ACTIVATION_REFUSED',
+      message: expect.stringContaining('(2 attempts left)'),
     });
     // A lost answer: the code is used, and the same code with the same terminal key is granted
     // again, so the terminal must ask again with the key it sent.
@@ -646,5 +650,22 @@ describe('deactivation with the Python acquirer', () => {
     // Its final settlement reached Python: both sales, settled once.
     const final = events('batch').filter((l) => (l.totals as WireTotals).net_amount === 11_000);
     expect(final.map((l) => l.duplicate)).toEqual([false]);
+  });
+
+  it('a deactivate for a violation: final settlement at once, then deactivated', async () => {
+    await agent.stop();
+    agent = await startAgent(configFor(TERMINAL3, path.join(tmp, TERMINAL3)));
+    await agent.activate(CODE3, 'console:tech3');
+    sell([9_100, 9_200]);
+    const result = await command('deactivate violation card data found on the terminal');
+    expect(result).toMatchObject({ terminal_id: TERMINAL3, verified: true, outcome: 'applied' });
+    const deadline = Date.now() + 8_000;
+    while (agent.core.terminal.status().state !== 'deactivated') {
+      if (Date.now() > deadline) throw new Error(`still ${agent.core.terminal.status().state}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const final = events('batch').filter((l) => (l.totals as WireTotals).net_amount === 18_300);
+    expect(final.map((l) => l.duplicate)).toEqual([false]);
+    expect(() => sell([1_000])).toThrow();
   });
 });

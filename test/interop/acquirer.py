@@ -19,6 +19,7 @@ Control, one line at a time on stdin:
   drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
   lose activation|deactivation (do it, then close unanswered) |
   unlock-source SOURCE | reject (the next new batch) | reject-detail (the next upload) |
+  deactivate violation|review REASON |
   stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
@@ -766,6 +767,9 @@ class Acquirer:
                 self.reject_next = True
             elif word == "reject-detail":
                 self.reject_detail = True
+            elif word == "deactivate":  # DeactivateCmd: reason 1, violation 2 (Command 12)
+                violation, _, reason = rest.partition(" ")
+                self.queue(12, f_bytes(1, reason) + f_int(2, violation == "violation"))
             elif word == "oob":
                 self.oob_next = True
             elif word == "lose":  # lose activation|deactivation: the next answer of that kind
