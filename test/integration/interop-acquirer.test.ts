@@ -553,6 +553,41 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     await agent.channel.waitUntilUp(5_000);
   });
 
+  it('offline advices: Python accepts one and declines one; the batch pays only the accepted', async () => {
+    const offline = (amount: number) =>
+      agent.core.payments.record({
+        type: 'sale',
+        amount,
+        status: 'pending-offline',
+        approvedAt: Date.now(),
+        card: { pan: '4111111111111111' },
+      });
+    const small = offline(5_000);
+    const big = offline(30_000); // over Python's 200.00 offline limit: AMOUNT_LIMIT
+    sell([6_000]);
+    await agent.forwardAdvices({ ignoreBackoff: true });
+    const advices = events('advice');
+    expect(advices.map((l) => [l.seq, l.outcome, l.key_ok, l.status])).toEqual([
+      [small.seq, 'accepted', true, 'pending-offline'],
+      [big.seq, 'declined', true, 'pending-offline'],
+    ]);
+    tell('oob'); // so that Python recomputes the totals from the rows, advices applied
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'oob').length === 5,
+      'oob armed',
+    );
+    const id = await settle();
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('resolved');
+    // The declined offline row counts as declined: 5,000 + 6,000 are paid, not 30,000.
+    const done = events('detail_complete').find((l) => l.batch_id === id)!;
+    expect(done.seqs).toEqual(expect.arrayContaining([small.seq, big.seq]));
+    // The declined offline row counts as declined: of every row's amount, only its 30,000 is
+    // not paid (on both sides).
+    expect((done.amount_all as number) - batch.totals!.netAmount).toBe(30_000);
+    expect(done.totals).toEqual(asWire(batch.totals!));
+  });
+
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
     sell([3_300]); // the open batch has a row to settle
     await agent.stop();

@@ -145,6 +145,7 @@ COMMAND, COMMAND_RESULT, COMMAND_POLL, COMMAND_POLL_DONE = 30, 31, 32, 33
 ACTIVATION_REQUEST, ACTIVATION_RESPONSE = 40, 41
 DEACTIVATION_REQUEST, DEACTIVATION_REQUEST_ACK, RISK_REPORT, RISK_REPORT_ACK = 42, 43, 44, 45
 ERROR = 50
+ADVICE_BATCH, ADVICE_BATCH_ACK = 70, 71
 BODIES = {HELLO: "hello", HEARTBEAT: "heartbeat", BATCH_SUBMIT: "batch_submit",
           DETAIL_CHUNK: "batch_detail_chunk", COMMAND_RESULT: "command_result",
           COMMAND_POLL: "command_poll", ACTIVATION_REQUEST: "activation_request",
@@ -186,14 +187,17 @@ def decode_row(raw):
             "created_at_ms": i(r, 12), "merchant_category": s(r, 13), "hash": s(r, 14)}
 
 
-def totals_from_rows(rows, currency):
+def totals_from_rows(rows, currency, accepted_seqs=()):
     """docs/protocol.md, Messages and Settlement: declined rows move no money; net_amount is
     sales minus refunds, voids and reversals; net_fee fees charged minus fees returned. One
-    TypeTotal per type present (the schema: each type at most once)."""
+    TypeTotal per type present (the schema: each type at most once). Offline advices: an
+    offline row (or a refund, void, reversal of one) is paid only if its advice was accepted."""
     by = {}
     count = amount = fee = 0
     for r in rows:
         if r["status"] == "declined":
+            continue
+        if r["status"] == "pending-offline" and r["seq"] not in accepted_seqs:
             continue
         e = by.setdefault(r["type"], {"type": r["type"], "count": 0, "amount": 0, "fee": 0})
         e["count"] += 1
@@ -300,6 +304,8 @@ class Acquirer:
         self.sent_commands = {}  # counter -> envelope bytes, for redelivery and replay
         self.command_ids = {}  # envelope message_id -> counter of every command sent
         self.heads = {}  # terminal -> the newest journal head seen {seq, hash, incarnation}
+        self.advice_answers = {}  # (terminal, advice key) -> its first outcome
+        self.advice_limit = 20_000  # an offline sale above this is declined (AMOUNT_LIMIT)
 
     # -------------------------------------------------------------- the link
 
@@ -438,6 +444,8 @@ class Acquirer:
         if kind == RISK_REPORT:
             emit("risk_report", rule=s(m, 1), detail=s(m, 2))
             return RISK_REPORT_ACK, b""
+        if kind == ADVICE_BATCH:
+            return self.advices(cn, m)
         if kind == DEACTIVATION_REQUEST:
             # DeactivationRequest: reason 1, requested_by 2, request_id 3; one review per id
             with self.lock:
@@ -464,6 +472,35 @@ class Acquirer:
             self.lose_answer.discard(what)
         emit("lost_answer", kind=what)
         return "close"
+
+    # -------------------------------------------------------------- offline advices
+
+    def advices(self, cn, m):
+        # AdviceBatch: advices 1 (Advice: key 1, row 2 (a DetailRow), original_key 3)
+        outcomes = b""
+        for raw in m.get(1, []):
+            a = parse(raw)
+            key, row = s(a, 1), decode_row(b(a, 2))
+            with self.lock:
+                first = self.advice_answers.get((cn, key))
+                repeat = first is not None  # answered before: its first answer, duplicate
+                if not repeat:
+                    ok = row["amount"] <= self.advice_limit
+                    first = {"outcome": "accepted" if ok else "declined",
+                             "reference": "PY-ADV-%d" % row["seq"] if ok else "",
+                             "reason_code": "" if ok else "AMOUNT_LIMIT",
+                             "reason": "" if ok else "over the offline limit",
+                             "seq": row["seq"]}
+                    self.advice_answers[(cn, key)] = first
+            emit("advice", key=key, key_ok=key == "%d:%s" % (row["seq"], row["hash"][:16]),
+                 seq=row["seq"], amount=row["amount"], status=row["status"],
+                 original_key=s(a, 3), outcome=first["outcome"], duplicate=repeat)
+            # AdviceOutcome: key 1, outcome 2, reference 3, reason_code 4, reason 5, duplicate 6
+            outcomes += f_msg(1, f_bytes(1, key) + f_bytes(2, first["outcome"])
+                              + f_bytes(3, first["reference"]) + f_bytes(4, first["reason_code"])
+                              + f_bytes(5, first["reason"]) + f_int(6, repeat))
+        # AdviceBatchAck: outcomes 1, one per advice in the same order
+        return ADVICE_BATCH_ACK, outcomes
 
     # -------------------------------------------------------------- remote witness
 
@@ -607,10 +644,13 @@ class Acquirer:
                 emit("detail_rejected", batch_id=batch_id)
                 return ERROR, f_bytes(1, "SETTLEMENT_REJECTED") + f_bytes(2, "rows do not hash")
             currency = every[0]["currency"] if every else "CNY"
-            totals = totals_from_rows(every, currency)
+            accepted = {a["seq"] for (t_, _), a in self.advice_answers.items()
+                        if t_ == cn and a["outcome"] == "accepted"}
+            totals = totals_from_rows(every, currency, accepted)
             self.detail_totals[key] = totals
         emit("detail_complete", batch_id=batch_id, digest=digest, rows=len(every),
-             seqs=[r["seq"] for r in every], totals=totals)
+             seqs=[r["seq"] for r in every], totals=totals,
+             amount_all=sum(r["amount"] for r in every))
         return DETAIL_ACK, body + f_int(4, True) + f_msg(6, encode_totals(totals))
 
     # -------------------------------------------------------------- commands
