@@ -155,9 +155,9 @@ function sell(amounts: number[], status: 'approved' | 'declined' = 'approved'): 
 }
 
 /** Settles until the batch is in a final state (a lost ack fails the first attempt). */
-async function settle(): Promise<string> {
+async function settle(batchId?: string): Promise<string> {
   const first = await agent.settleNow('interop');
-  const id = first.closed ?? first.pending[0] ?? first.settled[0]!;
+  const id = batchId ?? first.closed ?? first.pending[0] ?? first.settled[0]!;
   const deadline = Date.now() + 8_000;
   while (!['acked', 'resolved'].includes(agent.core.store.batches.get(id)!.state)) {
     if (Date.now() > deadline) throw new Error(`batch ${id} not settled`);
@@ -562,21 +562,33 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
         approvedAt: Date.now(),
         card: { pan: '4111111111111111' },
       });
+    // First an acquirer without offline approvals, refusing AdviceBatch with an ErrorReply: the
+    // advices stay queued, and the batch they are in stays open.
+    tell('advices refuse');
+    await waitFor(() => events('control').some((l) => l.word === 'advices'), 'refusing');
     const small = offline(5_000);
     const big = offline(30_000); // over Python's 200.00 offline limit: AMOUNT_LIMIT
     sell([6_000]);
+    const round = await agent.forwardAdvices({ ignoreBackoff: true });
+    expect(round).toMatchObject({ accepted: 0, declined: 0 });
+    await waitFor(() => events('advices_refused').length > 0, 'a refused AdviceBatch');
+    const waited = await agent.settleNow('advices unanswered');
+    expect(waited.closed).toBeNull();
+    expect(agent.core.store.batches.get(small.batchId)!.state).toBe('open');
+    // Then Python takes them; out of balance, so that it recomputes the totals from the rows.
+    tell('oob');
+    tell('advices take');
+    await waitFor(
+      () => events('control').filter((l) => l.word === 'advices').length === 2,
+      'taking',
+    );
     await agent.forwardAdvices({ ignoreBackoff: true });
     const advices = events('advice');
     expect(advices.map((l) => [l.seq, l.outcome, l.key_ok, l.status])).toEqual([
       [small.seq, 'accepted', true, 'pending-offline'],
       [big.seq, 'declined', true, 'pending-offline'],
     ]);
-    tell('oob'); // so that Python recomputes the totals from the rows, advices applied
-    await waitFor(
-      () => events('control').filter((l) => l.word === 'oob').length === 5,
-      'oob armed',
-    );
-    const id = await settle();
+    const id = await settle(small.batchId);
     const batch = agent.core.store.batches.get(id)!;
     expect(batch.state).toBe('resolved');
     // The declined offline row counts as declined: 5,000 + 6,000 are paid, not 30,000.

@@ -24,7 +24,7 @@ Control, one line at a time on stdin:
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
   rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
-  hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
+  advices refuse|take | hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
   out of order) | early-push (once: a command before the HelloAck, which the page forbids) |
   garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
 Commands go to the terminal connected last.
@@ -306,6 +306,7 @@ class Acquirer:
         self.heads = {}  # terminal -> the newest journal head seen {seq, hash, incarnation}
         self.advice_answers = {}  # (terminal, advice key) -> its first outcome
         self.advice_limit = 20_000  # an offline sale above this is declined (AMOUNT_LIMIT)
+        self.refuse_advices = False
 
     # -------------------------------------------------------------- the link
 
@@ -444,6 +445,9 @@ class Acquirer:
         if kind == RISK_REPORT:
             emit("risk_report", rule=s(m, 1), detail=s(m, 2))
             return RISK_REPORT_ACK, b""
+        if kind == ADVICE_BATCH and self.refuse_advices:  # an acquirer without offline approvals
+            emit("advices_refused", count=len(m.get(1, [])))
+            return ERROR, f_bytes(1, "PROTOCOL_UNEXPECTED") + f_bytes(2, "no offline approvals")
         if kind == ADVICE_BATCH:
             return self.advices(cn, m)
         if kind == DEACTIVATION_REQUEST:
@@ -793,6 +797,8 @@ class Acquirer:
                 self.ack_reverse = rest == "on"
             elif word == "early-push":
                 self.early_push = True
+            elif word == "advices":  # advices refuse|take
+                self.refuse_advices = rest == "refuse"
             elif word == "hold":  # hold on|off: leave new commands to the next CommandPoll
                 self.hold_push = rest == "on"
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
