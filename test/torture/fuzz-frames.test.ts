@@ -334,7 +334,7 @@ describe(`frame and message fuzz (seed ${SEED}, ${TOTAL} inputs)`, () => {
         return processor;
       };
       const known =
-        /^(the command could not be decoded|the counter is not a positive whole number|unknown lock source|a deactivate command needs a reason|an approved deactivation needs a reason|the command's issue time|the command expires before it was issued)/;
+        /^(the command could not be decoded|the counter is not a positive whole number|the nonce is shorter than 8 bytes|unknown lock source|a deactivate command needs a reason|an approved deactivation needs a reason|the command's issue time|the command expires before it was issued)/;
       await surface(summaries, led, () => {
         for (let i = 0; i < share(0.1); i++, led.inputs++) {
           // A fresh terminal now and then, so deactivations and key rotations do not end the run.
