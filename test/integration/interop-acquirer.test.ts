@@ -591,7 +591,6 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     const id = await settle(small.batchId);
     const batch = agent.core.store.batches.get(id)!;
     expect(batch.state).toBe('resolved');
-    // The declined offline row counts as declined: 5,000 + 6,000 are paid, not 30,000.
     const done = events('detail_complete').find((l) => l.batch_id === id)!;
     expect(done.seqs).toEqual(expect.arrayContaining([small.seq, big.seq]));
     // The declined offline row counts as declined: of every row's amount, only its 30,000 is
