@@ -646,6 +646,13 @@ describe('deactivation with the Python acquirer', () => {
       code: 'ACTIVATION_REFUSED',
       message: expect.stringContaining('(2 attempts left)'),
     });
+    // A grant the terminal cannot take (no default fee rule): refused, still unactivated.
+    tell('bad-grant');
+    await waitFor(() => events('control').some((l) => l.word === 'bad-grant'), 'bad grant armed');
+    await expect(agent.activate(CODE2, 'console:tech2')).rejects.toMatchObject({
+      code: 'FEE_INVALID_SCHEDULE',
+    });
+    expect(agent.core.terminal.status().state).toBe('unactivated');
     // A lost answer: the code is used, and the same code with the same terminal key is granted
     // again, so the terminal must ask again with the key it sent.
     tell('lose activation');

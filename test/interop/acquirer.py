@@ -24,7 +24,7 @@ Control, one line at a time on stdin:
   short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
   fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
   rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
-  advices refuse|take | hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
+  advices refuse|take | bad-grant (once: a schedule without a default rule) | hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
   out of order) | early-push (once: a command before the HelloAck, which the page forbids) |
   garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
 Commands go to the terminal connected last.
@@ -307,6 +307,7 @@ class Acquirer:
         self.advice_answers = {}  # (terminal, advice key) -> its first outcome
         self.advice_limit = 20_000  # an offline sale above this is declined (AMOUNT_LIMIT)
         self.refuse_advices = False
+        self.bad_grant = False  # once: a grant whose fee schedule has no default rule
 
     # -------------------------------------------------------------- the link
 
@@ -550,7 +551,10 @@ class Acquirer:
         with self.lock:
             self.heads.pop(cn, None)  # a successful activation forgets the record
         # FeeRule: category 1, rate_bp 2, fixed 3, minimum 4, cap 5.
-        rule = f_bytes(1, "default") + f_int(2, 60) + f_int(4, 300)
+        with self.lock:
+            bad, self.bad_grant = self.bad_grant, False
+        # A schedule without a "default" rule is invalid (the terminal must refuse the grant).
+        rule = f_bytes(1, "catering" if bad else "default") + f_int(2, 60) + f_int(4, 300)
         # FeeScheduleSpec: version 1, currency 2, rules 3, effective_from_ms 4
         schedule = f_bytes(1, "py-2026.1") + f_bytes(2, "CNY") + f_msg(3, rule)
         # ActivationGrant: terminal_id 1, merchant_id 2, merchant_name 3, merchant_category 4,
@@ -799,6 +803,8 @@ class Acquirer:
                 self.early_push = True
             elif word == "advices":  # advices refuse|take
                 self.refuse_advices = rest == "refuse"
+            elif word == "bad-grant":
+                self.bad_grant = True
             elif word == "hold":  # hold on|off: leave new commands to the next CommandPoll
                 self.hold_push = rest == "on"
             elif word == "stray":  # a push of another kind, and an answer nobody asked for
