@@ -2,10 +2,13 @@
  * docs/protocol.md's acquirer side, proved from outside: test/interop/acquirer.py, an acquirer
  * host in Python written from that page and the .proto's field numbers alone (standard library,
  * hand-rolled protobuf, its own mutual-TLS server, Ed25519 through the openssl command line,
- * nothing of this repository), runs as a child process on 127.0.0.1. A real agent activates
- * against it, settles a batch exactly once across a lost ack, is locked and unlocked by signed
- * commands whose signed results the Python side verifies, and proves an out-of-balance batch
- * with a windowed detail upload. The test checks what the Python side printed against the agent.
+ * nothing of this repository), runs as a child process on 127.0.0.1, and real agents (in this
+ * process) activate against it. The tests run in order on one terminal, then on two more:
+ * settlement exactly once across a lost ack, out-of-balance batches proved by windowed detail
+ * uploads (lost link, acks out of order, negative totals, offline advices), SETTLEMENT_REJECTED,
+ * signed commands whose signed results Python verifies (every refusal above the counter line,
+ * redelivery, poll, fee schedules, key rotation), frames the terminal must refuse, the remote
+ * witness, and deactivation. Each checks what Python printed against the agent.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -6,28 +6,32 @@ certificate CN), its own framing and protobuf varint / length-delimited coding, 
 and nothing of this repository. Ed25519 (the command key, the terminal's signed results) goes
 through the `openssl` command line (OpenSSL 3), with keys in files.
 
-It activates a terminal by code, answers Hello, heartbeats, polls and risk reports, settles
-batches exactly once, pushes signed commands and verifies the signed results, and on request
-answers a batch OutOfBalance and takes its windowed detail upload. It prints one JSON object per
-line on stdout (each with "event"), which test/integration/interop-acquirer.test.ts checks.
+It activates terminals by code (each code once; a lost answer granted again), answers Hello
+(with the remote witness's head check), heartbeats, polls, risk reports, deactivation requests
+and offline advices, settles batches exactly once, pushes signed commands and verifies the
+signed results, and on request answers a batch OutOfBalance and takes its windowed detail upload
+(totals recomputed from the rows, the digest checked). It prints one JSON object per line on
+stdout (each with "event"), which test/integration/interop-acquirer.test.ts checks.
 
 Usage: acquirer.py --ca CA.crt --cert SERVER.crt --key SERVER.key --dir WORKDIR --code CODE[,CODE]
-Control, one line at a time on stdin:
-  lock REASON | unlock | status | again N (deliver command N again, same envelope) |
-  oob (answer the next new batch OutOfBalance) | lose-ack (settle the next new batch but close
-  instead of answering) | window N (DetailAck.window) | ack-delay MS (hold each DetailAck) |
-  drop-at-chunk N (store chunk N, then close unanswered) | decide approve|reject REASON |
-  lose activation|deactivation (do it, then close unanswered) |
-  unlock-source SOURCE | reject (the next new batch) | reject-detail (the next upload) |
-  deactivate violation|review REASON |
-  stray (push a HeartbeatAck, answer a request never made) | bad expired|future|lifetime|
-  short-nonce|wrong-terminal|bad-signature|old-key (a status command failing that check) |
-  fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] | settle-now |
-  rotate (a new command key, pinned by a command the old one signs) | risk CODE SEVERITY |
-  advices refuse|take | bad-grant (once: a schedule without a default rule) | hold on|off (leave new commands to the next CommandPoll) | ack-reverse on|off (DetailAcks
-  out of order) | early-push (once: a command before the HelloAck, which the page forbids) |
-  garbage too-large|zero|unknown-body|other-terminal (a frame the terminal must refuse) | quit
-Commands go to the terminal connected last.
+
+Control, one line at a time on stdin (commands go to the terminal connected last):
+  commands     lock REASON | unlock [REASON] | unlock-source SOURCE | status | settle-now |
+               risk CODE SEVERITY | decide approve|reject REASON | deactivate violation|review
+               REASON | fees VERSION RATE_BP FIXED MINIMUM CAP EFFECTIVE_IN_MS [CATEGORY] |
+               rotate (a new key, pinned by a command the old one signs) | again N (deliver
+               command N again, same envelope) | hold on|off (leave new commands to the next
+               CommandPoll) | bad expired|future|lifetime|short-nonce|wrong-terminal|
+               bad-signature|old-key (a status command failing that check)
+  settlement   oob (the next new batch is OutOfBalance) | lose-ack (settle the next new batch,
+               close instead of answering) | reject (the next new batch: SETTLEMENT_REJECTED) |
+               reject-detail (the next upload as if it did not hash) | window N |
+               ack-delay MS | ack-reverse on|off | drop-at-chunk N (store it, close unanswered)
+  other        lose activation|deactivation (do it, close unanswered) | bad-grant (once: a
+               schedule without a default rule) | advices refuse|take | early-push (once: a
+               command before the HelloAck, which the page forbids) | stray (push a
+               HeartbeatAck, answer a request never made) | garbage too-large|zero|
+               unknown-body|other-terminal (a frame the terminal must refuse) | quit
 """
 
 import argparse
