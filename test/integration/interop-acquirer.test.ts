@@ -602,6 +602,22 @@ describe('an acquirer in Python written from docs/protocol.md', () => {
     expect(done.totals).toEqual(asWire(batch.totals!));
   });
 
+  it('a BatchAck with an amount beyond 2^53 - 1 is PROTOCOL_MALFORMED; the resend settles', async () => {
+    tell('huge-totals');
+    await waitFor(() => events('control').some((l) => l.word === 'huge-totals'), 'armed');
+    sell([4_200]);
+    const first = await agent.settleNow('huge totals');
+    expect(first.error).toMatchObject({ code: 'PROTOCOL_MALFORMED' });
+    const id = first.pending[0]!;
+    expect(agent.core.store.batches.get(id)!.state).toBe('sent');
+    await settle(id);
+    const batch = agent.core.store.batches.get(id)!;
+    expect(batch.state).toBe('acked');
+    const seen = events('batch').filter((l) => l.batch_id === id);
+    expect(seen.map((l) => l.duplicate)).toEqual([false, true]);
+    expect(batch.settlementId).toBe(seen[0]!.settlement_id);
+  });
+
   it('remote witness: a data directory put back is told behind, locks itself and settles nothing', async () => {
     sell([3_300]); // the open batch has a row to settle
     await agent.stop();

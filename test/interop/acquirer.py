@@ -26,7 +26,8 @@ Control, one line at a time on stdin (commands go to the terminal connected last
   settlement   oob (the next new batch is OutOfBalance) | lose-ack (settle the next new batch,
                close instead of answering) | reject (the next new batch: SETTLEMENT_REJECTED) |
                reject-detail (the next upload as if it did not hash) | window N |
-               ack-delay MS | ack-reverse on|off | drop-at-chunk N (store it, close unanswered)
+               ack-delay MS | ack-reverse on|off | drop-at-chunk N (store it, close unanswered) |
+               huge-totals (once: a BatchAck with net_amount 2^53)
   other        lose activation|deactivation (do it, close unanswered) | bad-grant (once: a
                schedule without a default rule) | advices refuse|take | early-push (once: a
                command before the HelloAck, which the page forbids) | stray (push a
@@ -312,6 +313,7 @@ class Acquirer:
         self.advice_limit = 20_000  # an offline sale above this is declined (AMOUNT_LIMIT)
         self.refuse_advices = False
         self.bad_grant = False  # once: a grant whose fee schedule has no default rule
+        self.huge_totals = False  # once: a BatchAck whose net_amount is 2^53
 
     # -------------------------------------------------------------- the link
 
@@ -612,10 +614,15 @@ class Acquirer:
              settlement_id=known["settlement_id"], duplicate=duplicate, lost_ack=lose)
         if lose:
             return "close"
+        answered = known["totals"]
+        with self.lock:
+            huge, self.huge_totals = self.huge_totals, False
+        if huge:  # against the page: a net amount of 2^53, beyond what int64 may carry here
+            answered = dict(answered, net_amount=1 << 53)
         # BatchAck: batch_id 1, digest 2, settlement_id 3, duplicate 4, acquirer_totals 5
         return BATCH_ACK, (f_bytes(1, batch_id) + f_bytes(2, digest)
                            + f_bytes(3, known["settlement_id"]) + f_int(4, duplicate)
-                           + f_msg(5, encode_totals(known["totals"])))
+                           + f_msg(5, encode_totals(answered)))
 
     def chunk(self, cn, m):
         # BatchDetailChunk: batch_id 1, digest 2, chunk_index 3, chunk_count 4, rows 5
@@ -807,6 +814,8 @@ class Acquirer:
                 self.early_push = True
             elif word == "advices":  # advices refuse|take
                 self.refuse_advices = rest == "refuse"
+            elif word == "huge-totals":
+                self.huge_totals = True
             elif word == "bad-grant":
                 self.bad_grant = True
             elif word == "hold":  # hold on|off: leave new commands to the next CommandPoll
