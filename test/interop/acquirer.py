@@ -2,8 +2,8 @@
 """An acquirer host written from docs/protocol.md and pos.proto's field numbers alone.
 
 Python 3 standard library only: mutual TLS with the ssl module (the terminal id is the client
-certificate CN), its own framing and protobuf varint / length-delimited coding, nothing generated
-and nothing of this repository. Ed25519 (the command key, the terminal's signed results) goes
+certificate CN), its own framing, protobuf varint / length-delimited coding by hand (pbwire.py,
+shared with the interop payment app), nothing generated and nothing of the agent's code. Ed25519 (the command key, the terminal's signed results) goes
 through the `openssl` command line (OpenSSL 3), with keys in files.
 
 It activates terminals by code (each code once; a lost answer granted again), answers Hello
@@ -49,96 +49,9 @@ import uuid
 
 MAX_FRAME = 1 << 20  # the terminal's default maximum; we must not send more
 
-# ------------------------------------------------------------------ protobuf, by hand
+# ------------------------------------------------------------------ protobuf, by hand (pbwire.py)
 
-VARINT, LEN = 0, 2
-
-
-def varint(n):
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def f_int(field, value):
-    """int64 / int32 / bool; the zero value is left out, as proto3 does."""
-    return varint(field << 3 | VARINT) + varint(int(value)) if value else b""
-
-
-def f_bytes(field, value):
-    if not value:
-        return b""
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return varint(field << 3 | LEN) + varint(len(data)) + data
-
-
-def f_msg(field, encoded):
-    """An embedded message: written even when empty (a oneof body kind must be seen)."""
-    return varint(field << 3 | LEN) + varint(len(encoded)) + encoded
-
-
-def read_varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, i
-        shift += 7
-
-
-def parse(buf):
-    """Field number -> list of raw values (int for varints, bytes otherwise)."""
-    fields = {}
-    i = 0
-    while i < len(buf):
-        k, i = read_varint(buf, i)
-        field, wire = k >> 3, k & 7
-        if wire == VARINT:
-            v, i = read_varint(buf, i)
-            if v >= 1 << 63:
-                v -= 1 << 64
-        elif wire == LEN:
-            n, i = read_varint(buf, i)
-            v = bytes(buf[i:i + n])
-            if len(v) != n:
-                raise ValueError("truncated field %d" % field)
-            i += n
-        elif wire == 1:
-            v, i = bytes(buf[i:i + 8]), i + 8
-        elif wire == 5:
-            v, i = bytes(buf[i:i + 4]), i + 4
-        else:
-            raise ValueError("wire type %d" % wire)
-        fields.setdefault(field, []).append(v)
-    return fields
-
-
-def one(f, n, default=None):
-    v = f.get(n)
-    return v[-1] if v else default
-
-
-def s(f, n):
-    v = one(f, n)
-    return v.decode("utf-8") if v is not None else ""
-
-
-def i(f, n):
-    return one(f, n, 0)
-
-
-def b(f, n):
-    return one(f, n, b"")
+from pbwire import b, f_bytes, f_int, f_msg, i, one, parse, s  # noqa: E402
 
 
 # ------------------------------------------------------------------ the messages we use

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A payment app written from docs/protocol.md ("Payment app socket") alone.
 
-Python 3 standard library only: its own protobuf varint and length-delimited encoding from the
-field numbers on that page, its own framing, nothing generated and nothing of this repository.
+Python 3 standard library only: protobuf varint and length-delimited coding by hand (pbwire.py,
+shared with the interop acquirer) from the field numbers on that page, its own framing, nothing
+generated and nothing of the agent's code.
 It drives one agent through the socket and prints one JSON object per line (each with "step"),
 which test/integration/interop-payment-app.test.ts checks.
 
@@ -17,102 +18,10 @@ import time
 
 MAX_FRAME = 65536  # the payment-app socket's fixed maximum payload
 
-# ------------------------------------------------------------------ protobuf, by hand
+# ------------------------------------------------------------------ protobuf, by hand (pbwire.py)
 
-WIRE_VARINT = 0
-WIRE_LEN = 2
-
-
-def varint(n):
-    if n < 0:
-        n += 1 << 64  # int64: a negative value is its two's complement, 10 bytes
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def key(field, wire):
-    return varint(field << 3 | wire)
-
-
-def f_int(field, value):
-    """An int64/int32/bool field; zero is left out, as proto3 does."""
-    if not value:
-        return b""
-    return key(field, WIRE_VARINT) + varint(int(value))
-
-
-def f_str(field, value):
-    if value is None or len(value) == 0:
-        return b""
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return key(field, WIRE_LEN) + varint(len(data)) + data
-
-
-def f_msg(field, encoded):
-    """An embedded message: always written when given, even empty (a body kind)."""
-    if encoded is None:
-        return b""
-    return key(field, WIRE_LEN) + varint(len(encoded)) + encoded
-
-
-def read_varint(buf, i):
-    shift = 0
-    n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, i
-        shift += 7
-
-
-def parse(buf):
-    """Field number -> list of raw values (int for varints, bytes for length-delimited)."""
-    fields = {}
-    i = 0
-    while i < len(buf):
-        k, i = read_varint(buf, i)
-        field, wire = k >> 3, k & 7
-        if wire == WIRE_VARINT:
-            v, i = read_varint(buf, i)
-            if v >= 1 << 63:
-                v -= 1 << 64
-        elif wire == WIRE_LEN:
-            n, i = read_varint(buf, i)
-            v = bytes(buf[i : i + n])
-            i += n
-        elif wire == 1:
-            v = bytes(buf[i : i + 8])
-            i += 8
-        elif wire == 5:
-            v = bytes(buf[i : i + 4])
-            i += 4
-        else:
-            raise ValueError("wire type %d" % wire)
-        fields.setdefault(field, []).append(v)
-    return fields
-
-
-def one(fields, n, default=None):
-    v = fields.get(n)
-    return v[-1] if v else default
-
-
-def s(fields, n):
-    v = one(fields, n)
-    return v.decode("utf-8") if v is not None else ""
-
-
-def i(fields, n):
-    return one(fields, n, 0)
+from pbwire import f_int, f_msg, i, one, parse, s  # noqa: E402
+from pbwire import f_bytes as f_str  # noqa: E402
 
 
 # ------------------------------------------------------------------ the messages on the page
