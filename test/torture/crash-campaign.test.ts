@@ -16,7 +16,7 @@
  *
  * TORTURE_KILLS (default 50) scales it; TORTURE_SEED replays a run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -163,6 +163,23 @@ describe(`crash campaign (${KILLS} kills, seed ${SEED})`, () => {
       if (mix.lockIssued) mix.issue('unlock');
       const last = LoadProcess.spawn({ config, run: KILLS, seed: SEED, idle: true });
       await last.waitFor((e) => e.ready === true, 30_000);
+      // Commands queued for the terminal while it was down (a settle-now among them) arrive on
+      // its first poll and may start a settlement of their own: everything the acquirer still
+      // holds is applied first, so "everything settled" is not judged before one of them lands.
+      const owed = Math.max(
+        0,
+        ...sim.ledger
+          .commands(TERMINAL)
+          .filter((c) => c.expiresAt > Date.now() + 10_000) // one about to expire may never land
+          .map((c) => c.counter),
+      );
+      await vi.waitFor(
+        async () => {
+          const s = await last.ask({ op: 'status' }, 'status');
+          expect(Number(s.commandCounter)).toBeGreaterThanOrEqual(owed);
+        },
+        { timeout: 30_000, interval: 100 },
+      );
       const settled = await last.ask({ op: 'settle-all', timeoutMs: 60_000 }, 'settledAll', 90_000);
       expect(settled, JSON.stringify(settled)).toMatchObject({ settledAll: true });
       await last.ask({ op: 'stop' }, 'stopped');
