@@ -16,7 +16,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
@@ -36,6 +35,7 @@ import { Store } from '../../storage/store.ts';
 import { openCore } from '../../agent/runtime/core.ts';
 import { activateForTest } from '../fixtures/core.ts';
 import { JournalAuditor, checkLedger } from '../fixtures/journal-audit.ts';
+import { sha } from '../fixtures/journal-faults.ts';
 import type { LoadProcess } from '../fixtures/load-process.ts';
 import { CommandMix, agentConfig, envInt, rng, type Rng } from '../fixtures/torture-env.ts';
 import { buildShim, materialize, readImage, shimEnv } from '../fixtures/powercut/image.ts';
@@ -66,8 +66,6 @@ async function workFor(ms: number, mix: CommandMix, r: Rng): Promise<void> {
     if (performance.now() < end && r.chance(0.5)) mix.issue();
   }
 }
-
-const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** What the run's events say was used: a key that signed or tokenized something acknowledged. */
 function used(p: LoadProcess): Set<KeyFile> {
